@@ -1,0 +1,61 @@
+# seqapps — every target creates .venv and installs the project into it when needed.
+#   make test              the test suite (what CI runs)
+#   make train-translate   the main job: trains on the offline embedded corpus, prints BLEU, exports
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+APPS := translate sentiment speech forecast
+OUT ?=
+CONFIG ?=
+DATA ?=
+MODEL ?=
+ARGS ?=
+
+.PHONY: help install test test-fast lint format bench clean adding $(addprefix train-,$(APPS)) $(addprefix export-,$(APPS)) $(addprefix evaluate-,$(APPS))
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+	@echo "train-APP / evaluate-APP / export-APP for APP in: $(APPS)"
+	@echo "variables: CONFIG=file.yaml DATA=spec OUT=dir MODEL=dir ARGS='--set key=value ...'"
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,offline]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project (with dev and offline-data extras)
+
+test: $(STAMP)  ## run the test suite
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)  ## the test suite without the slow end-to-end runs
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(VENV)/bin/ruff check seqapps tests
+	$(VENV)/bin/ruff format --check seqapps tests
+
+format: $(STAMP)  ## ruff format
+	$(VENV)/bin/ruff format seqapps tests
+	$(VENV)/bin/ruff check --fix seqapps tests
+
+bench: $(STAMP)  ## benchmarks: custom cells vs Keras built-ins, shipped models (writes bench/results.md)
+	$(PY) -m seqapps bench all
+
+adding: $(STAMP)  ## the adding problem (long-range memory) for RNN/LSTM/GRU, with gradient-norm plot
+	$(PY) -m seqapps.experiments.adding $(ARGS)
+
+train-%: $(STAMP)  ## train APP (CONFIG=, DATA=, OUT=, ARGS=)
+	$(PY) -m seqapps train $* $(if $(CONFIG),--config $(CONFIG)) $(if $(DATA),--set data=$(DATA)) $(if $(OUT),--out $(OUT)) $(ARGS)
+
+evaluate-%: $(STAMP)  ## evaluate APP (MODEL=, DATA=)
+	$(PY) -m seqapps evaluate $* $(if $(MODEL),--model $(MODEL)) $(if $(DATA),--data $(DATA)) $(ARGS)
+
+export-%: $(STAMP)  ## export APP to SavedModel + TFLite (MODEL=, OUT=)
+	$(PY) -m seqapps export $* $(if $(MODEL),--model $(MODEL)) $(if $(OUT),--out $(OUT))
+
+clean:  ## remove runs/ and caches (keeps .venv and trained/)
+	rm -rf runs .pytest_cache .ruff_cache

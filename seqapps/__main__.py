@@ -1,0 +1,5 @@
+import sys
+
+from seqapps.cli import main
+
+sys.exit(main())

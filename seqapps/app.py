@@ -1,0 +1,42 @@
+"""The small surface every application implements; the CLI and Makefile only use this."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from seqapps.config import TrainConfig
+
+
+class App:
+    """Base class of an application. Subclasses are registered with `seqapps.registry.register_app`."""
+
+    name = "app"
+    config_class: type[TrainConfig] = TrainConfig
+    default_model_dir = None  # the shipped model, e.g. Path("trained/translate")
+
+    def default_config(self) -> TrainConfig:
+        return self.config_class()
+
+    def tiny_config(self) -> TrainConfig:
+        """A configuration small enough for a test to train in seconds."""
+        raise NotImplementedError
+
+    def train(self, cfg, out_dir: Path, resume: bool = False) -> dict:
+        """Train, evaluate on the test split, export; returns the metrics."""
+        raise NotImplementedError
+
+    def evaluate(self, model_dir: Path, data: str | None = None, **options) -> dict:
+        raise NotImplementedError
+
+    def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("inputs", nargs="*", help="inputs to run the model on")
+
+    def predict(self, model_dir: Path, args: argparse.Namespace) -> None:
+        raise NotImplementedError
+
+    def export(self, model_dir: Path, out_dir: Path | None = None) -> Path:
+        raise NotImplementedError
+
+    def bench(self, model_dir: Path) -> list[dict]:
+        return []

@@ -1,0 +1,123 @@
+"""Command line: ``seqapps train|evaluate|predict|export|bench APP [--config F] [--set key=value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from seqapps import registry
+
+EXAMPLES = """examples:
+  seqapps train translate                          # offline embedded corpus, exports to runs/translate
+  seqapps train translate --config seqapps/translate/configs/spa_eng.yaml --out trained/translate
+  seqapps train translate --set epochs=3 --set data=../shared/data/translation/spa-eng/spa.txt
+  seqapps train translate --resume                 # continue a run that was interrupted
+  seqapps evaluate translate --model trained/translate
+  seqapps predict translate "¿Dónde está la estación?"
+  seqapps export translate --model runs/translate
+  seqapps bench layers
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("app", help=f"application: {', '.join(registry.available())}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqapps", description="Train, evaluate, run and export recurrent-network applications.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model, evaluate it on the test split and export it")
+    _common(p)
+    p.add_argument("--config", help="YAML file of config values (see the app's configs/ folder)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
+    p.add_argument("--tiny", action="store_true", help="start from the app's tiny test configuration")
+    p.add_argument("--out", type=Path, help="output folder (default runs/APP)")
+    p.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint in --out")
+
+    p = sub.add_parser("evaluate", help="evaluate a trained model on a data set's test split")
+    _common(p)
+    p.add_argument("--model", type=Path, help="model folder (default: the shipped trained/APP)")
+    p.add_argument("--data", help="data spec to evaluate on (default: the one the model was trained on)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="evaluation option")
+
+    p = sub.add_parser("predict", help="run a trained model on inputs", add_help=False)
+    _common(p)
+
+    p = sub.add_parser("export", help="export a trained model to SavedModel and TFLite")
+    _common(p)
+    p.add_argument("--model", type=Path, help="trained model folder (default runs/APP)")
+    p.add_argument("--out", type=Path, help="export folder (default: the model folder)")
+
+    p = sub.add_parser("bench", help="benchmarks (layers: custom cells vs Keras built-ins)")
+    p.add_argument("app", nargs="?", default="all", help="'layers', an app name, or 'all'")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    return parser
+
+
+def _model_dir(app, given):
+    if given is not None:
+        return given
+    return Path(app.default_model_dir) if app.default_model_dir else Path("runs") / app.name
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv[:1] == ["predict"]:
+        return _predict(argv[1:])
+    args = parser.parse_args(argv)
+    from seqapps import config as config_lib
+
+    try:
+        if args.command == "bench":
+            from seqapps import bench
+
+            return bench.main(args.app, quick=args.quick)
+        app = registry.get_app(args.app)
+        if args.command == "train":
+            cfg = app.tiny_config() if args.tiny else app.default_config()
+            cfg = config_lib.load(cfg, args.config, args.set)
+            out = args.out or Path("runs") / app.name
+            app.train(cfg, out, resume=args.resume)
+        elif args.command == "evaluate":
+            options = config_lib.parse_overrides(args.set)
+            app.evaluate(_model_dir(app, args.model), data=args.data, **options)
+        elif args.command == "export":
+            model = args.model or Path("runs") / app.name
+            app.export(model, args.out)
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError, UnicodeDecodeError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"seqapps {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _predict(argv) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: seqapps predict APP [--model DIR] INPUTS... (seqapps predict APP --help for the app's options)")
+        print(f"apps: {', '.join(registry.available())}")
+        return 0
+    try:
+        app = registry.get_app(argv[0])
+    except KeyError as exc:
+        print(f"seqapps predict: error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog=f"seqapps predict {app.name}")
+    parser.add_argument("--model", type=Path, help="model folder (default: the shipped trained/APP)")
+    app.add_predict_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        app.predict(_model_dir(app, args.model), args)
+    except (ValueError, FileNotFoundError, UnicodeDecodeError) as exc:
+        print(f"seqapps predict: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""``metadata.json`` written next to every exported model: versions, config, data, sizes, parity."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import platform
+from pathlib import Path
+
+from seqapps.export.atomic import atomic_write_text
+
+
+def versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    import seqapps
+
+    out = {"seqapps": seqapps.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+           "python": platform.python_version()}
+    try:
+        from importlib.metadata import version
+
+        out["ai_edge_litert"] = version("ai-edge-litert")
+    except Exception:  # noqa: BLE001 - optional
+        pass
+    return out
+
+
+def file_sizes(root) -> dict:
+    root = Path(root)
+    sizes = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.name.startswith("."):
+            sizes[str(p.relative_to(root))] = p.stat().st_size
+    return sizes
+
+
+def write(path, **fields) -> dict:
+    data = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions()}
+    for k, v in fields.items():
+        data[k] = dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=_default) + "\n")
+    return data
+
+
+def read(path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,99 @@
+"""TFLite (LiteRT) export with builtin ops only, and a runner on `ai_edge_litert`.
+
+Recipe (verified with TF 2.21 / ai-edge-litert 2.3): save a `tf.Module` whose functions have a
+static batch-1 input signature as a SavedModel, convert from that SavedModel (this freezes the
+variables), allow only ``TFLITE_BUILTINS``. The recurrent loop becomes a builtin ``WHILE``.
+
+Variants:
+    float32   no optimisation
+    float16   weights stored as float16 (for the GPU delegate)
+    dynamic   dynamic-range quantisation: int8 weights, float activations
+    int8      full integer quantisation of the ops that have int8 kernels, calibrated on a
+              representative dataset; float input/output (ops without int8 kernels stay float)
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+VARIANTS = ("float32", "float16", "dynamic", "int8")
+FILE_NAMES = {"float32": "model.tflite", "float16": "model_float16.tflite", "dynamic": "model_dynamic.tflite",
+              "int8": "model_int8.tflite"}
+
+
+class ExportError(RuntimeError):
+    """A TFLite conversion that did not produce a builtin-only model."""
+
+
+def convert(saved_model_dir, variant: str = "float32", signature_keys=None, representative_dataset=None) -> bytes:
+    """Convert a SavedModel to a TFLite flatbuffer of the given variant (builtin ops only)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown TFLite variant {variant!r}; choose one of {VARIANTS}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=signature_keys)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if variant == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant == "int8":
+        if representative_dataset is None:
+            raise ValueError("the int8 variant needs a representative_dataset")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    try:
+        return converter.convert()
+    except Exception as exc:  # the converter raises ConverterError and friends
+        raise ExportError(f"TFLite {variant} conversion of {saved_model_dir} failed (builtin ops only): {exc}") from exc
+
+
+def convert_module(module: tf.Module, signatures: dict, variant="float32", representative_dataset=None) -> bytes:
+    """Save ``module`` with ``signatures`` (static shapes) to a temporary SavedModel and convert it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tf.saved_model.save(module, tmp, signatures=signatures)
+        keys = list(signatures)
+        return convert(tmp, variant, signature_keys=keys, representative_dataset=representative_dataset)
+
+
+def interpreter(model, num_threads: int = 1):
+    """An `ai_edge_litert` interpreter for a path or flatbuffer bytes."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    if isinstance(model, (bytes, bytearray)):
+        interp = Interpreter(model_content=bytes(model), num_threads=num_threads)
+    else:
+        interp = Interpreter(model_path=str(model), num_threads=num_threads)
+    interp.allocate_tensors()
+    return interp
+
+
+def run(interp, signature: str | None = None, **inputs) -> dict:
+    """Run one signature of an interpreter with named inputs; returns named outputs."""
+    sigs = interp.get_signature_list()
+    if signature is None:
+        if len(sigs) != 1:
+            raise ValueError(f"model has signatures {sorted(sigs)}; name one")
+        signature = next(iter(sigs))
+    runner = interp.get_signature_runner(signature)
+    details = runner.get_input_details()
+    feed = {k: np.asarray(v, dtype=details[k]["dtype"]) for k, v in inputs.items()}
+    return runner(**feed)
+
+
+def op_names(model) -> set[str]:
+    """Builtin op names used by a flatbuffer (from the TFLite analyzer's report)."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    content = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
+    with contextlib.redirect_stdout(buf):
+        tf.lite.experimental.Analyzer.analyze(model_content=bytes(content))
+    import re
+
+    return set(re.findall(r"Op#\d+ (\w+)\(", buf.getvalue()))

@@ -1,0 +1,42 @@
+"""Shared recurrent layers of seqapps, written from their equations.
+
+Cells (Keras cell contract, weight-compatible with the Keras built-ins):
+    SimpleRNNCell, LSTMCell, GRUCell
+Layers:
+    RNN (keras.layers.RNN with a fast path for these cells), SimpleRNN, LSTM, GRU
+Attention:
+    BahdanauAttention (additive), LuongAttention (multiplicative)
+"""
+
+from seqapps.layers.attention import BahdanauAttention, LuongAttention
+from seqapps.layers.base import RNN, RecurrentCell, RecurrentLayer
+from seqapps.layers.gru import GRU, GRUCell
+from seqapps.layers.lstm import LSTM, LSTMCell
+from seqapps.layers.simple_rnn import SimpleRNN, SimpleRNNCell
+
+CELLS = {"rnn": SimpleRNNCell, "simple_rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
+ATTENTION = {"additive": BahdanauAttention, "bahdanau": BahdanauAttention, "multiplicative": LuongAttention,
+             "luong": LuongAttention}
+
+
+def make_cell(kind: str, units: int, **kwargs):
+    """Cell by name: ``"rnn"``/``"simple_rnn"``, ``"lstm"`` or ``"gru"``."""
+    try:
+        cls = CELLS[kind.lower()]
+    except KeyError:
+        raise ValueError(f"Unknown cell type {kind!r}; choose one of {sorted(CELLS)}.") from None
+    return cls(units, **kwargs)
+
+
+def make_attention(kind: str, units: int):
+    """Attention by name: ``"additive"`` (Bahdanau) or ``"multiplicative"`` (Luong, general score)."""
+    key = kind.lower()
+    if key not in ATTENTION:
+        raise ValueError(f"Unknown attention {kind!r}; choose one of {sorted(ATTENTION)}.")
+    return BahdanauAttention(units) if ATTENTION[key] is BahdanauAttention else LuongAttention()
+
+
+__all__ = [
+    "RNN", "RecurrentCell", "RecurrentLayer", "SimpleRNNCell", "SimpleRNN", "LSTMCell", "LSTM",
+    "GRUCell", "GRU", "BahdanauAttention", "LuongAttention", "make_cell", "make_attention", "CELLS",
+]

@@ -1,0 +1,302 @@
+"""The translation app: train, evaluate, predict, export."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from seqapps import config as config_lib
+from seqapps.app import App
+from seqapps.registry import register_app
+from seqapps.translate.config import TranslateConfig, tiny
+
+SAMPLES = ["¿Dónde está la estación?", "Tengo hambre.", "Ella no come las manzanas rojas.",
+           "¿Compraste el coche nuevo?", "Los gatos negros son pequeños."]
+
+
+@register_app("translate")
+class TranslateApp(App):
+    config_class = TranslateConfig
+    default_model_dir = Path("trained/translate")
+
+    def tiny_config(self):
+        return tiny()
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, cfg):
+        from seqapps.translate import data, text
+
+        t0 = time.time()
+        corp = data.load_corpus(cfg)
+        splits = data.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)
+        train_src = data.tokenize_all([s for s, _ in splits["train"]])
+        train_tgt = data.tokenize_all([t for _, t in splits["train"]])
+        src_vocab = text.build_vocabulary(train_src, cfg.src_vocab_size)
+        tgt_vocab = text.build_vocabulary(train_tgt, cfg.tgt_vocab_size)
+
+        def encoded(pairs, src_tok=None, tgt_tok=None):
+            src_tok = src_tok or data.tokenize_all([s for s, _ in pairs])
+            tgt_tok = tgt_tok or data.tokenize_all([t for _, t in pairs])
+            keep = [i for i, (s, t) in enumerate(zip(src_tok, tgt_tok))
+                    if 0 < len(s) <= cfg.max_src_len and 0 < len(t) <= cfg.max_tgt_len]
+            src = data.encode([src_tok[i] for i in keep], src_vocab)
+            tgt = data.encode([tgt_tok[i] for i in keep], tgt_vocab, add_start_end=True)
+            return src, tgt, len(pairs) - len(keep)
+
+        tr_src, tr_tgt, tr_drop = encoded(splits["train"], train_src, train_tgt)
+        va_src, va_tgt, _ = encoded(splits["val"])
+        info = {"spec": corp.spec, "pairs": len(corp.pairs), "skipped_lines": corp.skipped_lines,
+                "train_pairs": len(splits["train"]), "val_pairs": len(splits["val"]),
+                "test_pairs": len(splits["test"]), "train_pairs_dropped_too_long": tr_drop,
+                "src_vocab": len(src_vocab), "tgt_vocab": len(tgt_vocab)}
+        print(f"[translate] data {corp.spec}: {len(corp.pairs)} pairs -> train {len(splits['train'])} / "
+              f"val {len(splits['val'])} / test {len(splits['test'])} (grouped by source sentence); "
+              f"vocab {len(src_vocab)}/{len(tgt_vocab)}; {time.time() - t0:.1f}s"
+              + (f"; skipped {corp.skipped_lines} malformed lines" if corp.skipped_lines else ""))
+        train_ds = data.make_dataset(tr_src, tr_tgt, cfg.batch_size, shuffle=True, seed=cfg.seed)
+        val_ds = data.make_dataset(va_src, va_tgt, cfg.batch_size, shuffle=False, seed=cfg.seed)
+        return splits, src_vocab, tgt_vocab, train_ds, val_ds, info
+
+    # ------------------------------------------------------------------ train
+    def train(self, cfg, out_dir, resume=False):
+        import keras
+
+        from seqapps import training
+        from seqapps.translate import model as model_lib
+        from seqapps.translate import text
+
+        out_dir = Path(out_dir)
+        training.set_seed(cfg.seed)
+        splits, src_vocab, tgt_vocab, train_ds, val_ds, info = self.prepare(cfg)
+        model = model_lib.build_model(cfg, len(src_vocab), len(tgt_vocab))
+        model.compile(optimizer=training.make_optimizer(cfg), loss=model_lib.masked_loss,
+                      metrics=[model_lib.masked_accuracy])
+        print(f"[translate] model: {model.count_params():,} parameters (GRU units {cfg.units}, "
+              f"{cfg.attention} attention)")
+        history = training.fit(model, train_ds, val_ds, cfg, out_dir / "run", resume=resume)
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "assets").mkdir(exist_ok=True)
+        model.save(out_dir / "model.keras")
+        config_lib.save(cfg, out_dir / "config.yaml")
+        text.write_vocab(out_dir / "assets" / "src_vocab.txt", src_vocab)
+        text.write_vocab(out_dir / "assets" / "tgt_vocab.txt", tgt_vocab)
+        (out_dir / "assets" / "tokenizer.json").write_text(json.dumps(
+            {"max_src_len": cfg.max_src_len, "max_tgt_len": cfg.max_tgt_len, "lowercase": True,
+             "unicode": "NFC", "split": "every character that is not a letter, digit, apostrophe or space",
+             "pad_id": text.PAD_ID, "unk_id": text.UNK_ID, "start_id": text.START_ID, "end_id": text.END_ID},
+            indent=2) + "\n")
+        test = splits["test"][: cfg.eval_examples or None]
+        (out_dir / "run" / "test_pairs.json").write_text(json.dumps(test, ensure_ascii=False))
+        scores = self._score(self._module(model, cfg, src_vocab, tgt_vocab), test, cfg)
+        train_info = {"data": info, "epochs_run": len(history.history.get("loss", [])),
+                      "train_seconds": round(history.train_seconds, 1),
+                      "final": {k: float(v[-1]) for k, v in history.history.items()}, "test": scores}
+        (out_dir / "run" / "train_info.json").write_text(json.dumps(train_info, indent=2))
+        training.clear_backup(out_dir / "run")
+        self.export(out_dir, out_dir, model=model, cfg=cfg, test_pairs=test, train_info=train_info)
+        keras.backend.clear_session()
+        return scores
+
+    # ------------------------------------------------------------------ helpers
+    def _module(self, model, cfg, src_vocab, tgt_vocab):
+        from seqapps.translate.serving import TranslateModule
+
+        return TranslateModule(model, src_vocab, tgt_vocab, cfg.max_src_len, cfg.max_tgt_len, cfg.beam_width,
+                               cfg.length_penalty)
+
+    @staticmethod
+    def translate_batch(fn, sentences, batch_size=64, key="translation"):
+        import tensorflow as tf
+
+        out = []
+        for i in range(0, len(sentences), batch_size):
+            res = fn(tf.constant(sentences[i : i + batch_size]))
+            out.extend(x.decode("utf-8") for x in res[key].numpy())
+        return out
+
+    def _score(self, module, pairs, cfg, samples=5):
+        import sacrebleu
+
+        sources = [s for s, _ in pairs]
+        refs = [t for _, t in pairs]
+        t0 = time.time()
+        beam = self.translate_batch(module.translate, sources)
+        beam_s = time.time() - t0
+        greedy = self.translate_batch(module.translate_details, sources)
+        result = {"examples": len(pairs), "beam_width": cfg.beam_width,
+                  "bleu_beam": round(sacrebleu.corpus_bleu(beam, [refs]).score, 2),
+                  "bleu_beam_lowercase": round(sacrebleu.corpus_bleu(beam, [refs], lowercase=True).score, 2),
+                  "chrf_beam": round(sacrebleu.corpus_chrf(beam, [refs]).score, 2),
+                  "bleu_greedy": round(sacrebleu.corpus_bleu(greedy, [refs]).score, 2),
+                  "chrf_greedy": round(sacrebleu.corpus_chrf(greedy, [refs]).score, 2),
+                  "beam_sentences_per_s": round(len(pairs) / max(beam_s, 1e-9), 1)}
+        print(f"[translate] test split ({len(pairs)} pairs): sacreBLEU {result['bleu_beam']} (beam {cfg.beam_width}), "
+              f"{result['bleu_greedy']} (greedy); chrF {result['chrf_beam']}")
+        for s, r, h in list(zip(sources, refs, beam))[:samples]:
+            print(f"  src: {s}\n  ref: {r}\n  out: {h}")
+        return result
+
+    # ------------------------------------------------------------------ export
+    def export(self, model_dir, out_dir=None, model=None, cfg=None, test_pairs=None, train_info=None):
+        import keras
+        import sacrebleu
+        import tensorflow as tf
+
+        from seqapps.export import metadata, saved_model, tflite
+        from seqapps.translate import text
+        from seqapps.translate.serving import TFLiteModule
+        from seqapps.translate.tflite_runtime import TFLiteTranslator
+
+        model_dir = Path(model_dir)
+        out_dir = Path(out_dir or model_dir)
+        if not (model_dir / "model.keras").is_file():
+            raise FileNotFoundError(f"{model_dir / 'model.keras'} not found; train first (make train-translate)")
+        cfg = cfg or config_lib.read(TranslateConfig, model_dir / "config.yaml")
+        model = model or keras.saving.load_model(model_dir / "model.keras", compile=False)
+        src_vocab = text.read_vocab(model_dir / "assets" / "src_vocab.txt")
+        tgt_vocab = text.read_vocab(model_dir / "assets" / "tgt_vocab.txt")
+        if test_pairs is None:
+            test_pairs = json.loads((model_dir / "run" / "test_pairs.json").read_text())
+        if train_info is None and (model_dir / "run" / "train_info.json").exists():
+            train_info = json.loads((model_dir / "run" / "train_info.json").read_text())
+        if out_dir != model_dir:
+            import shutil
+
+            shutil.copytree(model_dir / "assets", out_dir / "assets", dirs_exist_ok=True)
+
+        module = self._module(model, cfg, src_vocab, tgt_vocab)
+        sm_path = saved_model.write(module, out_dir, module.signatures(), version=1)
+        print(f"[translate] SavedModel -> {sm_path}")
+
+        # TFLite: float32 and dynamic-range, checked against the Keras greedy decoder
+        sentences = [s for s, _ in test_pairs][: cfg.tflite_eval_examples]
+        refs = [t for _, t in test_pairs][: cfg.tflite_eval_examples]
+        keras_greedy = self._keras_greedy_ids(module, sentences)
+        lite_module = TFLiteModule(model, cfg.max_src_len)
+        report = {}
+        for variant in ("float32", "dynamic"):
+            blob = tflite.convert_module(lite_module, lite_module.signatures(), variant)
+            path = out_dir / tflite.FILE_NAMES[variant]
+            from seqapps.export.atomic import atomic_write_bytes
+
+            atomic_write_bytes(path, blob)
+            runner = TFLiteTranslator(out_dir, path.name)
+            ids = [runner.greedy_ids(s) for s in sentences]
+            hyps = [text.py_detokenize([tgt_vocab[i] for i in seq]) for seq in ids]
+            same = sum(a == b for a, b in zip(ids, keras_greedy))
+            enc_ids, _, _ = runner.source_ids(sentences[0])
+            k_enc = lite_module.encode(tf.constant(enc_ids))
+            l_enc = runner._encode(source_ids=enc_ids)
+            diff = float(np.max(np.abs(k_enc["encoder_outputs"].numpy() - l_enc["encoder_outputs"])))
+            report[variant] = {"file": path.name, "bytes": path.stat().st_size,
+                               "ops": sorted(tflite.op_names(blob)),
+                               "greedy_identical_to_keras": f"{same}/{len(sentences)}",
+                               "encoder_max_abs_diff": diff,
+                               "bleu_greedy": round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2)}
+            print(f"[translate] TFLite {variant}: {path.name} {path.stat().st_size / 1e6:.1f} MB, greedy output "
+                  f"identical to Keras on {same}/{len(sentences)} sentences, BLEU {report[variant]['bleu_greedy']}, "
+                  f"encoder max |diff| {diff:.2e}")
+        keras_bleu = sacrebleu.corpus_bleu(
+            [text.py_detokenize([tgt_vocab[i] for i in seq]) for seq in keras_greedy], [refs]).score
+        report["keras_greedy_bleu_same_sentences"] = round(keras_bleu, 2)
+        report["dynamic_bleu_change"] = round(report["dynamic"]["bleu_greedy"] - report["float32"]["bleu_greedy"], 2)
+        metadata.write(out_dir / "metadata.json", app="translate", config=cfg, data_spec=cfg.data,
+                       direction=cfg.direction, training=train_info, tflite=report,
+                       saved_model={"path": str(sm_path.relative_to(out_dir)),
+                                    "signatures": {"serving_default": "text (string [None]) -> translation (string [None])",
+                                                   "translate_details": "text -> translation, tokens, attention, source_tokens, truncated"}},
+                       files=metadata.file_sizes(out_dir))
+        return sm_path
+
+    def _keras_greedy_ids(self, module, sentences):
+        import tensorflow as tf
+
+        from seqapps.translate import decoding
+
+        out = []
+        for s in sentences:
+            ids, _, lengths, _ = module.prepare(tf.constant([s]))
+            toks, _ = decoding.greedy(module.model, ids, module.max_tgt_len + 1)
+            seq = [int(t) for t in toks.numpy()[0] if t != 0]
+            out.append(seq if int(lengths[0]) else [])
+        return out
+
+    # ------------------------------------------------------------------ evaluate / predict
+    def _load_serving(self, model_dir):
+        import tensorflow as tf
+
+        from seqapps.export import saved_model
+
+        return tf.saved_model.load(str(saved_model.latest(model_dir)))
+
+    def evaluate(self, model_dir, data=None, **options):
+        import sacrebleu
+
+        from seqapps.translate import data as data_lib
+
+        model_dir = Path(model_dir)
+        cfg = config_lib.read(TranslateConfig, model_dir / "config.yaml")
+        cfg = config_lib.apply(cfg, options, "evaluate --set")
+        if data:
+            cfg = config_lib.apply(cfg, {"data": data}, "--data")
+        corp = data_lib.load_corpus(cfg)
+        pairs = data_lib.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)["test"]
+        if cfg.eval_examples:
+            pairs = pairs[: cfg.eval_examples]
+        served = self._load_serving(model_dir)
+        sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
+        t0 = time.time()
+        beam = self.translate_batch(served.signatures["serving_default"], sources)
+        elapsed = time.time() - t0
+        greedy = self.translate_batch(served.signatures["translate_details"], sources)
+        res = {"data": cfg.data, "test_pairs": len(pairs),
+               "bleu_beam": round(sacrebleu.corpus_bleu(beam, [refs]).score, 2),
+               "chrf_beam": round(sacrebleu.corpus_chrf(beam, [refs]).score, 2),
+               "bleu_greedy": round(sacrebleu.corpus_bleu(greedy, [refs]).score, 2),
+               "chrf_greedy": round(sacrebleu.corpus_chrf(greedy, [refs]).score, 2),
+               "sentences_per_s_beam": round(len(pairs) / elapsed, 1)}
+        print(json.dumps(res, indent=2))
+        return res
+
+    def add_predict_arguments(self, parser):
+        parser.add_argument("sentences", nargs="*", help="sentences to translate")
+        parser.add_argument("--file", type=Path, help="a UTF-8 text file, one sentence per line")
+        parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of beam search")
+        parser.add_argument("--attention", action="store_true", help="print the attention of each output token")
+
+    def predict(self, model_dir, args):
+        sentences = list(args.sentences)
+        if args.file:
+            try:
+                sentences += args.file.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{args.file} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        if not sentences:
+            raise ValueError("nothing to translate: give sentences or --file")
+        served = self._load_serving(model_dir)
+        import tensorflow as tf
+
+        details = served.signatures["translate_details"](text=tf.constant(sentences))
+        if args.greedy or args.attention:
+            outs = [x.decode("utf-8") for x in details["translation"].numpy()]
+        else:
+            outs = self.translate_batch(served.signatures["serving_default"], sentences)
+        for i, (s, o) in enumerate(zip(sentences, outs)):
+            if not s.strip():
+                print("(empty input)", file=sys.stderr)
+            if bool(details["truncated"][i]):
+                print(f"note: input longer than the model's limit; translated its first tokens only: {s[:60]!r}",
+                      file=sys.stderr)
+            print(o)
+            if args.attention:
+                src = [t.decode() for t in details["source_tokens"][i].numpy() if t]
+                for tok, row in zip(details["tokens"][i].numpy(), details["attention"][i].numpy()):
+                    if not tok:
+                        break
+                    j = int(np.argmax(row[: len(src)])) if src else 0
+                    print(f"  {tok.decode():>12} <- {src[j] if src else ''} ({row[j]:.2f})")

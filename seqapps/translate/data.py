@@ -1,0 +1,178 @@
+"""Translation data: corpus specs, parsing with clear errors, grouped splits, vocabularies, tf.data.
+
+Data specs (``cfg.data``):
+    default | embedded      the embedded synthetic English–Spanish corpus (offline, see corpus.py)
+    PATH                    a Tatoeba/Anki file: ``English<TAB>Other[<TAB>attribution]`` per line
+    anki:spa-eng            the canonical spa-eng file of the TF NMT tutorial (downloaded and cached, needs internet)
+    tfds:NAME               a tensorflow-datasets translation set, e.g. tfds:ted_hrlr_translate/pt_to_en
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from seqapps.translate import corpus, text
+
+ANKI_URLS = {"spa-eng": "http://storage.googleapis.com/download.tensorflow.org/data/spa-eng.zip"}
+
+
+@dataclasses.dataclass
+class Corpus:
+    pairs: list  # (source, target)
+    spec: str
+    skipped_lines: int = 0
+
+
+def _direction(direction: str) -> tuple[str, str]:
+    parts = [p.strip() for p in direction.split("->")]
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"direction must look like 'spa->eng' or 'eng->spa', got {direction!r}")
+    return parts[0], parts[1]
+
+
+def read_anki(path, on_bad_lines: str = "error") -> tuple[list[tuple[str, str]], int]:
+    """(english, other) pairs of a Tatoeba/Anki file; malformed lines raise or are skipped and counted."""
+    if on_bad_lines not in ("error", "skip"):
+        raise ValueError(f"on_bad_lines must be 'error' or 'skip', got {on_bad_lines!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file {path} not found")
+    raw = path.read_bytes()
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); convert it, "
+            f"e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
+        ) from None
+    pairs, skipped = [], 0
+    for n, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2 or not fields[0].strip() or not fields[1].strip():
+            if on_bad_lines == "error":
+                raise ValueError(
+                    f"{path}:{n}: expected 'English<TAB>Translation[<TAB>attribution]', got {line[:80]!r}; "
+                    f"fix the line or pass --set on_bad_lines=skip"
+                )
+            skipped += 1
+            continue
+        pairs.append((fields[0].strip(), fields[1].strip()))
+    if not pairs:
+        raise ValueError(f"{path}: no sentence pairs found")
+    return pairs, skipped
+
+
+def load_corpus(cfg) -> Corpus:
+    src_lang, _ = _direction(cfg.direction)
+    spec = cfg.data
+    skipped = 0
+    if spec in ("default", "embedded"):
+        en_other = corpus.generate(cfg.embedded_pairs, seed=1234)
+    elif spec.startswith("anki:"):
+        name = spec.split(":", 1)[1]
+        if name not in ANKI_URLS:
+            raise ValueError(f"unknown Anki corpus {name!r}; known: {sorted(ANKI_URLS)} (or give a file path)")
+        import keras
+
+        try:
+            archive = keras.utils.get_file(f"{name}.zip", origin=ANKI_URLS[name], extract=True)
+        except Exception as exc:  # noqa: BLE001 - network errors have many types
+            raise ValueError(f"could not download {ANKI_URLS[name]} ({exc}); pass a local file path instead") from None
+        files = list(Path(archive).parent.rglob(f"{name.split('-')[0]}.txt"))
+        en_other, skipped = read_anki(files[0], cfg.on_bad_lines)
+    elif spec.startswith("tfds:"):
+        pairs = _load_tfds(spec[5:], cfg.direction)
+        return Corpus(pairs, spec)
+    else:
+        en_other, skipped = read_anki(spec, cfg.on_bad_lines)
+    if src_lang.startswith("en"):
+        pairs = en_other
+    else:
+        pairs = [(other, en) for en, other in en_other]
+    if cfg.max_examples:
+        pairs = pairs[: cfg.max_examples]
+    return Corpus(pairs, spec, skipped)
+
+
+def _load_tfds(name: str, direction: str):
+    import tensorflow_datasets as tfds
+
+    src, tgt = _direction(direction)
+    try:
+        ds = tfds.load(name, split="train+validation+test")
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"tensorflow-datasets could not load {name!r} ({exc}); this needs internet or a prepared cache") from None
+    pairs = []
+    for ex in tfds.as_numpy(ds):
+        if src not in ex or tgt not in ex:
+            raise ValueError(f"tfds:{name} has fields {sorted(ex)}; set direction to two of them, e.g. pt->en")
+        pairs.append((ex[src].decode("utf-8"), ex[tgt].decode("utf-8")))
+    return pairs
+
+
+def split_of(source: str, val_fraction: float, test_fraction: float) -> str:
+    """Deterministic split by a hash of the standardised source: a source is never in two splits."""
+    key = " ".join(text.py_tokenize(source)).encode("utf-8")
+    u = int.from_bytes(hashlib.md5(key).digest()[:8], "big") / 2**64
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + val_fraction:
+        return "val"
+    return "train"
+
+
+def split_pairs(pairs, val_fraction, test_fraction) -> dict[str, list]:
+    out = {"train": [], "val": [], "test": []}
+    for pair in pairs:
+        out[split_of(pair[0], val_fraction, test_fraction)].append(pair)
+    for name, items in out.items():
+        if not items:
+            raise ValueError(f"the {name} split is empty ({len(pairs)} pairs); use more data or larger fractions")
+    return out
+
+
+def tokenize_all(sentences: list[str], batch: int = 8192) -> list[list[str]]:
+    out = []
+    for i in range(0, len(sentences), batch):
+        rt = text.tokenize(tf.constant(sentences[i : i + batch]))
+        out.extend([[t.decode("utf-8") for t in row] for row in rt.to_list()])
+    return out
+
+
+def encode(tokens: list[list[str]], vocab: list[str], add_start_end: bool = False) -> list[np.ndarray]:
+    index = {t: i for i, t in enumerate(vocab)}
+    out = []
+    for toks in tokens:
+        ids = [index.get(t, text.UNK_ID) for t in toks]
+        if add_start_end:
+            ids = [text.START_ID] + ids + [text.END_ID]
+        out.append(np.array(ids, np.int32))
+    return out
+
+
+def make_dataset(src_ids, tgt_ids, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """((source, target_in), target_out) batches padded to the longest sequence of each batch."""
+
+    def ragged(seqs):
+        lengths = np.array([len(s) for s in seqs], np.int64)
+        flat = np.concatenate(seqs) if seqs else np.zeros([0], np.int32)
+        return tf.RaggedTensor.from_row_lengths(flat, lengths)
+
+    ds = tf.data.Dataset.from_tensor_slices((ragged(src_ids), ragged(tgt_ids)))
+    if shuffle:
+        ds = ds.shuffle(len(src_ids), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def to_dense(src, tgt):
+        tgt = tgt.to_tensor()
+        return (src.to_tensor(), tgt[:, :-1]), tgt[:, 1:]
+
+    return ds.map(to_dense, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,78 @@
+"""Reference greedy translation loop over a TFLite model with `ai_edge_litert` (no TensorFlow).
+
+This is what a device does: tokenize with the vocabulary files, run ``encode`` once, then
+``decode_step`` until the end token. Usage::
+
+    python -m seqapps.translate.tflite_runtime trained/translate "¿Dónde está la estación?"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from seqapps.translate.text import END_ID, PAD_ID, RESERVED, START_ID, UNK_ID, py_detokenize, py_tokenize
+
+
+def _read_vocab(path):
+    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+class TFLiteTranslator:
+    def __init__(self, model_dir, model_file="model.tflite", num_threads=1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        model_dir = Path(model_dir)
+        spec = json.loads((model_dir / "assets" / "tokenizer.json").read_text(encoding="utf-8"))
+        self.max_src_len, self.max_tgt_len = spec["max_src_len"], spec["max_tgt_len"]
+        self.src_vocab = _read_vocab(model_dir / "assets" / "src_vocab.txt")
+        self.tgt_vocab = _read_vocab(model_dir / "assets" / "tgt_vocab.txt")
+        assert self.src_vocab[: len(RESERVED)] == RESERVED
+        self.src_index = {t: i for i, t in enumerate(self.src_vocab)}
+        self.interp = Interpreter(model_path=str(model_dir / model_file), num_threads=num_threads)
+        self.interp.allocate_tensors()
+        self._encode = self.interp.get_signature_runner("encode")
+        self._step = self.interp.get_signature_runner("decode_step")
+
+    def source_ids(self, sentence: str) -> tuple[np.ndarray, int, bool]:
+        tokens = py_tokenize(sentence)
+        ids = [self.src_index.get(t, UNK_ID) for t in tokens[: self.max_src_len]]
+        arr = np.zeros((1, self.max_src_len), np.int32)
+        arr[0, : len(ids)] = ids
+        return arr, len(tokens), len(tokens) > self.max_src_len
+
+    def greedy_ids(self, sentence: str) -> list[int]:
+        ids, n, _ = self.source_ids(sentence)
+        enc = self._encode(source_ids=ids)
+        state, token, out = enc["state"], START_ID, []
+        for _ in range(self.max_tgt_len + 1):
+            step = self._step(token=np.array([token], np.int32), state=state,
+                              encoder_outputs=enc["encoder_outputs"], source_mask=enc["source_mask"])
+            state = step["state"]
+            token = int(np.argmax(step["logits"][0]))
+            if token in (END_ID, PAD_ID):
+                break
+            out.append(token)
+        return out if n else []
+
+    def translate(self, sentence: str) -> str:
+        return py_detokenize([self.tgt_vocab[i] for i in self.greedy_ids(sentence)])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model_dir")
+    p.add_argument("sentences", nargs="+")
+    p.add_argument("--model-file", default="model.tflite")
+    args = p.parse_args(argv)
+    t = TFLiteTranslator(args.model_dir, args.model_file)
+    for s in args.sentences:
+        print(t.translate(s))
+
+
+if __name__ == "__main__":
+    main()
