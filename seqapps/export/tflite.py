@@ -10,10 +10,19 @@ Variants:
     dynamic   dynamic-range quantisation: int8 weights, float activations
     int8      full integer quantisation of the ops that have int8 kernels, calibrated on a
               representative dataset; float input/output (ops without int8 kernels stay float)
+
+The TFLite calibrator crashes the process (segfault, TF 2.21) on a graph with a WHILE loop, so
+`convert` refuses int8 for such a graph with a clear error. Full-int8 export of a recurrent model
+traces it unrolled over its fixed length instead (no WHILE; also what GPU delegates need):
+
+    with tflite.unrolled(model):
+        module = MyServingModule(model)          # build (and trace) the module inside the block
+        blob = tflite.convert_module(module, module.signatures(), "int8", representative_dataset=rep)
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -29,10 +38,36 @@ class ExportError(RuntimeError):
     """A TFLite conversion that did not produce a builtin-only model."""
 
 
+@contextlib.contextmanager
+def unrolled(model):
+    """Trace the recurrent layers of ``model`` unrolled (fixed sequence length) inside the block."""
+    import keras
+
+    rnns = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.RNN)]
+    saved = [layer.unroll for layer in rnns]
+    for layer in rnns:
+        layer.unroll = True
+    try:
+        yield model
+    finally:
+        for layer, value in zip(rnns, saved):
+            layer.unroll = value
+
+
+def _has_while_loop(saved_model_dir, signature_keys) -> bool:
+    blob = convert(saved_model_dir, "float32", signature_keys=signature_keys)
+    return "WHILE" in op_names(blob)
+
+
 def convert(saved_model_dir, variant: str = "float32", signature_keys=None, representative_dataset=None) -> bytes:
     """Convert a SavedModel to a TFLite flatbuffer of the given variant (builtin ops only)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown TFLite variant {variant!r}; choose one of {VARIANTS}")
+    if variant == "int8" and representative_dataset is not None and _has_while_loop(saved_model_dir, signature_keys):
+        raise ExportError(
+            "full int8 quantization of a graph with a WHILE loop crashes the TFLite calibrator; trace the model "
+            "unrolled for this variant (build the module inside `with seqapps.export.tflite.unrolled(model):`)"
+        )
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=signature_keys)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant == "float16":

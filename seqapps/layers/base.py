@@ -239,8 +239,14 @@ class RecurrentLayer(RNN):
     cell_name = "cell"  # the name Keras gives the cell of its built-in layer, so weight paths match
 
     def __init__(self, units, **kwargs):
-        params = inspect.signature(self.cell_class.__init__).parameters
-        cell_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in params and k not in ("self", "units")}
+        params = {
+            name
+            for klass in self.cell_class.__mro__
+            if issubclass(klass, RecurrentCell)
+            for name, p in inspect.signature(klass.__init__).parameters.items()
+            if p.kind is p.POSITIONAL_OR_KEYWORD and name not in ("self", "units")
+        }
+        cell_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in params}
         cell = self.cell_class(units, name=self.cell_name, dtype=kwargs.get("dtype"), **cell_kwargs)
         super().__init__(cell, **kwargs)
 

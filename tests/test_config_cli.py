@@ -1,0 +1,62 @@
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from seqapps import cli, config, registry
+from seqapps.translate.config import TranslateConfig
+
+
+def test_defaults_yaml_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("epochs: 3\nunits: 32\nattention: multiplicative\n")
+    cfg = config.load(TranslateConfig(), f, ["epochs=5", "learning_rate=0.01", "verbose=0"])
+    assert (cfg.epochs, cfg.units, cfg.attention, cfg.learning_rate, cfg.verbose) == (5, 32, "multiplicative", 0.01, 0)
+    assert cfg.batch_size == TranslateConfig().batch_size
+    config.save(cfg, tmp_path / "saved.yaml")
+    assert config.read(TranslateConfig, tmp_path / "saved.yaml") == cfg
+
+
+def test_unknown_key_names_the_valid_keys(tmp_path):
+    with pytest.raises(config.ConfigError, match="unknown config key.*epoch.*Valid keys:.*epochs"):
+        config.load(TranslateConfig(), None, ["epoch=3"])
+    f = tmp_path / "bad.yaml"
+    f.write_text("unitz: 3\n")
+    with pytest.raises(config.ConfigError, match="bad.yaml: unknown config key"):
+        config.load(TranslateConfig(), f)
+
+
+def test_type_errors_are_clear():
+    with pytest.raises(config.ConfigError, match="epochs: expected int"):
+        config.load(TranslateConfig(), None, ["epochs=many"])
+    with pytest.raises(config.ConfigError, match="key=value"):
+        config.load(TranslateConfig(), None, ["epochs"])
+    with pytest.raises(config.ConfigError, match="not found"):
+        config.load(TranslateConfig(), "/nonexistent.yaml")
+    cfg = config.load(TranslateConfig(), None, ["learning_rate=1", "patience=0"])
+    assert isinstance(cfg.learning_rate, float) and cfg.patience == 0
+
+
+def test_every_field_of_every_app_config_is_typed():
+    for name in registry.available():
+        app = registry.get_app(name)
+        for f in dataclasses.fields(app.config_class):
+            assert f.type in ("int", "float", "str", "bool", int, float, str, bool), (name, f.name, f.type)
+
+
+def test_registry_errors_and_help():
+    with pytest.raises(KeyError, match="available apps"):
+        registry.get_app("nope")
+    assert "translate" in registry.available()
+    parser = cli.build_parser()
+    assert "train" in parser.format_help()
+
+
+def test_cli_reports_bad_config_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "seqapps", "train", "translate", "--set", "epoch=3"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "unknown config key" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "seqapps", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "seqapps train translate" in proc.stdout

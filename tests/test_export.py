@@ -1,0 +1,133 @@
+"""Export core: SavedModel (TF Serving layout, plain-TensorFlow process, saved_model_cli) and TFLite."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seqapps import layers as sl
+from seqapps.export import atomic_dir, metadata, saved_model, tflite
+from tests.helpers import PYTHON, SingleFn, max_diff, tflite_outputs
+
+T, D = 6, 3
+
+
+def _model(kind):
+    inp = keras.Input((T, D), batch_size=1)
+    cell = sl.make_cell(kind, 5)
+    h = keras.layers.Bidirectional(sl.RNN(cell, return_sequences=True))(inp)
+    out = keras.layers.Dense(2)(sl.RNN(sl.make_cell(kind, 4))(h))
+    return keras.Model(inp, out)
+
+
+def _x(batch=1, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, T, D)).astype("float32")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_tflite_float32_matches_keras_with_builtin_ops_only(kind):
+    model = _model(kind)
+    x = _x()
+    blob, y = tflite_outputs(model, x)
+    assert max_diff(y, model(x)) < 1e-5
+    ops = tflite.op_names(blob)
+    assert "WHILE" in ops
+    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
+
+
+def test_quantized_variants_convert_and_run():
+    model = _model("gru")
+    x = _x()
+    ref = np.asarray(model(x))
+    sizes = {}
+    rep = lambda: ([_x(1, s)] for s in range(8))  # noqa: E731
+    for variant in ("float16", "dynamic", "int8"):
+        if variant == "int8":  # the calibrator cannot run WHILE loops: int8 is traced unrolled
+            with pytest.raises(tflite.ExportError, match="unrolled"):
+                tflite_outputs(model, x, variant, representative=rep)
+            with tflite.unrolled(model):
+                blob, y = tflite_outputs(model, x, variant, representative=rep)
+            assert "WHILE" not in tflite.op_names(blob)
+        else:
+            blob, y = tflite_outputs(model, x, variant)
+        sizes[variant] = len(blob)
+        assert np.all(np.isfinite(y))
+        assert max_diff(y, ref) < 0.25, variant  # quantised: close, not exact
+    assert not any(layer.unroll for layer in model._flatten_layers() if isinstance(layer, keras.layers.RNN))
+    with pytest.raises(ValueError, match="representative"):
+        tflite_outputs(model, x, "int8")
+    with pytest.raises(ValueError, match="unknown TFLite variant"):
+        tflite.convert("/nonexistent", "int4")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_saved_model_serving_layout_runs_without_project(tmp_path, kind):
+    model = _model(kind)
+    module = SingleFn(model, [None, T, D])
+    path = saved_model.write(module, tmp_path / "export", module.signatures())
+    assert path == tmp_path / "export" / "saved_model" / "1"
+    assert saved_model.write(module, tmp_path / "export", module.signatures()).name == "2"
+    assert saved_model.latest(tmp_path / "export").name == "2"
+    x = _x(batch=3)
+    out = saved_model.run_isolated(path, {"x": x})
+    assert max_diff(out["y"], model(x)) < 1e-5
+
+
+def test_saved_model_cli_run(tmp_path):
+    model = _model("lstm")
+    module = SingleFn(model, [None, T, D])
+    path = saved_model.write(module, tmp_path, module.signatures())
+    x = _x(batch=2, seed=5)
+    np.save(tmp_path / "x.npy", x)
+    cli = Path(PYTHON).with_name("saved_model_cli")
+    proc = subprocess.run([str(cli), "run", "--dir", str(path), "--tag_set", "serve", "--signature_def",
+                           "serving_default", "--inputs", f"x={tmp_path / 'x.npy'}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = proc.stdout.split("Result for output key y:")[1]
+    values = np.array([float(v) for v in re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", printed)])
+    assert values.shape == (4,) and max_diff(values, np.asarray(model(x)).ravel()) < 1e-4
+
+
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
+    final = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(final) as tmp:
+            (tmp / "half.bin").write_bytes(b"x")
+            raise RuntimeError("boom")
+    assert not final.exists()
+    assert list(tmp_path.iterdir()) == []
+    with atomic_dir(final) as tmp:
+        (tmp / "ok").write_text("1")
+    assert (final / "ok").read_text() == "1"
+    with pytest.raises(FileExistsError):
+        with atomic_dir(final):
+            pass
+
+
+def test_failed_saved_model_export_leaves_no_version_folder(tmp_path):
+    class Broken(saved_model.KerasModule):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def serve(self, x):
+            return {"y": x}
+
+    with pytest.raises(ValueError, match="serving_default"):
+        saved_model.write(Broken(_model("gru")), tmp_path, {"other": None})
+    assert not (tmp_path / "saved_model").exists() or list((tmp_path / "saved_model").iterdir()) == []
+    with pytest.raises(FileNotFoundError, match="export the model first"):
+        saved_model.latest(tmp_path)
+
+
+def test_metadata_records_versions_and_sizes(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"123")
+    meta = metadata.write(tmp_path / "metadata.json", app="x", parity={"max_abs_diff": np.float32(1e-7)},
+                          files=metadata.file_sizes(tmp_path))
+    assert meta["versions"]["tensorflow"] == tf.__version__
+    loaded = metadata.read(tmp_path / "metadata.json")
+    assert loaded["files"]["a.bin"] == 3 and loaded["parity"]["max_abs_diff"] == pytest.approx(1e-7)
+    shutil.rmtree(tmp_path)

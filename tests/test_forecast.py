@@ -1,0 +1,375 @@
+"""Forecast app: CSV validation, no look-ahead, metrics and baselines against hand-computed oracles,
+and one tiny end-to-end run (train -> SavedModel/TFLite parity -> evaluate -> predict -> bench)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqapps.forecast import backtest, data, features
+from seqapps.forecast.config import ForecastConfig, tiny
+
+HEADER = "Date,Open,High,Low,Close,Volume"
+
+
+def gbm(n, seed=0, start="2015-01-05", price=100.0):
+    rng = np.random.default_rng(seed)
+    close = price * np.exp(np.cumsum(rng.normal(0.0003, 0.015, n)))
+    open_ = close * np.exp(rng.normal(0, 0.004, n))
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.006, n)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.006, n)))
+    vol = rng.integers(1_000_000, 5_000_000, n)
+    dates = np.datetime64(start) + np.arange(n)  # calendar days (regular rows)
+    return [f"{d},{o:.4f},{h:.4f},{lo:.4f},{c:.4f},{v}" for d, o, h, lo, c, v in zip(dates, open_, high, low, close, vol)]
+
+
+def write_csv(path, rows, header=HEADER):
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def cfg_for(path, **kw):
+    return dataclasses.replace(tiny(), data=str(path), **kw)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def test_reads_ohlcv_case_insensitive_and_in_column_order(tmp_path):
+    rows = gbm(40)
+    p = write_csv(tmp_path / "x.csv", rows, header="DATE,open,HIGH,low,Close,volume")
+    s = data.read_csv(p, cfg_for(p))
+    assert s.columns == ["open", "high", "low", "close", "volume"] and s.target_index == 3
+    first = [float(v) for v in rows[0].split(",")[1:]]
+    np.testing.assert_allclose(s.values[0], first)
+    assert s.times[0] == np.datetime64("2015-01-05")
+
+
+def _bad(tmp_path, mutate, **cfg):
+    rows = gbm(40)
+    rows = mutate(rows)
+    p = write_csv(tmp_path / "bad.csv", rows)
+    with pytest.raises(data.DataError) as err:
+        data.read_csv(p, cfg_for(p, **cfg), min_rows=cfg.get("min_rows", 19))
+    return str(err.value)
+
+
+def _set(rows, i, col, value):
+    parts = rows[i].split(",")
+    parts[col] = value
+    rows[i] = ",".join(parts)
+    return rows
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda r: _set(r, 5, 4, "NA"), ["bad.csv", "line 7", "'Close'", "missing value", "missing=ffill"]),
+        (lambda r: _set(r, 5, 4, ""), ["line 7", "'Close'", "missing value"]),
+        (lambda r: _set(r, 9, 2, "12.5x"), ["line 11", "'High'", "not a number"]),
+        (lambda r: _set(r, 3, 4, "0"), ["line 5", "'Close'", "<= 0"]),
+        (lambda r: _set(r, 3, 1, "-2.5"), ["line 5", "'Open'", "<= 0"]),
+        (lambda r: r[:2] + [r[3], r[2]] + r[4:], ["line 5", "before the previous row", "unsorted=sort"]),
+        (lambda r: r[:6] + [r[5]] + r[6:], ["duplicate date", "line 8"]),
+        (lambda r: r[:10], ["series too short", "10 rows", "19"]),
+        (lambda r: _set(r, 0, 0, "not-a-date"), ["line 2", "'Date'", "date/time"]),
+    ],
+)
+def test_bad_input_messages_name_file_line_and_column(tmp_path, mutate, expected):
+    msg = _bad(tmp_path, mutate)
+    for part in expected:
+        assert part in msg, (part, msg)
+
+
+def test_missing_column_lists_what_the_file_has(tmp_path):
+    p = write_csv(tmp_path / "novol.csv", [",".join(r.split(",")[:5]) for r in gbm(30)], header="Date,Open,High,Low,Close")
+    with pytest.raises(data.DataError, match=r"novol.csv: missing column\(s\) \['volume'\].*'Close'"):
+        data.read_csv(p, cfg_for(p, mode="ohlcv"))
+    with pytest.raises(data.DataError, match=r"missing column\(s\) \['price'\]"):
+        data.read_csv(p, cfg_for(p, mode="generic", target="price"))
+
+
+def test_forward_fill_and_sort_are_options_with_stated_effect(tmp_path):
+    rows = _set(gbm(30), 5, 4, "NA")
+    p = write_csv(tmp_path / "f.csv", rows)
+    s = data.read_csv(p, cfg_for(p, missing="ffill"))
+    assert s.filled == 1 and s.values[5, 3] == s.values[4, 3]
+    rows = gbm(30)
+    p = write_csv(tmp_path / "u.csv", rows[:2] + [rows[3], rows[2]] + rows[4:])
+    s = data.read_csv(p, cfg_for(p, unsorted="sort"))
+    assert np.all(np.diff(s.times) > np.timedelta64(0))
+    with pytest.raises(data.DataError, match="first row cannot be forward-filled"):
+        p = write_csv(tmp_path / "g.csv", _set(gbm(30), 0, 4, "NA"))
+        data.read_csv(p, cfg_for(p, missing="ffill"))
+
+
+def test_folder_skip_lists_bad_files(tmp_path):
+    folder = tmp_path / "tickers"
+    folder.mkdir()
+    for i in range(3):
+        write_csv(folder / f"T{i}.csv", gbm(60, seed=i))
+    write_csv(folder / "BAD.csv", _set(gbm(60), 7, 4, "-1"))
+    with pytest.raises(data.DataError, match="BAD.csv: line 9.*bad_series=skip"):
+        data.load(cfg_for(folder))
+    ds = data.load(cfg_for(folder, bad_series="skip"))
+    assert [s.name for s in ds.series] == ["T0", "T1", "T2"] and list(ds.skipped) == ["BAD.csv"]
+
+
+def test_generic_csv_with_composed_time_and_calendar(tmp_path):
+    lines = [f"{2014},{1 + (i // 24) // 28},{1 + (i // 24) % 28},{i % 24},{np.sin(i / 4):.3f},{i % 7}" for i in range(120)]
+    p = write_csv(tmp_path / "w.csv", lines, header="year,month,day,hour,TEMP,PRES")
+    cfg = cfg_for(p, mode="generic", time_column="year,month,day,hour", target="temp", features="pres",
+                  calendar="hour,dayofyear")
+    s = data.read_csv(p, cfg)
+    assert s.columns == ["temp", "pres", "hour", "dayofyear"]
+    np.testing.assert_array_equal(s.values[:30, 2], np.arange(30) % 24)
+    assert s.values[24, 3] == 1.0  # Jan 2 -> day of year 1 (0-based)
+
+
+# ---------------------------------------------------------------------------------------------- leakage
+def _dataset(tmp_path, n=200, k=1, **kw):
+    folder = tmp_path / "d"
+    folder.mkdir(exist_ok=True)
+    for i in range(k):
+        write_csv(folder / f"S{i}.csv", gbm(n, seed=i))
+    cfg = cfg_for(folder if k > 1 else folder / "S0.csv", **kw)
+    return data.load(cfg), cfg
+
+
+def test_windows_use_no_row_after_the_origin(tmp_path):
+    ds, cfg = _dataset(tmp_path)
+    sp = data.split(ds, cfg)
+    spec = features.FeatureSpec("ohlcv", ds.columns, ds.target_index, cfg.window, cfg.horizon, cfg.vol_window)
+    x, y = data.windows(ds, sp.train, cfg.window, cfg.horizon)
+    spec = features.fit_spec(spec, x, y)
+    pairs = sp.test[::7][:5]
+    x0, y0 = data.windows(ds, pairs, cfg.window, cfg.horizon)
+    f0 = [t.numpy() for t in features.engineer(x0, spec)]
+    np.testing.assert_array_equal(x0[:, -1], np.stack([ds.series[si].values[t] for si, t in pairs]))
+    original = ds.series[0].values.copy()
+    for k, (si, t) in enumerate(pairs):
+        # scramble every row after the origin: this window's inputs must not change, its targets must
+        ds.series[si].values[:] = original
+        ds.series[si].values[t + 1 :] *= 3.0
+        x1, y1 = data.windows(ds, pairs[k : k + 1], cfg.window, cfg.horizon)
+        f1 = [v.numpy() for v in features.engineer(x1, spec)]
+        for a, b in zip(f0, f1):
+            np.testing.assert_array_equal(a[k : k + 1], b)
+        assert not np.allclose(y0[k], y1[0])
+
+
+def test_chronological_split_orders_train_val_test(tmp_path):
+    ds, cfg = _dataset(tmp_path, n=300)
+    sp = data.split(ds, cfg)
+    H = cfg.horizon
+    assert sp.train[:, 1].max() + H < sp.val[:, 1].min() + 1  # every training target before validation
+    assert sp.val[:, 1].max() + H < sp.test[:, 1].min() + 1
+    ti = sp.test_index[0]
+    assert sp.test[:, 1].min() + 1 == ti and ds.series[0].times[ti] >= np.datetime64(sp.test_start)
+
+
+def test_series_split_holds_out_whole_series_and_test_period(tmp_path):
+    ds, cfg = _dataset(tmp_path, n=200, k=6, split="series", test_start="2015-06-01", test_fraction=0.34,
+                       val_fraction=0.17)
+    sp = data.split(ds, cfg)
+    train_s, test_s = set(sp.train[:, 0]), set(sp.test[:, 0])
+    assert train_s and test_s and not (train_s & test_s) and not (set(sp.val[:, 0]) & (train_s | test_s))
+    for si, t in sp.train:
+        assert ds.series[si].times[t + cfg.horizon] < np.datetime64("2015-06-01")
+    for si, t in sp.test:
+        assert ds.series[si].times[t + 1] >= np.datetime64("2015-06-01")
+
+
+def test_scaling_is_fitted_on_training_windows_only(tmp_path):
+    from seqapps.forecast.app import ForecastApp
+
+    app = ForecastApp()
+    csv = tmp_path / "s.csv"
+    rows = gbm(300, seed=3)
+    write_csv(csv, rows)
+    cfg = dataclasses.replace(tiny(), data=str(csv), mode="generic", target="close", features="volume")
+    spec_a = app.prepare(cfg)[2]
+    # multiply the prices in the test period (last 10%) by 10: the fitted statistics must not move
+    cut = 300 - 25
+    changed = rows[:cut] + [",".join([r.split(",")[0]] + [f"{float(v) * 10:.4f}" for v in r.split(",")[1:]])
+                            for r in rows[cut:]]
+    write_csv(csv, changed)
+    spec_b = app.prepare(cfg)[2]
+    assert spec_a.col_mean == spec_b.col_mean and spec_a.col_std == spec_b.col_std
+    assert spec_a.horizon_scale == spec_b.horizon_scale
+
+
+# ---------------------------------------------------------------------------------------------- oracles
+def test_targets_round_trip_through_decode():
+    rng = np.random.default_rng(0)
+    for mode in ("ohlcv", "generic"):
+        spec = features.FeatureSpec(mode, ["close"], 0, 5, 3, horizon_scale=[1.0, 2.0, 3.0])
+        y = rng.uniform(50, 150, (4, 3))
+        anchor = np.log(rng.uniform(50, 150, 4)) if mode == "ohlcv" else rng.uniform(50, 150, 4)
+        scale = rng.uniform(0.01, 0.05, (4, 3))
+        z = features.encode_targets(y, anchor, scale, spec)
+        back = features.decode(z[..., None].astype(np.float32), anchor.astype(np.float32),
+                               scale.astype(np.float32), spec).numpy()[..., 0]
+        np.testing.assert_allclose(back, y, rtol=1e-4)
+
+
+def test_pinball_loss_and_monotone_quantiles():
+    from seqapps.forecast.model import MonotoneQuantiles, PinballLoss
+
+    qs = [0.1, 0.5, 0.9]
+    y = np.array([[1.0, -2.0]], np.float32)
+    pred = np.array([[[0.0, 0.5, 2.0], [-1.0, 0.0, 1.0]]], np.float32)
+    e = y[..., None] - pred
+    q = np.array(qs)
+    expected = np.mean(np.maximum(q * e, (q - 1) * e))
+    assert float(PinballLoss(qs)(y, pred)) == pytest.approx(expected, rel=1e-6)
+    raw = np.random.default_rng(1).normal(size=(5, 2 * 3)).astype(np.float32) * 5
+    out = MonotoneQuantiles(2, 3)(raw).numpy()
+    assert out.shape == (5, 2, 3) and np.all(np.diff(out, axis=-1) > 0)
+
+
+def test_metrics_against_hand_computed_values():
+    pred = np.array([[10.0, 12.0], [20.0, 18.0]])
+    y = np.array([[11.0, 11.0], [19.0, 22.0]])
+    last = np.array([10.5, 19.5])
+    scale = np.array([1.0, 2.0])
+    interval = np.stack([pred - 1.5, pred + 1.5], -1)
+    m = backtest.metrics(pred, y, last, scale, interval)
+    assert m["mae"] == [1.0, 2.5]
+    assert m["rmse"] == pytest.approx([1.0, np.sqrt((1 + 16) / 2)], abs=1e-6)
+    assert m["mape"][0] == pytest.approx(100 * (1 / 11 + 1 / 19) / 2, abs=1e-5)
+    assert m["mase"] == pytest.approx([(1 / 1 + 1 / 2) / 2, (1 / 1 + 4 / 2) / 2], abs=1e-6)
+    # direction: h1 pred-last = -0.5,+0.5 ; y-last = +0.5,-0.5 -> 0/2 ; h2: +1.5,-1.5 vs +0.5,+2.5 -> 1/2
+    assert m["directional"] == [0.0, 0.5]
+    assert m["coverage80"] == [1.0, 0.5]
+
+
+def test_baselines_against_hand_computed_values(tmp_path):
+    y = np.arange(1.0, 21.0) ** 1.5  # 20 rows
+    rows = [f"{np.datetime64('2020-01-01') + i},{v},{v},{v},{v},1" for i, v in enumerate(y)]
+    p = write_csv(tmp_path / "b.csv", rows)
+    ds = data.load(cfg_for(p, window=5, horizon=3))
+    pairs = np.array([[0, 12]])
+    naive, drift, snaive, nint = backtest.baselines(ds, pairs, 3, 5, 6, log_space=True)
+    np.testing.assert_allclose(naive[0], [y[12]] * 3)
+    slope = (y[12] - y[7]) / 5
+    np.testing.assert_allclose(drift[0], y[12] + slope * np.arange(1, 4))
+    np.testing.assert_allclose(snaive[0], [y[8], y[9], y[10]])  # t+h-5
+    sd = np.std(np.diff(np.log(y[7:13])))
+    np.testing.assert_allclose(nint[0, :, 1], y[12] * np.exp(backtest.Z80 * sd * np.sqrt([1, 2, 3])))
+    scale = data.naive_scale(ds, data.Split(pairs, pairs, pairs, {0: 10}, {}, ""))
+    assert scale[0] == pytest.approx(np.mean(np.abs(np.diff(y[:10]))))
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained across 4 synthetic tickers (one held out), exported."""
+    import keras
+
+    from seqapps.forecast.app import ForecastApp
+
+    root = tmp_path_factory.mktemp("forecast")
+    folder = root / "tickers"
+    folder.mkdir()
+    for i in range(4):
+        write_csv(folder / f"T{i}.csv", gbm(260, seed=10 + i))
+    cfg = dataclasses.replace(tiny(), data=str(folder), split="series", test_start="2015-08-01", test_fraction=0.25,
+                              val_fraction=0.25, epochs=2)
+    keras.utils.set_random_seed(0)
+    results = ForecastApp().train(cfg, root / "model")
+    return root, folder, results
+
+
+def test_train_exports_checked_artifacts(trained):
+    root, _, results = trained
+    out = root / "model"
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["input_columns"] == ["open", "high", "low", "close", "volume"]
+    assert meta["window"] == 16 and meta["horizon"] == 3 and meta["quantiles"] == [0.1, 0.5, 0.9]
+    assert meta["saved_model"]["plain_tensorflow_max_abs_diff"] < 1e-3
+    for variant in ("float32", "dynamic"):
+        r = meta["tflite"][variant]
+        assert (out / r["file"]).is_file() and r["max_rel_diff"] < 1e-2 and "WHILE" in r["ops"]
+        assert not any("Flex" in op for op in r["ops"])
+    bt = meta["backtest"]
+    assert set(bt["methods"]) == {"model", "naive", "drift", "seasonal_naive"} and "arima_subset" in bt
+    assert results["windows"] == bt["windows"] > 0 and bt["series"] == 1
+    assert "## Backtest" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_saved_model_runs_without_seqapps_and_flags_bad_windows(trained):
+    from seqapps.export import saved_model
+
+    out = trained[0] / "model"
+    sample = np.load(out / "assets" / "sample_windows.npy")[:3].copy()
+    sample[1, 4, 3] = np.nan
+    sample[2, 0, 0] = -1.0
+    res = saved_model.run_isolated(saved_model.latest(out), {"window": sample})
+    assert res["quantiles"].shape == (3, 3, 3)
+    assert res["valid"].tolist() == [True, False, False]
+    q = res["quantiles"][0]
+    assert np.all(np.isfinite(q)) and np.all(np.diff(q, axis=-1) >= 0)
+    # prices: the median one step ahead is near the last close of the window
+    assert abs(q[0, 1] / sample[0, -1, 3] - 1) < 0.2
+    assert np.isnan(res["quantiles"][1]).all()
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "seqapps", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_cli_predict_evaluate_and_errors(trained, tmp_path):
+    root, folder, _ = trained
+    model = root / "model"
+    repo = Path(__file__).resolve().parents[1]
+    out_csv = tmp_path / "fc.csv"
+    r = _cli("predict", "forecast", "--model", str(model), "--csv", str(folder / "T1.csv"), "--horizon", "2",
+             "--out", str(out_csv), cwd=repo)
+    assert r.returncode == 0, r.stderr
+    lines = out_csv.read_text().splitlines()
+    assert lines[0] == "step,time,last_observed,q10,q50,q90" and len(lines) == 3
+    vals = np.array([[float(v) for v in ln.split(",")[3:]] for ln in lines[1:]])
+    assert np.all(np.diff(vals, axis=1) >= 0)
+    assert out_csv.with_suffix(".png").stat().st_size > 5000
+
+    r = _cli("predict", "forecast", "--model", str(model), "--csv", str(folder / "T1.csv"), "--horizon", "9", cwd=repo)
+    assert r.returncode == 2 and "forecasts 1 to 3 steps" in r.stderr
+    short = write_csv(tmp_path / "short.csv", gbm(10))
+    r = _cli("predict", "forecast", "--model", str(model), "--csv", str(short), cwd=repo)
+    assert r.returncode == 2 and "short.csv" in r.stderr and "too short" in r.stderr
+    na = write_csv(tmp_path / "na.csv", _set(gbm(40), 30, 4, "NA"))
+    r = _cli("predict", "forecast", "--model", str(model), "--csv", str(na), "--out", str(tmp_path / "na_fc.csv"),
+             cwd=repo)
+    assert r.returncode == 2 and "line 32" in r.stderr and "'Close'" in r.stderr
+    r = _cli("predict", "forecast", "--model", str(model), "--csv", str(na), "--ffill", "--out",
+             str(tmp_path / "na_fc.csv"), cwd=repo)
+    assert r.returncode == 0, r.stderr
+
+    r = _cli("evaluate", "forecast", "--model", str(model), "--set", "arima_windows=0", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert "naive" in r.stdout and "seasonal_naive" in r.stdout and "coverage80" in r.stdout
+
+
+def test_bench_rows(trained):
+    from seqapps.forecast.app import ForecastApp
+
+    rows = ForecastApp().bench(trained[0] / "model")
+    assert {r["unit"] for r in rows} >= {"ms", "windows/s"}
+    for r in rows:
+        assert set(r) == {"benchmark", "value", "unit", "baseline", "ratio"} and r["value"] > 0
+
+
+def test_quantile_and_config_validation():
+    from seqapps.forecast.app import parse_quantiles
+
+    assert parse_quantiles("0.9, 0.1,0.5") == [0.1, 0.5, 0.9]
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        parse_quantiles("0.5,1.2")
+    with pytest.raises(data.DataError, match="calendar"):
+        data.column_plan(ForecastConfig(calendar="weekday"), "generic")

@@ -1,0 +1,182 @@
+"""The shared recurrent cells against Keras's built-in layers (the oracle), step use, serialisation."""
+
+import keras
+import numpy as np
+import pytest
+
+from seqapps import layers as sl
+from tests.helpers import max_diff, outputs_list, run_python
+
+CASES = [
+    (sl.SimpleRNN, keras.layers.SimpleRNN, {}),
+    (sl.SimpleRNN, keras.layers.SimpleRNN, {"activation": "relu", "use_bias": False}),
+    (sl.LSTM, keras.layers.LSTM, {}),
+    (sl.LSTM, keras.layers.LSTM, {"unit_forget_bias": False, "recurrent_activation": "hard_sigmoid"}),
+    (sl.GRU, keras.layers.GRU, {}),
+    (sl.GRU, keras.layers.GRU, {"reset_after": False}),
+    (sl.GRU, keras.layers.GRU, {"use_bias": False}),
+]
+IDS = ["rnn", "rnn-relu-nobias", "lstm", "lstm-options", "gru", "gru-reset-before", "gru-nobias"]
+
+
+def _data(batch=3, steps=7, features=5, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, steps, features)).astype("float32")
+    mask = np.ones((batch, steps), bool)
+    mask[1, steps - 2 :] = False
+    mask[-1, 3:] = False
+    return x, mask
+
+
+def _randomize(layer):
+    rng = np.random.default_rng(1)
+    layer.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32") for w in layer.get_weights()])
+
+
+@pytest.mark.parametrize("ours,theirs,options", CASES, ids=IDS)
+@pytest.mark.parametrize("shape", [(3, 7, 5, 6), (2, 11, 3, 16)], ids=["small", "wide"])
+@pytest.mark.parametrize("go_backwards", [False, True], ids=["fwd", "bwd"])
+def test_matches_keras_builtin(ours, theirs, options, shape, go_backwards):
+    batch, steps, features, units = shape
+    x, mask = _data(batch, steps, features)
+    kw = dict(return_sequences=True, return_state=True, go_backwards=go_backwards, **options)
+    ref, mine = theirs(units, **kw), ours(units, **kw)
+    ref(x), mine(x)
+    _randomize(ref)
+    mine.set_weights(ref.get_weights())
+    assert [w.shape for w in mine.weights] == [w.shape for w in ref.weights]
+    assert [w.name for w in mine.weights] == [w.name for w in ref.weights]
+    for m in (None, mask):
+        a, b = outputs_list(ref(x, mask=m)), outputs_list(mine(x, mask=m))
+        assert len(a) == len(b)
+        for ra, rb in zip(a, b):
+            assert max_diff(ra, rb) < 1e-5
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_bidirectional_and_stacked_match_keras(kind):
+    pairs = {"rnn": (sl.SimpleRNN, keras.layers.SimpleRNN), "lstm": (sl.LSTM, keras.layers.LSTM),
+             "gru": (sl.GRU, keras.layers.GRU)}
+    ours, theirs = pairs[kind]
+    x, mask = _data()
+
+    def build(layer_cls):
+        inp = keras.Input((7, 5))
+        m = keras.Input((7,), dtype="bool")
+        h = keras.layers.Bidirectional(layer_cls(6, return_sequences=True))(inp, mask=m)
+        out = layer_cls(4)(h, mask=m)
+        return keras.Model([inp, m], out)
+
+    ref, mine = build(theirs), build(ours)
+    _randomize(ref)
+    mine.set_weights(ref.get_weights())
+    assert max_diff(ref([x, mask]), mine([x, mask])) < 1e-5
+
+
+@pytest.mark.parametrize("cell_cls", [sl.SimpleRNNCell, sl.LSTMCell, sl.GRUCell])
+def test_cell_in_plain_keras_rnn_equals_fast_path(cell_cls):
+    x, mask = _data()
+    plain = keras.layers.RNN(cell_cls(6), return_sequences=True)
+    fast = sl.RNN(cell_cls(6), return_sequences=True)
+    plain(x)
+    fast(x)
+    fast.set_weights(plain.get_weights())
+    assert max_diff(plain(x, mask=mask), fast(x, mask=mask)) < 1e-6
+
+
+def test_stacked_rnn_cells_match_keras():
+    x, _ = _data()
+    ref = keras.layers.RNN(keras.layers.StackedRNNCells([keras.layers.GRUCell(6), keras.layers.LSTMCell(4)]))
+    mine = keras.layers.RNN(keras.layers.StackedRNNCells([sl.GRUCell(6), sl.LSTMCell(4)]))
+    ref(x), mine(x)
+    _randomize(ref)
+    mine.set_weights(ref.get_weights())
+    assert max_diff(ref(x), mine(x)) < 1e-5
+
+
+@pytest.mark.parametrize("cell_cls", [sl.SimpleRNNCell, sl.LSTMCell, sl.GRUCell])
+def test_stepping_equals_full_sequence(cell_cls):
+    x, _ = _data()
+    layer = sl.RNN(cell_cls(6), return_sequences=True, return_state=True)
+    full = outputs_list(layer(x))
+    seq = full[0]
+    cell = layer.cell
+    states = cell.get_initial_state(batch_size=x.shape[0])
+    for t in range(x.shape[1]):
+        h, states = cell(x[:, t], states)
+        assert max_diff(h, seq[:, t]) < 1e-6, f"step {t}"
+    for s_step, s_full in zip(states, full[1:]):
+        assert max_diff(s_step, s_full) < 1e-6
+
+
+@pytest.mark.parametrize("layer_cls", [sl.SimpleRNN, sl.LSTM, sl.GRU])
+def test_dropout_only_in_training(layer_cls):
+    x, _ = _data()
+    layer = layer_cls(8, dropout=0.5, recurrent_dropout=0.5, seed=3, return_sequences=True)
+    inference = [np.asarray(layer(x, training=False)) for _ in range(2)]
+    assert max_diff(*inference) == 0.0
+    train = np.asarray(layer(x, training=True))
+    assert max_diff(train, inference[0]) > 1e-3
+    # the plain Keras RNN wrapper (step-by-step path) also handles the masks
+    plain = keras.layers.RNN(layer_cls.cell_class(8, dropout=0.5, recurrent_dropout=0.5, seed=3))
+    assert np.all(np.isfinite(plain(x, training=True)))
+
+
+@pytest.mark.parametrize("layer_cls", [sl.SimpleRNN, sl.LSTM, sl.GRU])
+def test_get_config_round_trip(layer_cls):
+    layer = layer_cls(5, dropout=0.1, return_sequences=True, go_backwards=True, activation="relu")
+    clone = layer_cls.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    cell = layer.cell
+    assert type(cell).from_config(cell.get_config()).get_config() == cell.get_config()
+
+
+def test_keras_file_reloads_in_fresh_process(tmp_path):
+    x, mask = _data()
+    inp = keras.Input((7, 5))
+    h = keras.layers.Bidirectional(sl.GRU(6, return_sequences=True))(inp)
+    h = sl.RNN(sl.LSTMCell(5), return_sequences=True)(h)
+    context, _ = sl.BahdanauAttention(4)(h, h)
+    out = sl.SimpleRNN(3)(context)
+    out2, _ = sl.LuongAttention()(keras.layers.Dense(3)(out), h)
+    model = keras.Model(inp, [out, out2])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    np.save(tmp_path / "x.npy", x)
+    expected = [np.asarray(o) for o in model(x)]
+    np.save(tmp_path / "y0.npy", expected[0])
+    np.save(tmp_path / "y1.npy", expected[1])
+    out = run_python(f"""
+        import numpy as np, keras, seqapps
+        m = keras.saving.load_model(r"{path}")
+        y = m(np.load(r"{tmp_path / 'x.npy'}"))
+        print(max(float(np.abs(np.asarray(a) - np.load(r"{tmp_path}/y%d.npy" % i)).max()) for i, a in enumerate(y)))
+    """)
+    assert float(out.strip().splitlines()[-1]) < 1e-6
+
+
+def test_clear_errors_for_bad_shapes():
+    with pytest.raises(ValueError, match=r"\(batch, timesteps, features\)"):
+        sl.GRU(4)(np.zeros((2, 3), "float32"))
+    cell = sl.LSTMCell(4)
+    with pytest.raises(ValueError, match=r"\(batch, 4\)"):
+        cell(np.zeros((2, 3), "float32"), [np.zeros((2, 5), "float32"), np.zeros((2, 4), "float32")])
+    with pytest.raises(ValueError, match="2 state tensor"):
+        cell(np.zeros((2, 3), "float32"), [np.zeros((2, 4), "float32")])
+    with pytest.raises(ValueError, match=r"\(batch, features\)"):
+        sl.GRUCell(4)(np.zeros((2, 3, 3), "float32"), [np.zeros((2, 4), "float32")])
+    with pytest.raises(ValueError, match="positive integer"):
+        sl.GRUCell(0)
+    with pytest.raises(ValueError, match="dropout"):
+        sl.LSTMCell(3, dropout=1.5)
+    with pytest.raises(ValueError, match="Unknown cell type"):
+        sl.make_cell("transformer", 3)
+
+
+def test_trains_in_model_fit():
+    x, _ = _data(batch=16)
+    y = x.sum(axis=(1, 2))[:, None]
+    model = keras.Sequential([keras.Input((7, 5)), sl.LSTM(8), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    hist = model.fit(x, y, epochs=5, verbose=0)
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
