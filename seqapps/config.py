@@ -29,6 +29,7 @@ class TrainConfig:
     max_examples: int = 0  # 0 = use all examples
     steps_per_epoch: int = 0  # 0 = a full pass over the training split
     verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
+    jit_compile: bool = False  # XLA; off by default: variable-length batches would recompile per shape
 
 
 class ConfigError(ValueError):

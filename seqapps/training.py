@@ -74,6 +74,7 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
             )
         )
     cbs.extend(callbacks)
+    model.jit_compile = bool(cfg.jit_compile)
     start = time.time()
     history = model.fit(
         train_ds,

@@ -159,20 +159,29 @@ def encode(tokens: list[list[str]], vocab: list[str], add_start_end: bool = Fals
 
 
 def make_dataset(src_ids, tgt_ids, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
-    """((source, target_in), target_out) batches padded to the longest sequence of each batch."""
+    """((source, target_in), target_out) batches padded to the longest sequence of each batch.
 
-    def ragged(seqs):
-        lengths = np.array([len(s) for s in seqs], np.int64)
-        flat = np.concatenate(seqs) if seqs else np.zeros([0], np.int32)
-        return tf.RaggedTensor.from_row_lengths(flat, lengths)
+    Training batches are bucketed by length (sentences of similar length together), which cuts the
+    padded time steps the recurrent loops run over by about half on Tatoeba-like data.
+    """
 
-    ds = tf.data.Dataset.from_tensor_slices((ragged(src_ids), ragged(tgt_ids)))
+    spec = tf.TensorSpec([None], tf.int32)
+    ds = tf.data.Dataset.from_generator(lambda: zip(src_ids, tgt_ids), output_signature=(spec, spec))
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(src_ids)))
     if shuffle:
         ds = ds.shuffle(len(src_ids), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+        ds = ds.bucket_by_sequence_length(
+            lambda s, t: tf.maximum(tf.shape(s)[0], tf.shape(t)[0] - 1),
+            bucket_boundaries=[5, 7, 9, 11, 14, 18],
+            bucket_batch_sizes=[batch_size] * 7,
+            pad_to_bucket_boundary=False,
+        )
+        # bucket_by_sequence_length pads dense; shuffle whole batches so lengths are mixed over an epoch
+        ds = ds.shuffle(64, seed=seed)
+    else:
+        ds = ds.padded_batch(batch_size)
 
-    def to_dense(src, tgt):
-        tgt = tgt.to_tensor()
-        return (src.to_tensor(), tgt[:, :-1]), tgt[:, 1:]
+    def split(src, tgt):
+        return (src, tgt[:, :-1]), tgt[:, 1:]
 
-    return ds.map(to_dense, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
