@@ -20,6 +20,39 @@ import keras
 import numpy as np
 
 
+PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("none", "mirrored", "multiworker")
+
+
+def strategy(cfg):
+    """The `tf.distribute` strategy for ``cfg.distribute``; build and compile models inside its scope.
+
+    ``batch_size`` is the global batch: each of the N replicas gets ``batch_size / N``.
+    ``multiworker`` reads the cluster from the ``TF_CONFIG`` environment variable.
+    """
+    import tensorflow as tf
+
+    if cfg.distribute not in STRATEGIES:
+        raise ValueError(f"distribute must be one of {STRATEGIES}, got {cfg.distribute!r}")
+    if cfg.distribute == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if cfg.distribute == "multiworker":
+        import os
+
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("distribute=multiworker needs the TF_CONFIG environment variable (cluster and task)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def set_precision(cfg) -> None:
+    """Set the global Keras dtype policy (``cfg.mixed_precision``). Loss scaling for float16 is
+    applied by Keras's optimizer wrapper automatically when the model is compiled."""
+    if cfg.mixed_precision not in PRECISIONS:
+        raise ValueError(f"mixed_precision must be one of {PRECISIONS}, got {cfg.mixed_precision!r}")
+    keras.mixed_precision.set_global_policy("float32" if cfg.mixed_precision == "none" else cfg.mixed_precision)
+
+
 def make_optimizer(cfg, learning_rate=None):
     return keras.optimizers.Adam(
         learning_rate=cfg.learning_rate if learning_rate is None else learning_rate,

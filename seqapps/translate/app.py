@@ -72,12 +72,15 @@ class TranslateApp(App):
         out_dir = Path(out_dir)
         training.set_seed(cfg.seed)
         splits, src_vocab, tgt_vocab, train_ds, val_ds, info = self.prepare(cfg)
-        model = model_lib.build_model(cfg, len(src_vocab), len(tgt_vocab))
-        model.compile(optimizer=training.make_optimizer(cfg), loss=model_lib.masked_loss,
-                      metrics=[model_lib.masked_accuracy])
+        training.set_precision(cfg)
+        with training.strategy(cfg).scope():
+            model = model_lib.build_model(cfg, len(src_vocab), len(tgt_vocab))
+            model.compile(optimizer=training.make_optimizer(cfg), loss=model_lib.masked_loss,
+                          metrics=[model_lib.masked_accuracy])
         print(f"[translate] model: {model.count_params():,} parameters (GRU units {cfg.units}, "
               f"{cfg.attention} attention)")
         history = training.fit(model, train_ds, val_ds, cfg, out_dir / "run", resume=resume)
+        training.set_precision(config_lib.apply(cfg, {"mixed_precision": "none"}, "export"))
 
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "assets").mkdir(exist_ok=True)

@@ -40,7 +40,7 @@ class Translator(keras.Model):
         self.attention = sl.make_attention(attention, units)
         self.combine = keras.layers.Dense(units, activation="tanh", name="combine")
         self.drop = keras.layers.Dropout(dropout)
-        self.output_layer = keras.layers.Dense(tgt_vocab_size, name="logits")
+        self.output_layer = keras.layers.Dense(tgt_vocab_size, name="logits", dtype="float32")  # stable softmax
 
     def encode(self, source, training=False):
         """source ids (batch, S) -> (encoder outputs (batch, S, 2u), source mask (batch, S), state (batch, u))."""

@@ -1,0 +1,211 @@
+"""Translation app: corpus, text processing, data specs and errors, and a tiny end-to-end run."""
+
+import json
+import re
+import subprocess
+import sys
+import unicodedata
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seqapps.export import saved_model
+from seqapps.registry import get_app
+from seqapps.translate import corpus, data, text
+from seqapps.translate.config import TranslateConfig, tiny
+
+# ---------------------------------------------------------------- corpus
+
+
+def test_embedded_corpus_is_large_distinct_and_grammatical():
+    pairs = corpus.generate(6000)
+    assert len({es for _, es in pairs}) == 6000
+    es = " ".join(s for _, s in pairs)
+    # conjugation across persons and tenses, agreement, negation, questions
+    for form in ("compro", "compras", "compra", "compramos", "compran", "compré", "compró", "compraron",
+                 "compraré", "comprarán", " no ", "¿"):
+        assert form in es, form
+    # gender and number agreement, adjective after the noun
+    assert re.search(r"\blas \w+as (rojas|negras|blancas|viejas)\b", es)
+    assert re.search(r"\blos \w+os (rojos|negros|blancos|viejos)\b", es)
+    assert not re.search(r"\b(la|una) \w+ (rojo|negro|blanco|viejo|nuevo)\b", es)
+    assert corpus.conjugate("comer", "past", 2) == "comió"
+    assert corpus.conjugate("escribir", "present", 3) == "escribimos"
+    assert corpus.conjugate("mirar", "future", 4) == "mirarán"
+    assert corpus.generate(50, seed=1) == corpus.generate(50, seed=1)
+
+
+# ---------------------------------------------------------------- text
+
+SENTENCES = ["¿Dónde está la estación?", unicodedata.normalize("NFD", "ÁRBOL, Ñandú y acción."),
+             "I’m here, don't go!", "", "   \t ", "a_b 3.5$ «hola»", 'Él dijo: "sí".', "Ça va? Über-cool… 😀"]
+
+
+def test_tf_and_python_tokenizers_agree():
+    tf_tokens = text.tokenize(tf.constant(SENTENCES)).to_list()
+    for sentence, toks in zip(SENTENCES, tf_tokens):
+        assert [t.decode("utf-8") for t in toks] == text.py_tokenize(sentence), sentence
+    assert text.py_tokenize(SENTENCES[0]) == ["¿", "dónde", "está", "la", "estación", "?"]
+
+
+def test_detokenize_matches_python_and_restores_spacing():
+    tokens = [["¿", "dónde", "está", "i", "?"], ["i", "'m", "here", ",", "ok", "."], [], ["¡", "hola", "!"]]
+    out = [s.decode() for s in text.detokenize(tf.ragged.constant(tokens, dtype=tf.string)).numpy()]
+    assert out == [text.py_detokenize(t) for t in tokens]
+    assert out[0] == "¿Dónde está I?" and out[1] == "I 'm here, ok." and out[2] == "" and out[3] == "¡Hola!"
+
+
+def test_vocabulary_reserved_tokens_and_round_trip(tmp_path):
+    vocab = text.build_vocabulary([["b", "a", "b"], ["c", "b", "a"]], max_size=6)
+    assert vocab == text.RESERVED + ["b", "a"]
+    text.write_vocab(tmp_path / "v.txt", vocab)
+    assert text.read_vocab(tmp_path / "v.txt") == vocab
+    (tmp_path / "bad.txt").write_text("a\nb\n")
+    with pytest.raises(ValueError, match="not a seqapps vocabulary"):
+        text.read_vocab(tmp_path / "bad.txt")
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_splits_are_deterministic_and_grouped_by_source():
+    pairs = [("Hola.", "Hello."), ("Hola.", "Hi."), ("hola .", "Hey.")] + corpus.generate(400)
+    splits = data.split_pairs(pairs, 0.1, 0.1)
+    where = {}
+    for name, items in splits.items():
+        for src, _ in items:
+            key = " ".join(text.py_tokenize(src))
+            assert where.setdefault(key, name) == name  # a source sentence is in one split only
+    assert splits == data.split_pairs(pairs, 0.1, 0.1)
+
+
+def test_anki_file_errors_name_file_and_line(tmp_path):
+    good = tmp_path / "spa.txt"
+    good.write_text("Go.\tVe.\tCC-BY 2.0 (France) Attribution\nHi.\tHola.\n", encoding="utf-8")
+    pairs, skipped = data.read_anki(good)
+    assert pairs == [("Go.", "Ve."), ("Hi.", "Hola.")] and skipped == 0
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Go.\tVe.\nno tab here\nHi.\t \nRun!\t¡Corre!\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.txt:2: expected 'English<TAB>Translation.*on_bad_lines=skip"):
+        data.read_anki(bad)
+    pairs, skipped = data.read_anki(bad, on_bad_lines="skip")
+    assert pairs == [("Go.", "Ve."), ("Run!", "¡Corre!")] and skipped == 2
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("Go.\tVe.\nWhy?\t¿Por qué?\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt:2: not UTF-8.*iconv"):
+        data.read_anki(latin)
+    with pytest.raises(FileNotFoundError):
+        data.read_anki(tmp_path / "missing.txt")
+
+
+def test_direction_and_specs(tmp_path):
+    f = tmp_path / "c.txt"
+    f.write_text("Hi.\tHola.\n", encoding="utf-8")
+    cfg = TranslateConfig(data=str(f), direction="eng->spa")
+    assert data.load_corpus(cfg).pairs == [("Hi.", "Hola.")]
+    cfg = TranslateConfig(data=str(f), direction="spa->eng")
+    assert data.load_corpus(cfg).pairs == [("Hola.", "Hi.")]
+    with pytest.raises(ValueError, match="direction"):
+        data.load_corpus(TranslateConfig(direction="spanish"))
+    with pytest.raises(ValueError, match="unknown Anki corpus"):
+        data.load_corpus(TranslateConfig(data="anki:xx-yy"))
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("translate")
+    app = get_app("translate")
+    scores = app.train(tiny(), out)
+    return out, scores
+
+
+@pytest.mark.slow
+def test_train_writes_a_complete_model_folder(trained):
+    out, scores = trained
+    for name in ("model.keras", "config.yaml", "metadata.json", "model.tflite", "model_dynamic.tflite",
+                 "assets/src_vocab.txt", "assets/tgt_vocab.txt", "assets/tokenizer.json", "saved_model/1"):
+        assert (out / name).exists(), name
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["data_spec"] == "default" and meta["config"]["units"] == 24
+    assert meta["tflite"]["float32"]["greedy_identical_to_keras"] == "100/100"
+    assert not any(op.startswith("Flex") for op in meta["tflite"]["float32"]["ops"])
+    assert scores["examples"] >= 100
+    assert scores["chrf_greedy"] > 10.0  # non-empty outputs, so the parity checks compare real translations
+
+
+@pytest.mark.slow
+def test_saved_model_runs_with_tensorflow_alone_and_handles_bad_input(trained):
+    out, _ = trained
+    path = saved_model.latest(out)
+    long_text = " ".join(["gato"] * 500)
+    inputs = {"text": ["Ella come las manzanas.", "", "   ", long_text, "xyzzy qwerty ¿?", "\x00\x01 bytes"]}
+    res = saved_model.run_isolated(path, inputs)
+    assert res["translation"].shape == (6,)
+    assert res["translation"][1] == "" and res["translation"][2] == ""
+    details = saved_model.run_isolated(path, inputs, signature="translate_details")
+    assert details["truncated"].tolist() == [False, False, False, True, False, False]
+    assert details["attention"].shape[0] == 6
+    np.testing.assert_allclose(details["attention"][0][details["tokens"][0] != ""].sum(-1), 1.0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_tflite_greedy_loop_reproduces_keras_on_100_sentences(trained):
+    out, _ = trained
+    from seqapps.translate.tflite_runtime import TFLiteTranslator
+
+    test_pairs = json.loads((out / "run" / "test_pairs.json").read_text())
+    sentences = [s for s, _ in test_pairs] + [s for _, s in corpus.generate(200, seed=7)]
+    sentences = sentences[:100]
+    served = tf.saved_model.load(str(saved_model.latest(out)))
+    keras_out = [s.decode() for s in served.signatures["translate_details"](text=tf.constant(sentences))
+                 ["translation"].numpy()]
+    runner = TFLiteTranslator(out)
+    lite_out = [runner.translate(s) for s in sentences]
+    assert lite_out == keras_out
+    assert runner.translate("") == ""
+
+
+@pytest.mark.slow
+def test_cli_predict_evaluate_and_errors(trained, tmp_path):
+    out, _ = trained
+    run = [sys.executable, "-m", "seqapps"]
+    proc = subprocess.run(run + ["predict", "translate", "--model", str(out), "Ella come.", " ".join(["gato"] * 99)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("\n") == 2 and "longer than the model's limit" in proc.stderr
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("¿Qué?".encode("latin-1"))
+    proc = subprocess.run(run + ["predict", "translate", "--model", str(out), "--file", str(bad)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run(run + ["evaluate", "translate", "--model", str(out)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert {"bleu_beam", "chrf_beam", "bleu_greedy"} <= set(res)
+
+
+@pytest.mark.slow
+def test_export_command_rebuilds_artifacts(trained, tmp_path):
+    out, _ = trained
+    app = get_app("translate")
+    path = app.export(out, tmp_path / "exported")
+    assert path == tmp_path / "exported" / "saved_model" / "1"
+    assert (tmp_path / "exported" / "model.tflite").exists()
+    with pytest.raises(FileNotFoundError, match="train first"):
+        app.export(tmp_path / "nothing")
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_a_model_folder(trained):
+    from tests.notebooks_util import execute_notebook
+
+    out, _ = trained
+    nb = execute_notebook("translate.ipynb", env={"SEQAPPS_MODEL_DIR": str(out)})
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {}) for o in outputs)
+    assert not any(o.get("output_type") == "error" for o in outputs)
