@@ -19,7 +19,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("none", "mirrored", "multiworker")
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,9 @@ def gbm(n, seed=0, start="2015-01-05", price=100.0):
     low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.006, n)))
     vol = rng.integers(1_000_000, 5_000_000, n)
     dates = np.datetime64(start) + np.arange(n)  # calendar days (regular rows)
-    return [f"{d},{o:.4f},{h:.4f},{lo:.4f},{c:.4f},{v}" for d, o, h, lo, c, v in zip(dates, open_, high, low, close, vol)]
+    return [
+        f"{d},{o:.4f},{h:.4f},{lo:.4f},{c:.4f},{v}" for d, o, h, lo, c, v in zip(dates, open_, high, low, close, vol)
+    ]
 
 
 def write_csv(path, rows, header=HEADER):
@@ -86,7 +86,9 @@ def test_bad_input_messages_name_file_line_and_column(tmp_path, mutate, expected
 
 
 def test_missing_column_lists_what_the_file_has(tmp_path):
-    p = write_csv(tmp_path / "novol.csv", [",".join(r.split(",")[:5]) for r in gbm(30)], header="Date,Open,High,Low,Close")
+    p = write_csv(
+        tmp_path / "novol.csv", [",".join(r.split(",")[:5]) for r in gbm(30)], header="Date,Open,High,Low,Close"
+    )
     with pytest.raises(data.DataError, match=r"novol.csv: missing column\(s\) \['volume'\].*'Close'"):
         data.read_csv(p, cfg_for(p, mode="ohlcv"))
     with pytest.raises(data.DataError, match=r"missing column\(s\) \['price'\]"):
@@ -120,10 +122,13 @@ def test_folder_skip_lists_bad_files(tmp_path):
 
 
 def test_generic_csv_with_composed_time_and_calendar(tmp_path):
-    lines = [f"{2014},{1 + (i // 24) // 28},{1 + (i // 24) % 28},{i % 24},{np.sin(i / 4):.3f},{i % 7}" for i in range(120)]
+    lines = [
+        f"{2014},{1 + (i // 24) // 28},{1 + (i // 24) % 28},{i % 24},{np.sin(i / 4):.3f},{i % 7}" for i in range(120)
+    ]
     p = write_csv(tmp_path / "w.csv", lines, header="year,month,day,hour,TEMP,PRES")
-    cfg = cfg_for(p, mode="generic", time_column="year,month,day,hour", target="temp", features="pres",
-                  calendar="hour,dayofyear")
+    cfg = cfg_for(
+        p, mode="generic", time_column="year,month,day,hour", target="temp", features="pres", calendar="hour,dayofyear"
+    )
     s = data.read_csv(p, cfg)
     assert s.columns == ["temp", "pres", "hour", "dayofyear"]
     np.testing.assert_array_equal(s.values[:30, 2], np.arange(30) % 24)
@@ -148,17 +153,17 @@ def test_windows_use_no_row_after_the_origin(tmp_path):
     spec = features.fit_spec(spec, x, y)
     pairs = sp.test[::7][:5]
     x0, y0 = data.windows(ds, pairs, cfg.window, cfg.horizon)
-    f0 = [t.numpy() for t in features.engineer(x0, spec)]
-    np.testing.assert_array_equal(x0[:, -1], np.stack([ds.series[si].values[t] for si, t in pairs]))
+    np.testing.assert_array_equal(x0[:, -1], np.stack([ds.series[si].values[t] for si, t in pairs]).astype(np.float32))
     original = ds.series[0].values.copy()
     for k, (si, t) in enumerate(pairs):
         # scramble every row after the origin: this window's inputs must not change, its targets must
         ds.series[si].values[:] = original
         ds.series[si].values[t + 1 :] *= 3.0
         x1, y1 = data.windows(ds, pairs[k : k + 1], cfg.window, cfg.horizon)
+        np.testing.assert_array_equal(x1[0], x0[k])
         f1 = [v.numpy() for v in features.engineer(x1, spec)]
-        for a, b in zip(f0, f1):
-            np.testing.assert_array_equal(a[k : k + 1], b)
+        for a, b in zip([v.numpy() for v in features.engineer(x0[k : k + 1], spec)], f1):
+            np.testing.assert_array_equal(a, b)
         assert not np.allclose(y0[k], y1[0])
 
 
@@ -173,8 +178,9 @@ def test_chronological_split_orders_train_val_test(tmp_path):
 
 
 def test_series_split_holds_out_whole_series_and_test_period(tmp_path):
-    ds, cfg = _dataset(tmp_path, n=200, k=6, split="series", test_start="2015-06-01", test_fraction=0.34,
-                       val_fraction=0.17)
+    ds, cfg = _dataset(
+        tmp_path, n=200, k=6, split="series", test_start="2015-06-01", test_fraction=0.34, val_fraction=0.17
+    )
     sp = data.split(ds, cfg)
     train_s, test_s = set(sp.train[:, 0]), set(sp.test[:, 0])
     assert train_s and test_s and not (train_s & test_s) and not (set(sp.val[:, 0]) & (train_s | test_s))
@@ -195,8 +201,9 @@ def test_scaling_is_fitted_on_training_windows_only(tmp_path):
     spec_a = app.prepare(cfg)[2]
     # multiply the prices in the test period (last 10%) by 10: the fitted statistics must not move
     cut = 300 - 25
-    changed = rows[:cut] + [",".join([r.split(",")[0]] + [f"{float(v) * 10:.4f}" for v in r.split(",")[1:]])
-                            for r in rows[cut:]]
+    changed = rows[:cut] + [
+        ",".join([r.split(",")[0]] + [f"{float(v) * 10:.4f}" for v in r.split(",")[1:]]) for r in rows[cut:]
+    ]
     write_csv(csv, changed)
     spec_b = app.prepare(cfg)[2]
     assert spec_a.col_mean == spec_b.col_mean and spec_a.col_std == spec_b.col_std
@@ -205,6 +212,8 @@ def test_scaling_is_fitted_on_training_windows_only(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- oracles
 def test_targets_round_trip_through_decode():
+    import tensorflow as tf
+
     rng = np.random.default_rng(0)
     for mode in ("ohlcv", "generic"):
         spec = features.FeatureSpec(mode, ["close"], 0, 5, 3, horizon_scale=[1.0, 2.0, 3.0])
@@ -212,8 +221,11 @@ def test_targets_round_trip_through_decode():
         anchor = np.log(rng.uniform(50, 150, 4)) if mode == "ohlcv" else rng.uniform(50, 150, 4)
         scale = rng.uniform(0.01, 0.05, (4, 3))
         z = features.encode_targets(y, anchor, scale, spec)
-        back = features.decode(z[..., None].astype(np.float32), anchor.astype(np.float32),
-                               scale.astype(np.float32), spec).numpy()[..., 0]
+        back = np.asarray(
+            features.decode(
+                tf.constant(z[..., None]), tf.constant(anchor, tf.float32), tf.constant(scale, tf.float32), spec
+            )
+        )[..., 0]
         np.testing.assert_allclose(back, y, rtol=1e-4)
 
 
@@ -278,8 +290,15 @@ def trained(tmp_path_factory):
     folder.mkdir()
     for i in range(4):
         write_csv(folder / f"T{i}.csv", gbm(260, seed=10 + i))
-    cfg = dataclasses.replace(tiny(), data=str(folder), split="series", test_start="2015-08-01", test_fraction=0.25,
-                              val_fraction=0.25, epochs=2)
+    cfg = dataclasses.replace(
+        tiny(),
+        data=str(folder),
+        split="series",
+        test_start="2015-08-01",
+        test_fraction=0.25,
+        val_fraction=0.25,
+        epochs=2,
+    )
     keras.utils.set_random_seed(0)
     results = ForecastApp().train(cfg, root / "model")
     return root, folder, results
@@ -319,41 +338,64 @@ def test_saved_model_runs_without_seqapps_and_flags_bad_windows(trained):
     assert np.isnan(res["quantiles"][1]).all()
 
 
-def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "seqapps", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+def _cli(capsys, *args):
+    from seqapps import cli
+
+    capsys.readouterr()
+    rc = cli.main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
 
 
-def test_cli_predict_evaluate_and_errors(trained, tmp_path):
+def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys):
     root, folder, _ = trained
-    model = root / "model"
-    repo = Path(__file__).resolve().parents[1]
+    model = str(root / "model")
     out_csv = tmp_path / "fc.csv"
-    r = _cli("predict", "forecast", "--model", str(model), "--csv", str(folder / "T1.csv"), "--horizon", "2",
-             "--out", str(out_csv), cwd=repo)
-    assert r.returncode == 0, r.stderr
+    rc, out, err = _cli(
+        capsys,
+        "predict",
+        "forecast",
+        "--model",
+        model,
+        "--csv",
+        str(folder / "T1.csv"),
+        "--horizon",
+        "2",
+        "--out",
+        str(out_csv),
+    )
+    assert rc == 0, err
     lines = out_csv.read_text().splitlines()
     assert lines[0] == "step,time,last_observed,q10,q50,q90" and len(lines) == 3
     vals = np.array([[float(v) for v in ln.split(",")[3:]] for ln in lines[1:]])
     assert np.all(np.diff(vals, axis=1) >= 0)
-    assert out_csv.with_suffix(".png").stat().st_size > 5000
+    assert out_csv.with_suffix(".png").stat().st_size > 5000 and "q50" in out
 
-    r = _cli("predict", "forecast", "--model", str(model), "--csv", str(folder / "T1.csv"), "--horizon", "9", cwd=repo)
-    assert r.returncode == 2 and "forecasts 1 to 3 steps" in r.stderr
+    rc, _, err = _cli(
+        capsys, "predict", "forecast", "--model", model, "--csv", str(folder / "T1.csv"), "--horizon", "9"
+    )
+    assert rc == 2 and "forecasts 1 to 3 steps" in err
     short = write_csv(tmp_path / "short.csv", gbm(10))
-    r = _cli("predict", "forecast", "--model", str(model), "--csv", str(short), cwd=repo)
-    assert r.returncode == 2 and "short.csv" in r.stderr and "too short" in r.stderr
+    rc, _, err = _cli(capsys, "predict", "forecast", "--model", model, "--csv", str(short))
+    assert rc == 2 and "short.csv" in err and "too short" in err and "16" in err
     na = write_csv(tmp_path / "na.csv", _set(gbm(40), 30, 4, "NA"))
-    r = _cli("predict", "forecast", "--model", str(model), "--csv", str(na), "--out", str(tmp_path / "na_fc.csv"),
-             cwd=repo)
-    assert r.returncode == 2 and "line 32" in r.stderr and "'Close'" in r.stderr
-    r = _cli("predict", "forecast", "--model", str(model), "--csv", str(na), "--ffill", "--out",
-             str(tmp_path / "na_fc.csv"), cwd=repo)
-    assert r.returncode == 0, r.stderr
+    rc, _, err = _cli(
+        capsys, "predict", "forecast", "--model", model, "--csv", str(na), "--out", str(tmp_path / "n.csv")
+    )
+    assert rc == 2 and "na.csv: line 32, column 'Close': missing value" in err
+    rc, _, err = _cli(
+        capsys, "predict", "forecast", "--model", model, "--csv", str(na), "--ffill", "--out", str(tmp_path / "n.csv")
+    )
+    assert rc == 0, err
+    novol = write_csv(
+        tmp_path / "novol.csv", [",".join(r.split(",")[:5]) for r in gbm(30)], header="Date,Open,High,Low,Close"
+    )
+    rc, _, err = _cli(capsys, "predict", "forecast", "--model", model, "--csv", str(novol))
+    assert rc == 2 and "missing column(s) ['volume']" in err
 
-    r = _cli("evaluate", "forecast", "--model", str(model), "--set", "arima_windows=0", cwd=repo)
-    assert r.returncode == 0, r.stderr
-    assert "naive" in r.stdout and "seasonal_naive" in r.stdout and "coverage80" in r.stdout
+    rc, out, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "arima_windows=0")
+    assert rc == 0, err
+    assert "naive" in out and "seasonal_naive" in out and "coverage80" in out
 
 
 def test_bench_rows(trained):
@@ -373,3 +415,24 @@ def test_quantile_and_config_validation():
         parse_quantiles("0.5,1.2")
     with pytest.raises(data.DataError, match="calendar"):
         data.column_plan(ForecastConfig(calendar="weekday"), "generic")
+
+
+def test_notebook_runs(trained):
+    import os
+
+    import nbclient
+    import nbformat
+
+    root = Path(__file__).resolve().parents[1]
+    nb = nbformat.read(root / "notebooks" / "forecast.ipynb", as_version=4)
+    os.environ["FORECAST_MODEL_DIR"] = str(trained[0] / "model")
+    try:
+        nbclient.NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(root / "notebooks")}}
+        ).execute()
+    finally:
+        os.environ.pop("FORECAST_MODEL_DIR", None)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "origins, MSFT 2012" in text and "80% interval coverage by horizon" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4

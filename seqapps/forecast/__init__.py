@@ -1,0 +1,1 @@
+"""Probabilistic multi-horizon forecasting (stock prices and other time series) with a recurrent encoder."""

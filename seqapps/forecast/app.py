@@ -1,0 +1,632 @@
+"""The forecasting app: train, evaluate (rolling-origin backtest vs baselines), predict (CSV + fan chart), export."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from seqapps import config as config_lib
+from seqapps.app import App
+from seqapps.forecast.config import ForecastConfig, tiny
+from seqapps.registry import register_app
+
+SPEC_FILE = "feature_spec.json"
+SAMPLE_FILE = "sample_windows.npy"
+
+
+def parse_quantiles(text) -> list:
+    try:
+        qs = sorted({round(float(q), 6) for q in str(text).split(",") if q.strip()})
+    except ValueError:
+        raise ValueError(f"quantiles: expected comma-separated numbers like 0.1,0.5,0.9, got {text!r}") from None
+    if len(qs) < 2 or not all(0 < q < 1 for q in qs):
+        raise ValueError(f"quantiles: need at least two values strictly between 0 and 1, got {text!r}")
+    return qs
+
+
+def _check_cfg(cfg):
+    if cfg.window < 3 or cfg.horizon < 1:
+        raise ValueError(f"window must be >= 3 and horizon >= 1 (got {cfg.window}, {cfg.horizon})")
+    for key, allowed in (
+        ("missing", ("error", "ffill")),
+        ("unsorted", ("error", "sort")),
+        ("bad_series", ("error", "skip")),
+    ):
+        if getattr(cfg, key) not in allowed:
+            raise ValueError(f"{key} must be one of {allowed}, got {getattr(cfg, key)!r}")
+
+
+def _read_spec(model_dir):
+    from seqapps.forecast.features import FeatureSpec
+
+    path = Path(model_dir) / "assets" / SPEC_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; train first (make train-forecast)")
+    return FeatureSpec(**json.loads(path.read_text()))
+
+
+@register_app("forecast")
+class ForecastApp(App):
+    config_class = ForecastConfig
+    default_model_dir = Path("trained/forecast")
+
+    def tiny_config(self):
+        return tiny()
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, cfg):
+        from seqapps.forecast import data, features
+
+        _check_cfg(cfg)
+        t0 = time.time()
+        ds = data.load(cfg)
+        sp = data.split(ds, cfg)
+        quantiles = parse_quantiles(cfg.quantiles)
+        spec = features.FeatureSpec(
+            ds.mode,
+            ds.columns,
+            ds.target_index,
+            cfg.window,
+            cfg.horizon,
+            cfg.vol_window,
+            calendar=[c.lower() for c in data.parse_list(cfg.calendar)],
+        )
+        train_pairs = sp.train
+        if cfg.max_examples and len(train_pairs) > cfg.max_examples:
+            rng = np.random.default_rng(cfg.seed)
+            train_pairs = train_pairs[np.sort(rng.choice(len(train_pairs), cfg.max_examples, replace=False))]
+        val_pairs = sp.val
+        if cfg.max_val_examples and len(val_pairs) > cfg.max_val_examples:
+            val_pairs = val_pairs[np.linspace(0, len(val_pairs) - 1, cfg.max_val_examples).round().astype(int)]
+        trx, try_ = data.windows(ds, train_pairs, cfg.window, cfg.horizon)
+        spec = features.fit_spec(spec, trx, try_, seed=cfg.seed)  # statistics from training windows only
+        arrays = {}
+        for name, (x, y) in (("train", (trx, try_)), ("val", data.windows(ds, val_pairs, cfg.window, cfg.horizon))):
+            f, a, s = features.batched(x, spec)
+            z = np.clip(features.encode_targets(y, a, s, spec), -50, 50)
+            arrays[name] = (f, z)
+        info = {
+            "spec": ds.spec,
+            "mode": ds.mode,
+            "series": len(ds.series),
+            "skipped_files": ds.skipped,
+            "rows": int(sum(len(s) for s in ds.series)),
+            "forward_filled_cells": int(sum(s.filled for s in ds.series)),
+            "input_columns": ds.columns,
+            "split": cfg.split,
+            "test_start": sp.test_start,
+            "train_windows": len(train_pairs),
+            "val_windows": len(val_pairs),
+            "test_windows": len(sp.test),
+            "series_roles": {r: sorted(n for n, v in sp.roles.items() if v == r) for r in set(sp.roles.values())},
+        }
+        print(
+            f"[forecast] data {ds.spec}: {len(ds.series)} series ({ds.mode}), columns {ds.columns}, target "
+            f"{ds.columns[ds.target_index]!r}; windows train {len(train_pairs)} / val {len(val_pairs)} / test "
+            f"{len(sp.test)} ({cfg.split} split, test from {sp.test_start[:10]}); {time.time() - t0:.1f}s"
+        )
+        return ds, sp, spec, quantiles, arrays, info
+
+    # ------------------------------------------------------------------ train
+    def train(self, cfg, out_dir, resume=False):
+        import keras
+        import tensorflow as tf
+
+        from seqapps import training
+        from seqapps.forecast import model as model_lib
+
+        out_dir = Path(out_dir)
+        training.set_seed(cfg.seed)
+        ds, sp, spec, quantiles, arrays, info = self.prepare(cfg)
+        if getattr(cfg, "mixed_precision", "none") != "none":
+            raise ValueError(
+                "forecast trains in float32 (quantile outputs and the exported features need it); "
+                "leave mixed_precision at none"
+            )
+        # a tf.distribute strategy (cfg.distribute) when the shared training module offers one
+        scope = training.strategy(cfg).scope() if hasattr(training, "strategy") else contextlib.nullcontext()
+        with scope:
+            model = model_lib.build_model(cfg, spec.steps, spec.num_features, quantiles)
+            model.compile(
+                optimizer=training.make_optimizer(cfg),
+                loss=model_lib.PinballLoss(quantiles),
+                jit_compile=bool(getattr(cfg, "jit_compile", False)),
+            )
+        print(
+            f"[forecast] model: {model.count_params():,} parameters ({cfg.cell} x{cfg.num_layers}, {cfg.units} units)"
+            f", input {spec.steps} steps x {spec.num_features} features -> {cfg.horizon} x {len(quantiles)} quantiles"
+        )
+        fx, fz = arrays["train"]
+        train_ds = (
+            tf.data.Dataset.from_tensor_slices((fx, fz))
+            .shuffle(min(len(fx), 200_000), seed=cfg.seed)
+            .batch(cfg.batch_size)
+            .prefetch(2)
+        )
+        val_ds = None
+        if len(arrays["val"][0]):
+            val_ds = tf.data.Dataset.from_tensor_slices(arrays["val"]).batch(cfg.batch_size * 4)
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else out_dir / "run"
+        history = training.fit(model, train_ds, val_ds, cfg, run_dir, resume=resume)
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "assets").mkdir(exist_ok=True)
+        model.save(out_dir / "model.keras")
+        config_lib.save(cfg, out_dir / "config.yaml")
+        (out_dir / "assets" / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=1) + "\n")
+        from seqapps.forecast import data
+
+        test_x, _ = data.windows(
+            ds,
+            sp.test[np.linspace(0, len(sp.test) - 1, min(len(sp.test), cfg.tflite_eval_windows)).round().astype(int)],
+            cfg.window,
+            cfg.horizon,
+        )
+        np.save(out_dir / "assets" / SAMPLE_FILE, test_x)
+        module = self._module(model, spec)
+        print("[forecast] rolling-origin backtest on the test split:")
+        results = self._backtest(ds, sp, cfg, quantiles, lambda x: module.forecast(tf.constant(x))["quantiles"].numpy())
+        train_info = {
+            "data": info,
+            "epochs_run": len(history.history.get("loss", [])),
+            "train_seconds": round(history.train_seconds, 1),
+            "final": {k: float(v[-1]) for k, v in history.history.items()},
+        }
+        (out_dir / "evaluation.json").write_text(json.dumps({"training": train_info, "backtest": results}, indent=1))
+        training.clear_backup(run_dir)
+        self.export(out_dir, out_dir, model=model, cfg=cfg)
+        keras.backend.clear_session()
+        return results
+
+    def _module(self, model, spec, batch=None):
+        from seqapps.forecast.serving import ForecastModule
+
+        return ForecastModule(model, spec, batch=batch)
+
+    def _backtest(self, ds, sp, cfg, quantiles, predict_fn, verbose=True):
+        from seqapps.forecast import backtest, data
+
+        pairs = sp.test
+        step = max(1, cfg.backtest_step)
+        if step > 1:  # every `step`-th origin of each series
+            first = {}
+            keep = []
+            for k, (si, t) in enumerate(pairs):
+                first.setdefault(si, t)
+                if (t - first[si]) % step == 0:
+                    keep.append(k)
+            pairs = pairs[keep]
+        if cfg.backtest_max_windows and len(pairs) > cfg.backtest_max_windows:
+            pairs = pairs[np.linspace(0, len(pairs) - 1, cfg.backtest_max_windows).round().astype(int)]
+        x, y = data.windows(ds, pairs, cfg.window, cfg.horizon)
+        q = np.concatenate([predict_fn(x[i : i + 2048]) for i in range(0, len(x), 2048)])
+        scale = data.naive_scale(ds, sp)
+        res = backtest.run(
+            ds, pairs, y, q.astype(np.float64), quantiles, cfg, scale, log_space=ds.mode == "ohlcv", verbose=verbose
+        )
+        res["origins_every"] = step
+        res["test_start"] = sp.test_start
+        res["target"] = ds.columns[ds.target_index]
+        return res
+
+    # ------------------------------------------------------------------ export
+    def export(self, model_dir, out_dir=None, model=None, cfg=None):
+        import keras
+        import tensorflow as tf
+
+        from seqapps.export import metadata, saved_model, tflite
+        from seqapps.export.atomic import atomic_write_bytes, atomic_write_text
+        from seqapps.forecast import model as _model_lib  # noqa: F401  (registers the custom layers for loading)
+
+        model_dir = Path(model_dir)
+        out_dir = Path(out_dir or model_dir)
+        if not (model_dir / "model.keras").is_file():
+            raise FileNotFoundError(f"{model_dir / 'model.keras'} not found; train first (make train-forecast)")
+        cfg = cfg or config_lib.read(ForecastConfig, model_dir / "config.yaml")
+        spec = _read_spec(model_dir)
+        quantiles = parse_quantiles(cfg.quantiles)
+        model = model or keras.saving.load_model(model_dir / "model.keras", compile=False)
+        sample = np.load(model_dir / "assets" / SAMPLE_FILE)
+        evaluation = (
+            json.loads((model_dir / "evaluation.json").read_text()) if (model_dir / "evaluation.json").is_file() else {}
+        )
+        if out_dir != model_dir:
+            import shutil
+
+            shutil.copytree(model_dir / "assets", out_dir / "assets", dirs_exist_ok=True)
+            for name in ("model.keras", "config.yaml", "evaluation.json"):
+                if (model_dir / name).is_file():
+                    shutil.copy2(model_dir / name, out_dir / name)
+
+        module = self._module(model, spec)
+        reference = module.forecast(tf.constant(sample))["quantiles"].numpy()
+        sm_path = saved_model.write(module, out_dir, module.signatures(), version=1)
+        iso = saved_model.run_isolated(sm_path.resolve(), {"window": sample[:8]})
+        sm_diff = float(np.max(np.abs(iso["quantiles"] - reference[:8])))
+        print(f"[forecast] SavedModel -> {sm_path} (plain-TensorFlow run: max |diff| vs Keras {sm_diff:.2e})")
+
+        lite = self._module(model, spec, batch=1)
+        mid = quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
+        report = {}
+        for variant in ("float32", "dynamic"):
+            blob = tflite.convert_module(lite, lite.signatures(), variant)
+            ops = sorted(tflite.op_names(blob))
+            path = out_dir / tflite.FILE_NAMES[variant]
+            atomic_write_bytes(path, blob)
+            interp = tflite.interpreter(path)
+            outs = np.stack([tflite.run(interp, "serving_default", window=w[None])["quantiles"][0] for w in sample])
+            diff = np.abs(outs - reference)
+            rel = diff / np.maximum(np.abs(reference), 1e-6)
+            report[variant] = {
+                "file": path.name,
+                "bytes": path.stat().st_size,
+                "ops": ops,
+                "windows": len(sample),
+                "max_abs_diff": float(diff.max()),
+                "max_rel_diff": float(rel.max()),
+                "median_forecast_mean_abs_diff": float(np.mean(diff[..., mid])),
+            }
+            print(
+                f"[forecast] TFLite {variant}: {path.name} {path.stat().st_size / 1e3:.0f} kB, ops {ops}; "
+                f"max |diff| vs Keras {diff.max():.2e} (relative {rel.max():.2e}) on {len(sample)} test windows"
+            )
+        sizes = metadata.file_sizes(out_dir)
+        meta = metadata.write(
+            out_dir / "metadata.json",
+            app="forecast",
+            config=cfg,
+            data_spec=cfg.data,
+            mode=spec.mode,
+            input_columns=spec.columns,
+            target=spec.columns[spec.target_index],
+            window=spec.window,
+            horizon=spec.horizon,
+            quantiles=quantiles,
+            feature_spec=spec.to_dict(),
+            saved_model={
+                "path": str(sm_path.relative_to(out_dir)),
+                "signatures": {
+                    "serving_default": f"window (float32 [None, {spec.window}, {len(spec.columns)}]"
+                    f", raw values in input_columns order) -> quantiles (float32 [None, "
+                    f"{spec.horizon}, {len(quantiles)}], target units), valid (bool [None])"
+                },
+                "plain_tensorflow_max_abs_diff": sm_diff,
+            },
+            tflite=report,
+            training=evaluation.get("training"),
+            backtest=evaluation.get("backtest"),
+            files={k: v for k, v in sizes.items() if not k.startswith("run/")},
+        )
+        atomic_write_text(out_dir / "MODEL_CARD.md", model_card(meta, cfg))
+        return sm_path
+
+    # ------------------------------------------------------------------ evaluate
+    def evaluate(self, model_dir, data=None, **options):
+        import tensorflow as tf
+
+        from seqapps.export import saved_model
+        from seqapps.forecast import backtest
+        from seqapps.forecast import data as data_lib
+
+        model_dir = Path(model_dir)
+        write = str(options.pop("write", "false")).lower() in ("1", "true", "yes")
+        cfg = config_lib.read(ForecastConfig, model_dir / "config.yaml")
+        cfg = config_lib.apply(cfg, options, "evaluate --set")
+        if data:
+            cfg = config_lib.apply(cfg, {"data": data}, "--data")
+        spec = _read_spec(model_dir)
+        cfg = dataclasses.replace(cfg, mode=spec.mode)
+        if (cfg.window, cfg.horizon) != (spec.window, spec.horizon):
+            raise ValueError("window and horizon are fixed by the trained model; do not override them")
+        ds = data_lib.load(cfg)
+        if ds.columns != spec.columns:
+            raise ValueError(f"data columns {ds.columns} differ from the model's {spec.columns}")
+        sp = data_lib.split(ds, cfg)
+        fn = tf.saved_model.load(str(saved_model.latest(model_dir))).signatures["serving_default"]
+        quantiles = parse_quantiles(cfg.quantiles)
+        print(f"[forecast] evaluating {saved_model.latest(model_dir)} on {ds.spec} (test from {sp.test_start[:10]})")
+        res = self._backtest(
+            ds, sp, cfg, quantiles, lambda x: fn(window=tf.constant(x))["quantiles"].numpy(), verbose=False
+        )
+        print(backtest.table(res, cfg.horizon))
+        if write:  # --set write=true: store this backtest with the model and refresh metadata.json / MODEL_CARD.md
+            path = model_dir / "evaluation.json"
+            old = json.loads(path.read_text()) if path.is_file() else {}
+            path.write_text(json.dumps({"training": old.get("training"), "backtest": res}, indent=1))
+            self.export(model_dir, model_dir)
+        return res
+
+    # ------------------------------------------------------------------ predict
+    def add_predict_arguments(self, parser):
+        parser.add_argument("--csv", type=Path, required=True, help="CSV file with the model's input columns")
+        parser.add_argument("--horizon", type=int, default=0, help="steps ahead (at most the model's horizon)")
+        parser.add_argument(
+            "--out",
+            type=Path,
+            help="output CSV (default <csv stem>_forecast.csv); a .png fan chart is written next to it",
+        )
+        parser.add_argument("--ffill", action="store_true", help="forward-fill missing values instead of an error")
+        parser.add_argument("--sort", action="store_true", help="sort unsorted dates instead of an error")
+        parser.add_argument("--history", type=int, default=0, help="rows of history in the chart (default 3 windows)")
+
+    def predict(self, model_dir, args):
+        import tensorflow as tf
+
+        from seqapps.export import saved_model
+        from seqapps.forecast import data as data_lib
+
+        model_dir = Path(model_dir)
+        cfg = config_lib.read(ForecastConfig, model_dir / "config.yaml")
+        spec = _read_spec(model_dir)
+        quantiles = parse_quantiles(cfg.quantiles)
+        horizon = args.horizon or spec.horizon
+        if not 1 <= horizon <= spec.horizon:
+            raise ValueError(f"--horizon {horizon}: this model forecasts 1 to {spec.horizon} steps ahead")
+        cfg = dataclasses.replace(
+            cfg, mode=spec.mode, missing="ffill" if args.ffill else "error", unsorted="sort" if args.sort else "error"
+        )
+        series = data_lib.read_csv(args.csv, cfg, min_rows=spec.window)
+        if series.columns != spec.columns:
+            raise ValueError(f"{args.csv}: columns {series.columns} do not match the model's {spec.columns}")
+        window = series.values[-spec.window :].astype(np.float32)[None]
+        fn = tf.saved_model.load(str(saved_model.latest(model_dir))).signatures["serving_default"]
+        out = fn(window=tf.constant(window))
+        if not bool(out["valid"].numpy()[0]):
+            raise ValueError(f"{args.csv}: the last {spec.window} rows contain values the model cannot use")
+        q = out["quantiles"].numpy()[0][:horizon]
+        times = future_times(series.times, horizon, business_days=spec.mode == "ohlcv")
+        out_csv = args.out or Path(f"{args.csv.stem}_forecast.csv")
+        out_csv.parent.mkdir(parents=True, exist_ok=True)
+        target = spec.columns[spec.target_index]
+        names = [f"q{round(100 * x):02d}" for x in quantiles]
+        lines = ["step,time,last_observed," + ",".join(names)]
+        for h in range(horizon):
+            lines.append(f"{h + 1},{_fmt_time(times[h])},{series.target[-1]:.6g}," + ",".join(f"{v:.6g}" for v in q[h]))
+        out_csv.write_text("\n".join(lines) + "\n")
+        png = out_csv.with_suffix(".png")
+        fan_chart(
+            series.times,
+            series.target,
+            times,
+            q,
+            quantiles,
+            png,
+            args.history or 3 * spec.window,
+            title=f"{args.csv.stem}: {target} forecast ({horizon} steps, model {model_dir})",
+        )
+        print(f"{target} at {_fmt_time(series.times[-1])}: {series.target[-1]:.6g}")
+        for h in range(horizon):
+            print(f"  +{h + 1} {_fmt_time(times[h])}: " + "  ".join(f"{n} {v:.6g}" for n, v in zip(names, q[h])))
+        print(f"wrote {out_csv} and {png}")
+
+    # ------------------------------------------------------------------ bench
+    def bench(self, model_dir):
+        import tensorflow as tf
+
+        from seqapps.export import saved_model, tflite
+
+        model_dir = Path(model_dir)
+        sample = np.load(model_dir / "assets" / SAMPLE_FILE)
+        fn = tf.saved_model.load(str(saved_model.latest(model_dir))).signatures["serving_default"]
+
+        def timed(f, reps):
+            f()
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                f()
+                times.append(time.perf_counter() - t0)
+            return float(np.median(times))
+
+        one = tf.constant(sample[:1])
+        sm1 = timed(lambda: fn(window=one), 50) * 1e3
+        batch = tf.constant(np.repeat(sample, max(1, 256 // len(sample)) + 1, axis=0)[:256])
+        smb = timed(lambda: fn(window=batch), 10)
+        rows = [
+            {
+                "benchmark": "forecast SavedModel latency, 1 window",
+                "value": round(sm1, 3),
+                "unit": "ms",
+                "baseline": None,
+                "ratio": None,
+            },
+            {
+                "benchmark": "forecast SavedModel throughput, batch 256",
+                "value": round(256 / smb, 1),
+                "unit": "windows/s",
+                "baseline": round(1e3 / sm1, 1),
+                "ratio": round(256 / smb / (1e3 / sm1), 2),
+            },
+        ]
+        for variant in ("float32", "dynamic"):
+            path = model_dir / tflite.FILE_NAMES[variant]
+            if not path.is_file():
+                continue
+            interp = tflite.interpreter(path)
+            runner = interp.get_signature_runner("serving_default")
+            w = sample[:1]
+            ms = timed(lambda r=runner, w=w: r(window=w), 200) * 1e3
+            rows.append(
+                {
+                    "benchmark": f"forecast TFLite {variant} latency, 1 window (vs SavedModel)",
+                    "value": round(ms, 3),
+                    "unit": "ms",
+                    "baseline": round(sm1, 3),
+                    "ratio": round(ms / sm1, 3),
+                }
+            )
+        return rows
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _fmt_time(t) -> str:
+    s = str(np.datetime64(t, "s")).replace("T", " ")
+    return s[:10] if s.endswith("00:00:00") else s[:16]
+
+
+def future_times(times, horizon, business_days=False):
+    import pandas as pd
+
+    last = pd.Timestamp(times[-1])
+    steps = np.diff(times[-50:]).astype("timedelta64[s]").astype(np.int64)
+    step = int(np.median(steps)) if len(steps) else 86400
+    if business_days or (step == 86400 and all(pd.DatetimeIndex(times[-50:]).dayofweek < 5)):
+        return np.array(
+            [(last + pd.offsets.BDay(h)).to_datetime64() for h in range(1, horizon + 1)], dtype="datetime64[s]"
+        )
+    return np.array([times[-1] + np.timedelta64(step * h, "s") for h in range(1, horizon + 1)], dtype="datetime64[s]")
+
+
+def fan_chart(times, y, ftimes, q, quantiles, path, history, title="", ax=None):
+    """History, median and the quantile bands (outermost lightest)."""
+    import matplotlib
+
+    own = ax is None
+    if own:
+        matplotlib.use("Agg")  # files only; a notebook passes its own axes
+    import matplotlib.pyplot as plt
+
+    if own:
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+    ax.plot(times[-history:], y[-history:], color="black", lw=1.2, label="history")
+    mid = len(quantiles) // 2
+    xs = np.concatenate([times[-1:], ftimes])
+    for i in range(mid):
+        lo = np.concatenate([[y[-1]], q[:, i]])
+        hi = np.concatenate([[y[-1]], q[:, -1 - i]])
+        ax.fill_between(
+            xs,
+            lo,
+            hi,
+            color="tab:blue",
+            alpha=0.15 + 0.2 * i,
+            label=f"{round(100 * (quantiles[-1 - i] - quantiles[i]))}% interval",
+        )
+    ax.plot(xs, np.concatenate([[y[-1]], q[:, mid]]), color="tab:blue", lw=1.8, label=f"median (q{quantiles[mid]})")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    if own:
+        fig.autofmt_xdate()
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def model_card(meta: dict, cfg) -> str:
+    bt = meta.get("backtest") or {}
+    tr = meta.get("training") or {}
+    H = meta["horizon"]
+    lines = [
+        f"# forecast model: {meta['target']} from {cfg.data}",
+        "",
+        f"Recurrent quantile forecaster (seqapps.layers {cfg.cell.upper()}, {cfg.units} units x {cfg.num_layers}) "
+        f"trained with the pinball loss. Input: the last {meta['window']} rows of {meta['input_columns']} (raw "
+        f"values; features and scaling are inside the model). Output: quantiles {meta['quantiles']} of "
+        f"`{meta['target']}` for 1..{H} steps ahead, in the target's units.",
+        "",
+        "## Data",
+        "",
+        f"- spec: `{cfg.data}` (mode {meta['mode']}, split `{cfg.split}`, test origins from "
+        f"{str(bt.get('test_start', ''))[:10]})",
+    ]
+    d = tr.get("data") or {}
+    if d:
+        lines.append(
+            f"- {d.get('series')} series, {d.get('rows')} rows; windows train {d.get('train_windows')} / val "
+            f"{d.get('val_windows')} / test {d.get('test_windows')}; skipped files: "
+            f"{len(d.get('skipped_files') or {})} (listed in metadata.json)"
+        )
+        roles = d.get("series_roles") or {}
+        if "test" in roles:
+            lines.append(f"- held-out test series ({len(roles['test'])}): {', '.join(roles['test'])}")
+    if tr:
+        lines.append(f"- training: {tr.get('epochs_run')} epochs, {tr.get('train_seconds')} s on a 2-core CPU")
+    lines += [
+        "",
+        "## Backtest (rolling origin, test split)",
+        "",
+        f"{bt.get('windows')} windows from {bt.get('series')} series, an origin every {bt.get('origins_every')} "
+        "rows. MAE/RMSE are in the target's units, averaged over all windows; MASE is scaled by each series' in-sample "
+        "one-step naive MAE (rows before the test period); direction = share of windows where the sign of "
+        "(forecast - last value) matches the outcome (naive has none); coverage = share inside the 10%-90% "
+        f"interval (naive: random-walk normal interval). Seasonal naive uses period {cfg.season} rows, so it "
+        f"equals naive at horizon {cfg.season}.",
+        "",
+    ]
+    if bt:
+        for h in sorted({1, H}):
+            lines += [
+                f"### horizon {h}",
+                "",
+                "| method | MAE | RMSE | MAPE % | MASE | direction | 80% coverage | MAE / naive |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            groups = [("", bt["methods"])]
+            if "arima_subset" in bt:
+                groups.append(
+                    (f" (ARIMA subset, {bt['arima_subset']['windows']} windows)", bt["arima_subset"]["methods"])
+                )
+            for tag, methods in groups:
+                nm = methods["naive"]["mae"][h - 1]
+                for name, m in methods.items():
+                    vals = [m[k][h - 1] for k in ("mae", "rmse", "mape", "mase", "directional", "coverage80")]
+                    cells = ["-" if v is None else f"{v:.4g}" for v in vals]
+                    lines.append(f"| {name}{tag} | " + " | ".join(cells) + f" | {m['mae'][h - 1] / nm:.4f} |")
+            lines.append("")
+        if H > 1:
+            from seqapps.forecast.backtest import mean_over_horizons
+
+            mo = mean_over_horizons(bt["methods"])
+            lines += [
+                f"MAE averaged over horizons 1..{H}: "
+                + ", ".join(f"{k} {v:.4g}" for k, v in mo["mae_mean"].items())
+                + "; model MAE / baseline MAE: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in mo["model_ratio_vs"].items())
+                + ".",
+                "",
+            ]
+        cal = bt.get("calibration", {})
+        lines += [
+            f"Calibration (all horizons): fraction of outcomes below each quantile {cal.get('nominal')}: "
+            f"{cal.get('observed_fraction_below')}.",
+            "",
+        ]
+    lite = meta.get("tflite") or {}
+    lines += [
+        "## Export",
+        "",
+        f"- SavedModel `{meta['saved_model']['path']}`: {meta['saved_model']['signatures']['serving_default']}",
+        f"- plain-TensorFlow run vs Keras: max |diff| {meta['saved_model']['plain_tensorflow_max_abs_diff']:.2e}",
+    ]
+    for v, r in lite.items():
+        lines.append(
+            f"- TFLite {v} `{r['file']}` ({r['bytes'] / 1e3:.0f} kB, batch 1, builtin ops {r['ops']}): max |diff| "
+            f"{r['max_abs_diff']:.2e} (relative {r['max_rel_diff']:.2e}) on {r['windows']} test windows"
+        )
+    lines += [
+        "",
+        "## Commands",
+        "",
+        "```",
+        "make train-forecast CONFIG=<config> OUT=<this folder>",
+        "seqapps evaluate forecast --model <this folder>    # prints the comparison table",
+        "seqapps predict forecast --model <this folder> --csv FILE.csv --horizon N",
+        "```",
+        "",
+        "## Limitations",
+        "",
+        "- Point forecasts of daily returns are close to a random walk: do not expect to beat the naive forecast "
+        "by much; the value is in calibrated intervals."
+        if meta["mode"] == "ohlcv"
+        else "- Trained on one station's history; other climates need retraining.",
+        "- Figures are from one backtest period; markets/weather in other periods differ.",
+        f"- Inputs must be regular rows in time (the model sees the last {meta['window']} rows, not dates).",
+        "",
+    ]
+    return "\n".join(lines)

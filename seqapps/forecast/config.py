@@ -1,0 +1,69 @@
+"""Configuration of the forecasting app (flat keys: each one can be overridden with ``--set key=value``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from seqapps.config import TrainConfig
+
+
+@dataclasses.dataclass
+class ForecastConfig(TrainConfig):
+    # ---- data
+    data: str = "default"  # "default" (pmdarima MSFT daily OHLCV, offline), a CSV file, or a folder of CSV files
+    mode: str = "auto"  # "ohlcv" (prices: log returns, volatility scaling), "generic" (levels), "auto" (from columns)
+    time_column: str = "date"  # one column, or several to compose ("year,month,day,hour"); case-insensitive
+    target: str = "close"  # column to forecast (case-insensitive); for "ohlcv" it must be a price > 0
+    features: str = (
+        ""  # generic mode: extra input columns, comma-separated (ohlcv mode uses open/high/low/close/volume)
+    )
+    calendar: str = ""  # calendar fields derived from the time column: hour, dayofweek, dayofyear, month
+    missing: str = "error"  # NA/empty cells: "error" (names file, row, column) or "ffill" (forward fill, counted)
+    unsorted: str = "error"  # unsorted dates: "error" or "sort"
+    bad_series: str = "error"  # folder data: a file that fails validation: "error" or "skip" (listed in metadata)
+    max_series: int = 0  # folder data: use at most this many files (sorted by name); 0 = all
+    # ---- windows and splits
+    window: int = 60  # input rows per example
+    horizon: int = 5  # steps ahead, 1..horizon
+    quantiles: str = "0.1,0.5,0.9"
+    vol_window: int = 20  # ohlcv: returns used for the volatility scale (last rows of the window)
+    split: str = "time"  # "time" (one timeline: train < val < test) or "series" (held-out files, plus test_start)
+    test_start: str = ""  # first origin date of the test split (e.g. 2019-01-01); "" = last test_fraction of time
+    train_stride: int = 1  # step between training window origins
+    season: int = 5  # seasonal-naive period in rows (5 = a trading week, 24 = a day of hourly data)
+    # ---- model
+    cell: str = "gru"  # gru, lstm or rnn (seqapps.layers)
+    units: int = 32
+    num_layers: int = 1
+    dropout: float = 0.1
+    # ---- backtest
+    backtest_step: int = 1  # rows between rolling origins in the test split
+    backtest_max_windows: int = 0  # 0 = all origins
+    arima_windows: int = 100  # ARIMA (pmdarima auto_arima) on this many evenly spaced windows; 0 = skip
+    arima_history: int = 250  # rows of history ARIMA and drift are fitted on at each origin
+    # ---- training
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    patience: int = 4
+    run_dir: str = ""  # checkpoints, TensorBoard logs, history; "" = <out>/run
+    max_val_examples: int = 20000  # validation windows used for early stopping (evenly spaced); 0 = all
+    tflite_eval_windows: int = 64  # windows used for TFLite parity
+
+
+def tiny() -> ForecastConfig:
+    return ForecastConfig(
+        window=16,
+        horizon=3,
+        vol_window=8,
+        units=8,
+        epochs=2,
+        batch_size=64,
+        dropout=0.0,
+        arima_windows=3,
+        arima_history=60,
+        backtest_max_windows=60,
+        verbose=0,
+        patience=0,
+        tflite_eval_windows=10,
+    )

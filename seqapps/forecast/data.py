@@ -1,0 +1,414 @@
+"""Reading and validating time-series CSV files, chronological splits and rolling windows.
+
+Data specs
+    ``default``            MSFT daily OHLCV 1986-2017 from ``pmdarima.datasets.load_msft()`` (offline, MIT)
+    ``path/to/file.csv``   one series: a time column plus the target (and feature) columns
+    ``path/to/folder``     one series per ``*.csv`` file (e.g. one file per ticker), trained on together
+
+Every cell is checked. Problems are reported with the file, the line number (the header is line 1)
+and the column, and what to do about them: missing values (``NA``, empty) are an error unless
+``missing: ffill`` (forward fill, counted and recorded); unsorted dates are an error unless
+``unsorted: sort``; duplicate dates, non-numeric cells, prices <= 0 and series shorter than
+the window are always errors (``bad_series: skip`` drops such files from a folder and lists them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+
+OHLCV = ("open", "high", "low", "close", "volume")
+PRICE_COLUMNS = ("open", "high", "low", "close", "adj close")
+CALENDAR_PERIODS = {"hour": 24.0, "dayofweek": 7.0, "dayofyear": 365.25, "month": 12.0}
+NA_STRINGS = {"", "na", "n/a", "nan", "null", "none", "#n/a", "-"}
+
+
+class DataError(ValueError):
+    """A data file that cannot be used as it is; the message names file, line and column."""
+
+
+@dataclasses.dataclass
+class Series:
+    name: str
+    source: str
+    times: np.ndarray  # datetime64[s], sorted, unique
+    values: np.ndarray  # float64 [T, C], raw values in `columns` order (calendar fields derived)
+    columns: list
+    target_index: int
+    filled: int = 0  # cells forward-filled
+
+    @property
+    def target(self) -> np.ndarray:
+        return self.values[:, self.target_index]
+
+    def __len__(self):
+        return len(self.times)
+
+
+def parse_list(text) -> list:
+    if isinstance(text, (list, tuple)):
+        return [str(t).strip() for t in text if str(t).strip()]
+    return [t.strip() for t in str(text or "").split(",") if t.strip()]
+
+
+def resolve_mode(cfg, header_lower) -> str:
+    if cfg.mode in ("ohlcv", "generic"):
+        return cfg.mode
+    if cfg.mode != "auto":
+        raise DataError(f"mode must be 'auto', 'ohlcv' or 'generic', got {cfg.mode!r}")
+    return "ohlcv" if all(c in header_lower for c in OHLCV) else "generic"
+
+
+def column_plan(cfg, mode: str) -> tuple[list, list, int]:
+    """(csv columns to read, lower-case, in window order; calendar fields; index of the target)."""
+    target = cfg.target.strip().lower()
+    if mode == "ohlcv":
+        cols = list(OHLCV) + ([target] if target not in OHLCV else [])
+    else:
+        feats = [f.lower() for f in parse_list(cfg.features) if f.lower() != target]
+        cols = [target] + feats
+    cal = [c.lower() for c in parse_list(cfg.calendar)]
+    unknown = [c for c in cal if c not in CALENDAR_PERIODS]
+    if unknown:
+        raise DataError(f"calendar: unknown field(s) {unknown}; choose from {sorted(CALENDAR_PERIODS)}")
+    return cols, cal, cols.index(target)
+
+
+def _calendar(times: np.ndarray, field: str) -> np.ndarray:
+    import pandas as pd
+
+    idx = pd.DatetimeIndex(times)
+    return {"hour": idx.hour, "dayofweek": idx.dayofweek, "dayofyear": idx.dayofyear - 1, "month": idx.month - 1}[
+        field
+    ].to_numpy(dtype=np.float64)
+
+
+def calendar_columns(times, fields) -> np.ndarray:
+    if not fields:
+        return np.zeros((len(times), 0))
+    return np.stack([_calendar(times, f) for f in fields], axis=1)
+
+
+def _parse_times(df, spec: str, source: str, lower_map: dict) -> np.ndarray:
+    import pandas as pd
+
+    names = [n.lower() for n in parse_list(spec)]
+    missing = [n for n in names if n not in lower_map]
+    if missing:
+        raise DataError(
+            f"{source}: time column(s) {missing} not found; columns are {list(df.columns)}. "
+            f"Set time_column (e.g. --set time_column=Date, or year,month,day,hour)."
+        )
+    if len(names) == 1:
+        raw = df[lower_map[names[0]]].astype(str).str.strip()
+        times = pd.to_datetime(raw, errors="coerce", format="mixed")
+        bad = np.flatnonzero(times.isna().to_numpy())
+        if len(bad):
+            i = int(bad[0])
+            raise DataError(
+                f"{source}: line {i + 2}, column {lower_map[names[0]]!r}: cannot read {raw.iloc[i]!r} "
+                f"as a date/time ({len(bad)} such row(s))"
+            )
+        return times.to_numpy().astype("datetime64[s]")
+    parts = {}
+    for n in names:
+        key = {"year": "year", "month": "month", "day": "day", "hour": "hour", "minute": "minute"}.get(n)
+        if key is None:
+            raise DataError(f"time_column: composing a time needs year,month,day[,hour[,minute]] columns, got {n!r}")
+        vals = pd.to_numeric(df[lower_map[n]].astype(str).str.strip(), errors="coerce")
+        bad = np.flatnonzero(vals.isna().to_numpy())
+        if len(bad):
+            raise DataError(f"{source}: line {int(bad[0]) + 2}, column {lower_map[n]!r}: not a number")
+        parts[key] = vals.astype(int)
+    try:
+        times = pd.to_datetime(pd.DataFrame(parts), errors="raise")
+    except (ValueError, OverflowError) as exc:
+        raise DataError(f"{source}: the {'/'.join(names)} columns do not form valid times: {exc}") from None
+    return times.to_numpy().astype("datetime64[s]")
+
+
+def from_frame(df, source: str, cfg, name: str | None = None, min_rows: int | None = None) -> Series:
+    """Validate a DataFrame of strings/numbers read from ``source`` and return a `Series`."""
+    import pandas as pd
+
+    if len(df) == 0:
+        raise DataError(f"{source}: no data rows")
+    lower_map = {}
+    for c in df.columns:
+        lower_map.setdefault(str(c).strip().lower(), c)
+    mode = resolve_mode(cfg, lower_map)
+    cols, cal, target_index = column_plan(cfg, mode)
+    missing = [c for c in cols if c not in lower_map]
+    if missing:
+        hint = " (ohlcv mode needs Open, High, Low, Close, Volume)" if mode == "ohlcv" else ""
+        raise DataError(
+            f"{source}: missing column(s) {missing}{hint}; the file has {list(df.columns)}. "
+            f"Choose columns with --set target=... / features=..."
+        )
+    times = _parse_times(df, cfg.time_column, source, lower_map)
+
+    values = np.empty((len(df), len(cols)), np.float64)
+    filled = 0
+    for j, c in enumerate(cols):
+        col = df[lower_map[c]]
+        if col.dtype.kind in "if":
+            num = col.to_numpy(dtype=np.float64)
+            na = np.isnan(num)
+        else:
+            text = col.astype(str).str.strip()
+            na = text.str.lower().isin(NA_STRINGS).to_numpy() | col.isna().to_numpy()
+            num = pd.to_numeric(text.str.replace(",", "", regex=False).where(~na, None), errors="coerce").to_numpy(
+                dtype=np.float64
+            )
+            bad = np.flatnonzero(np.isnan(num) & ~na)
+            if len(bad):
+                i = int(bad[0])
+                raise DataError(
+                    f"{source}: line {i + 2}, column {lower_map[c]!r}: {text.iloc[i]!r} is not a number "
+                    f"({len(bad)} non-numeric cell(s) in this column); fix or remove the row"
+                )
+        bad_inf = np.flatnonzero(np.isinf(num))
+        if len(bad_inf):
+            raise DataError(f"{source}: line {int(bad_inf[0]) + 2}, column {lower_map[c]!r}: infinite value")
+        if na.any():
+            rows = np.flatnonzero(na)
+            if cfg.missing != "ffill":
+                raise DataError(
+                    f"{source}: line {int(rows[0]) + 2}, column {lower_map[c]!r}: missing value (NA/empty)"
+                    f"; {len(rows)} missing cell(s) in this column. Fix the file or pass "
+                    f"--set missing=ffill to forward-fill from the previous row."
+                )
+            if rows[0] == 0:
+                raise DataError(
+                    f"{source}: line 2, column {lower_map[c]!r}: missing value in the first row cannot be "
+                    f"forward-filled; remove the leading rows"
+                )
+            num = pd.Series(num).ffill().to_numpy()
+            filled += len(rows)
+        values[:, j] = num
+
+    order_bad = np.flatnonzero(times[1:] < times[:-1])
+    if len(order_bad):
+        i = int(order_bad[0]) + 1
+        if cfg.unsorted != "sort":
+            raise DataError(
+                f"{source}: line {i + 2}: date {times[i]} comes before the previous row's {times[i - 1]}; "
+                f"dates must be increasing. Sort the file or pass --set unsorted=sort."
+            )
+        order = np.argsort(times, kind="stable")
+        times, values = times[order], values[order]
+        if filled:
+            raise DataError(f"{source}: unsorted rows with missing values: sort the file first, then forward-fill")
+    dup = np.flatnonzero(times[1:] == times[:-1])
+    if len(dup):
+        i = int(dup[0]) + 1
+        raise DataError(
+            f"{source}: duplicate date {times[i]} (line {i + 2} and the row before it"
+            f"{' after sorting' if len(order_bad) else ''}); keep one row per date"
+        )
+    if mode == "ohlcv":
+        for j, c in enumerate(cols):
+            if c in PRICE_COLUMNS or j == target_index:
+                bad = np.flatnonzero(values[:, j] <= 0)
+                if len(bad):
+                    raise DataError(
+                        f"{source}: line {int(bad[0]) + 2}, column {lower_map[c]!r}: price "
+                        f"{values[bad[0], j]:g} <= 0 ({len(bad)} such row(s)); prices must be positive "
+                        f"for log returns"
+                    )
+            elif c == "volume":
+                bad = np.flatnonzero(values[:, j] < 0)
+                if len(bad):
+                    raise DataError(f"{source}: line {int(bad[0]) + 2}, column {lower_map[c]!r}: negative volume")
+    if min_rows is not None and len(times) < min_rows:
+        need = (
+            f"window {cfg.window} + horizon {cfg.horizon}"
+            if min_rows > cfg.window
+            else f"the model's input window is {cfg.window} rows"
+        )
+        raise DataError(
+            f"{source}: series too short: {len(times)} rows, but at least {min_rows} are needed ({need}); "
+            f"use a longer series" + (" or a smaller window" if min_rows > cfg.window else "")
+        )
+    if cal:
+        values = np.concatenate([values, calendar_columns(times, cal)], axis=1)
+    name = name or Path(str(source)).stem.replace("_data", "")
+    return Series(name, str(source), times, values, cols + cal, target_index, filled)
+
+
+def read_csv(path, cfg, min_rows=None) -> Series:
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file (no header)") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: not a valid CSV: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return from_frame(df, str(path), cfg, min_rows=min_rows)
+
+
+def default_frame():
+    """MSFT daily OHLCV (1986-2017) shipped with pmdarima: real prices, no network needed."""
+    try:
+        from pmdarima.datasets import load_msft
+    except ImportError:
+        raise DataError(
+            "the default data set needs pmdarima (pip install 'seqapps[offline]'), or give a CSV path "
+            "with --set data=PATH"
+        ) from None
+    return load_msft()
+
+
+@dataclasses.dataclass
+class Dataset:
+    spec: str
+    series: list
+    skipped: dict  # file -> reason
+    columns: list
+    target_index: int
+    mode: str
+
+
+def load(cfg) -> Dataset:
+    """Resolve ``cfg.data`` to validated series (see the module docstring)."""
+    min_rows = cfg.window + cfg.horizon
+    spec = cfg.data
+    skipped = {}
+    if spec in ("default", "msft", "pmdarima:msft"):
+        series = [from_frame(default_frame(), "pmdarima.datasets.load_msft()", cfg, name="MSFT", min_rows=min_rows)]
+    else:
+        path = Path(spec)
+        if path.is_dir():
+            files = sorted(path.glob("*.csv"))
+            if not files:
+                raise DataError(f"{path}: no *.csv files in this folder")
+            if cfg.max_series:
+                files = files[: cfg.max_series]
+            series = []
+            for f in files:
+                try:
+                    series.append(read_csv(f, cfg, min_rows=min_rows))
+                except DataError as exc:
+                    if cfg.bad_series != "skip":
+                        raise DataError(f"{exc} (or pass --set bad_series=skip to leave such files out)") from None
+                    skipped[f.name] = str(exc)
+            if skipped:
+                print(
+                    f"[forecast] skipped {len(skipped)} file(s) that failed validation (bad_series=skip): "
+                    + "; ".join(f"{k}: {v.split(': ', 1)[-1][:80]}" for k, v in list(skipped.items())[:5])
+                    + (" ..." if len(skipped) > 5 else "")
+                )
+            if not series:
+                raise DataError(f"{path}: no usable series")
+        elif path.is_file():
+            series = [read_csv(path, cfg, min_rows=min_rows)]
+        elif spec.startswith(("http://", "https://")):
+            raise DataError(f"data {spec!r}: download the CSV first and pass its path")
+        else:
+            raise FileNotFoundError(f"data {spec!r}: not 'default', a CSV file or a folder of CSV files")
+    s0 = series[0]
+    mode = "ohlcv" if s0.columns[:5] == list(OHLCV) and cfg.mode != "generic" else "generic"
+    return Dataset(spec, series, skipped, s0.columns, s0.target_index, mode)
+
+
+# ---------------------------------------------------------------------------------------------- splits
+@dataclasses.dataclass
+class Split:
+    """Window origins per split: arrays of (series index, origin row t). Inputs are rows t-W+1..t,
+    targets rows t+1..t+H. ``test_index[s]`` is the first row of series s in the test period."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    test_index: dict
+    roles: dict  # series name -> "train" / "val" / "test" (series split) or "all" (time split)
+    test_start: str
+
+
+def _first_at(times, start) -> int:
+    return int(np.searchsorted(times, np.datetime64(start, "s"), side="left"))
+
+
+def split(ds: Dataset, cfg) -> Split:
+    W, H = cfg.window, cfg.horizon
+    if cfg.split not in ("time", "series"):
+        raise DataError(f"split must be 'time' or 'series', got {cfg.split!r}")
+    if cfg.test_start:
+        test_start = np.datetime64(cfg.test_start, "s")
+    else:
+        lo = min(s.times[0] for s in ds.series)
+        hi = max(s.times[-1] for s in ds.series)
+        test_start = lo + (hi - lo) * (1 - cfg.test_fraction)
+    train, val, test, test_index, roles = [], [], [], {}, {}
+    if cfg.split == "series":
+        rng = np.random.default_rng(cfg.seed)
+        order = rng.permutation(len(ds.series))
+        n_test = max(1, round(len(order) * cfg.test_fraction))
+        n_val = max(1, round(len(order) * cfg.val_fraction)) if len(order) > 2 else 0
+        if len(order) - n_test - n_val < 1:
+            raise DataError(f"split=series needs at least 3 series (have {len(order)}); use split=time")
+        role_of = {int(i): "test" for i in order[:n_test]}
+        role_of.update({int(i): "val" for i in order[n_test : n_test + n_val]})
+    for si, s in enumerate(ds.series):
+        T = len(s)
+        ti = _first_at(s.times, test_start)  # first test row
+        test_index[si] = ti
+        origins = np.arange(W - 1, T - H)
+        if cfg.split == "time":
+            roles[s.name] = "all"
+            pre = ti  # rows before the test period
+            vi = int(pre - round(pre * cfg.val_fraction))
+            train.append(_pairs(si, origins[(origins + H < vi)][:: max(1, cfg.train_stride)]))
+            val.append(_pairs(si, origins[(origins + 1 >= vi) & (origins + H < ti)]))
+            test.append(_pairs(si, origins[origins + 1 >= ti]))
+        else:
+            role = role_of.get(si, "train")
+            roles[s.name] = role
+            if role == "train":
+                train.append(_pairs(si, origins[origins + H < ti][:: max(1, cfg.train_stride)]))
+            elif role == "val":
+                val.append(_pairs(si, origins[origins + H < ti]))
+            else:
+                test.append(_pairs(si, origins[origins + 1 >= ti]))
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros((0, 2), np.int64)  # noqa: E731
+    out = Split(cat(train), cat(val), cat(test), test_index, roles, str(test_start))
+    if not len(out.train):
+        raise DataError("no training windows: the series are too short for window + horizon before the test period")
+    if not len(out.test):
+        raise DataError(f"no test windows: no series has {H} rows after test_start {test_start}")
+    return out
+
+
+def _pairs(si, origins) -> np.ndarray:
+    return np.stack([np.full(len(origins), si, np.int64), origins.astype(np.int64)], axis=1)
+
+
+def windows(ds: Dataset, pairs: np.ndarray, window: int, horizon: int):
+    """Raw input windows [N, W, C] (float32) and target rows [N, H] (float64) for (series, origin) pairs."""
+    C = ds.series[0].values.shape[1]
+    x = np.empty((len(pairs), window, C), np.float32)
+    y = np.empty((len(pairs), horizon), np.float64)
+    for k, (si, t) in enumerate(pairs):
+        s = ds.series[si]
+        x[k] = s.values[t - window + 1 : t + 1]
+        y[k] = s.target[t + 1 : t + horizon + 1]
+    return x, y
+
+
+def naive_scale(ds: Dataset, sp: Split) -> np.ndarray:
+    """Per series: in-sample MAE of the one-step naive forecast, over the rows before the test period."""
+    out = np.full(len(ds.series), math.nan)
+    for si, s in enumerate(ds.series):
+        y = s.target[: max(sp.test_index[si], 2)]
+        d = np.abs(np.diff(y))
+        out[si] = float(np.mean(d)) if len(d) else math.nan
+    return out

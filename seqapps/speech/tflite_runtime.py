@@ -1,0 +1,101 @@
+"""Running the streaming TFLite model (``stream.tflite``) the way a device would, with `ai_edge_litert` only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class StreamRunner:
+    """One hop of audio + state -> probabilities + state, on the ``step`` signature of ``stream.tflite``."""
+
+    def __init__(self, path, num_threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; export the speech model first")
+        self.interp = Interpreter(model_path=str(path), num_threads=num_threads)
+        self.interp.allocate_tensors()
+        self.runner = self.interp.get_signature_runner("step")
+        details = self.runner.get_input_details()
+        self.hop = int(details["audio"]["shape"][-1])
+        self.state_size = int(details["state"]["shape"][-1])
+
+    def initial_state(self):
+        return np.zeros((1, self.state_size), np.float32)
+
+    def step(self, audio_hop, state):
+        out = self.runner(audio=np.asarray(audio_hop, np.float32).reshape(1, self.hop), state=state)
+        return out["probabilities"][0], out["state"]
+
+    def run_clip(self, x) -> np.ndarray:
+        """Probabilities after every hop of ``x`` (length a multiple of hop), from the zero state: [steps, L]."""
+        x = np.asarray(x, np.float32).reshape(-1)
+        state, out = self.initial_state(), []
+        for t in range(len(x) // self.hop):
+            p, state = self.step(x[t * self.hop : (t + 1) * self.hop], state)
+            out.append(p)
+        return np.stack(out)
+
+
+def window_scores(runner: StreamRunner, x, streams: int = 4, window_steps: int = 50):
+    """Scores of one-second windows ending every ``window_steps / streams`` hops.
+
+    ``streams`` recurrent states run side by side, staggered, each reset to zero at the start of its window
+    (the model was trained on one-second clips from the zero state). Returns (end times in samples, [W, L])."""
+    x = np.asarray(x, np.float32).reshape(-1)
+    n_steps = len(x) // runner.hop
+    if len(x) % runner.hop:
+        x = np.pad(x, (0, runner.hop - len(x) % runner.hop))
+        n_steps += 1
+    offsets = [round(j * window_steps / streams) for j in range(streams)]
+    states = [runner.initial_state() for _ in offsets]
+    ends, scores = [], []
+    for t in range(n_steps):
+        hop = x[t * runner.hop : (t + 1) * runner.hop]
+        for j, off in enumerate(offsets):
+            if t < off:
+                continue
+            if (t - off) % window_steps == 0:
+                states[j] = runner.initial_state()
+            p, states[j] = runner.step(hop, states[j])
+            if (t - off) % window_steps == window_steps - 1:
+                ends.append((t + 1) * runner.hop)
+                scores.append(p)
+    if not scores and n_steps:  # shorter than a window: score what there is
+        p, _ = None, None
+        state = runner.initial_state()
+        for t in range(n_steps):
+            p, state = runner.step(x[t * runner.hop : (t + 1) * runner.hop], state)
+        ends, scores = [n_steps * runner.hop], [p]
+    return np.array(ends), np.array(scores).reshape(len(scores), -1)
+
+
+def detect(runner, x, labels, threshold=0.6, streams=4, sample_rate=16000, window_s=1.0):
+    """Keyword detections [{start, end, label, score}] (seconds): windows whose top label is a keyword with a score
+    of at least ``threshold``; overlapping windows of the same label are merged (the best score is kept), and of two
+    different labels whose windows overlap by more than half a window only the more confident one is kept."""
+    ends, scores = window_scores(runner, x, streams, int(round(window_s * sample_rate / runner.hop)))
+    events = []
+    for end, p in zip(ends, scores):
+        k = int(np.argmax(p))
+        if labels[k].startswith("_") or p[k] < threshold:
+            continue
+        end_s = end / sample_rate
+        start_s = max(0.0, end_s - window_s)
+        last = events[-1] if events else None
+        if last and last["label"] == labels[k] and start_s < last["end"]:
+            last["end"] = end_s
+            last["score"] = max(last["score"], float(p[k]))
+        elif last and last["end"] - start_s > 0.5 * window_s:  # mostly the same audio as a different label:
+            if float(p[k]) > last["score"]:  # keep the more confident one
+                events[-1] = {"start": round(start_s, 2), "end": end_s, "label": labels[k], "score": float(p[k])}
+        else:
+            events.append(
+                {"start": round(start_s, 2), "end": round(end_s, 2), "label": labels[k], "score": float(p[k])}
+            )
+    for ev in events:
+        ev["end"] = round(ev["end"], 2)
+    return events

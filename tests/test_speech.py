@@ -1,0 +1,331 @@
+"""Speech app: WAV reading, front end vs a numpy oracle, streaming == clip model, speaker splits, SavedModel
+robustness to bad bytes, and a tiny end-to-end train -> export -> predict/evaluate through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seqapps.speech import audio, data, serving
+from seqapps.speech import model as model_lib
+from seqapps.speech.config import SpeechConfig, tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tone(seconds=0.5, rate=16000, freq=440.0, amp=0.5):
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- audio I/O
+@pytest.mark.parametrize("bits,tol", [(8, 1e-2), (16, 1e-4), (24, 1e-6), (32, 1e-8), (-32, 0.0)])
+def test_wav_round_trip_every_sample_format(bits, tol):
+    x = tone()
+    y, rate = audio.decode_wav(audio.encode_wav(x, 16000, bits))
+    assert rate == 16000 and y.shape == (len(x), 1)
+    assert np.abs(y[:, 0] - x).max() <= tol + 1e-7
+
+
+def test_stereo_48k_is_mixed_down_and_resampled(tmp_path):
+    left, right = tone(1.0, 48000, 440, 0.4), tone(1.0, 48000, 440, 0.2)
+    (tmp_path / "s.wav").write_bytes(audio.encode_wav(np.stack([left, right], 1), 48000, 16))
+    y = audio.load_audio(tmp_path / "s.wav")
+    assert y.shape == (16000,)
+    np.testing.assert_allclose(y[200:-200], tone(1.0, 16000, 440, 0.3)[200:-200], atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    "payload,message",
+    [
+        (b"", "empty"),
+        (b"ID3\x03 this is an mp3", "not a WAV file"),
+        (b"RIFF\0\0\0\0WAVEjunk", "no valid 'fmt '"),
+    ],
+)
+def test_bad_wav_bytes_give_clear_errors(payload, message):
+    with pytest.raises(audio.AudioError, match=message):
+        audio.decode_wav(payload, "clip.wav")
+
+
+def test_compressed_wav_and_too_long_are_refused(tmp_path):
+    blob = bytearray(audio.encode_wav(tone()))
+    blob[20:22] = (0x55).to_bytes(2, "little")  # MP3-in-WAV format tag
+    with pytest.raises(audio.AudioError, match="compressed WAV"):
+        audio.decode_wav(bytes(blob))
+    with pytest.raises(audio.AudioError, match="longer than the limit"):
+        audio.load_audio(audio.encode_wav(tone(2.0)), max_seconds=1.0)
+
+
+def test_fit_clip_pads_centred_and_trims_to_the_loudest_second():
+    x = np.ones(8000, np.float32)
+    y = audio.fit_clip(x)
+    assert y.shape == (16000,) and y[:4000].sum() == 0 and y[4000:12000].min() == 1
+    long = np.zeros(64000, np.float32)
+    long[40000:44000] = 1.0
+    z = audio.fit_clip(long)
+    assert z.sum() == 4000  # the burst is inside the chosen second
+
+
+def test_espeak_synthesis_offline():
+    x = audio.synthesize("yes", "en-us+f3", 160, 60)
+    assert 2000 < x.size < 16000 and np.abs(x).max() > 0.05
+
+
+# --------------------------------------------------------------------------- front end and streaming
+def test_frontend_matches_numpy_oracle():
+    fe = model_lib.LogMelFrontEnd(num_mel=20)
+    fe.build((None, 16000))
+    x = np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32) * 0.1
+    got = fe(tf.constant(x)).numpy()
+    padded = np.concatenate([np.zeros((2, 320), np.float32), x], axis=1)
+    frames = np.stack([padded[:, t * 320 : t * 320 + 640] for t in range(50)], axis=1)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(640) / 640)
+    power = np.abs(np.fft.rfft(frames * window, n=1024)) ** 2
+    mel = tf.signal.linear_to_mel_weight_matrix(20, 513, 16000, 20.0, 7600.0).numpy()
+    want = np.log(power @ mel + 1e-6)
+    assert got.shape == (2, 50, 20)
+    np.testing.assert_allclose(got, want, atol=2e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("cell,conv", [("gru", 8), ("lstm", 0)])
+def test_streaming_steps_equal_the_clip_model(cell, conv):
+    cfg = SpeechConfig(num_mel=12, conv_filters=conv, conv_kernel=3, units=10, rnn_layers=2, cell=cell, dropout=0.0)
+    model = model_lib.build_model(cfg, 5)
+    x = np.random.default_rng(1).standard_normal((2, 16000)).astype(np.float32) * 0.3
+    model_lib.adapt_frontend(model, x)
+    want = model(x).numpy()
+    step = model_lib.StreamingStep(model)
+    state = step.initial_state(2)
+    for t in range(50):
+        logits, state = step(tf.constant(x[:, t * 320 : (t + 1) * 320]), state)
+    assert np.abs(want).max() > 1e-2
+    np.testing.assert_allclose(logits.numpy(), want, atol=1e-5)
+
+
+def test_specaugment_masks_only_in_training():
+    layer = model_lib.SpecAugment(2, 5, 2, 4, seed=3)
+    x = tf.ones((4, 50, 20))
+    assert np.array_equal(layer(x).numpy(), x.numpy())
+    y = layer(x, training=True).numpy()
+    assert 0 < (y == 0).mean() < 0.5
+
+
+# --------------------------------------------------------------------------- data specs and splits
+def _write_folder(root, layout):
+    for rel in layout:
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        audio.write_wav(p, tone(0.3, 16000, 300 + 10 * len(rel)))
+
+
+def test_speech_commands_layout_split_by_speaker(tmp_path):
+    names = [f"{w}/{s:08x}_nohash_{n}.wav" for w in ("yes", "no") for s in range(12) for n in range(2)]
+    names += [f"_unknown_/bed_{s:08x}_nohash_0.wav.wav" for s in range(12)] + [f"_silence_/{i}.wav" for i in range(6)]
+    _write_folder(tmp_path, names)
+    clips = data.load_folder(tmp_path)
+    assert len(clips) == len(names) and clips.waveforms.shape[1] == 16000
+    assert clips.speakers[clips.words.index("_unknown_")] in {f"{s:08x}" for s in range(12)}
+    splits = data.split_by_speaker(clips, 0.2, 0.2)
+    groups = [{clips.speakers[i] for i in splits[k]} for k in ("train", "val", "test")]
+    assert all(len(g) for g in groups)
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    assert data.resolve_labels("auto", clips) == ["_silence_", "_unknown_", "no", "yes"]
+    assert list(data.label_ids(["yes", "cat"], ["yes", "_unknown_"])) == [0, 1]
+
+
+def test_flat_folder_labels_from_file_name_prefix(tmp_path):
+    _write_folder(tmp_path, [f"{d}_{spk}_{i}.wav" for d in range(3) for spk in ("ann", "bob", "cy") for i in range(2)])
+    clips = data.load_folder(tmp_path)
+    assert sorted(set(clips.words)) == ["0", "1", "2"] and sorted(set(clips.speakers)) == ["ann", "bob", "cy"]
+    splits = data.split_by_speaker(clips, 0.3, 0.3)
+    assert all(len({clips.speakers[i] for i in splits[k]}) == 1 for k in ("train", "val", "test"))
+
+
+def test_too_few_speakers_and_missing_folder_are_clear(tmp_path):
+    _write_folder(tmp_path, ["yes/aaaa_nohash_0.wav", "no/aaaa_nohash_1.wav"])
+    with pytest.raises(ValueError, match="only 1 speaker"):
+        data.split_by_speaker(data.load_folder(tmp_path), 0.1, 0.1)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        data.load_folder(tmp_path / "nope")
+
+
+def test_augmentation_keeps_shapes_and_is_deterministic():
+    cfg = SpeechConfig()
+    x = np.tile(tone(1.0)[None], (5, 1))
+    ds = data.AugmentedClips(
+        x,
+        np.arange(5) % 2,
+        cfg,
+        noise=[np.random.default_rng(0).standard_normal(40000)],
+        augment=True,
+        batch_size=4,
+        seed=7,
+    )
+    a, ya = ds[0]
+    b, _ = data.AugmentedClips(
+        x,
+        np.arange(5) % 2,
+        cfg,
+        noise=[np.random.default_rng(0).standard_normal(40000)],
+        augment=True,
+        batch_size=4,
+        seed=7,
+    )[0]
+    assert a.shape == (4, 16000) and np.abs(a).max() <= 1.0 and not np.allclose(a, x[:4])
+    np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- SavedModel WAV parsing (graph)
+def test_graph_wav_parser_never_raises():
+    fn = tf.function(serving.parse_wav, input_signature=[tf.TensorSpec([], tf.string)])
+    good = audio.encode_wav(np.stack([tone(), tone()], 1), 44100, 24)
+    samples, rate, err = fn(good)
+    assert err.numpy() == b"" and int(rate) == 44100 and samples.shape == (len(tone()),)
+    np.testing.assert_allclose(samples.numpy(), tone(), atol=1e-6)
+    for bad, msg in [
+        (b"", b"empty"),
+        (b"hello world", b"not a WAV"),
+        (good[:40], b"no 'data'"),
+        (b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0" + b"\0" * 16, b"no 'data'"),
+    ]:
+        assert msg in fn(bad)[2].numpy()
+
+
+def test_graph_resample_matches_a_tone():
+    y = serving.resample(tf.constant(tone(1.0, 8000, 300)), tf.constant(8000, tf.int64)).numpy()
+    assert y.shape == (16000,)
+    np.testing.assert_allclose(y[300:-300], tone(1.0, 16000, 300)[300:-300], atol=5e-3)
+
+
+# --------------------------------------------------------------------------- end to end (CLI)
+def _cli(*args, check=True):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqapps", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"seqapps {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from seqapps import config as config_lib
+    from seqapps.speech.app import SpeechApp
+
+    root = tmp_path_factory.mktemp("speech")
+    os.environ["SEQAPPS_CACHE"] = str(root / "cache")
+    cfg = tiny()
+    cfg_file = root / "tiny.yaml"
+    config_lib.save(cfg, cfg_file)
+    SpeechApp().train(cfg, root / "model")
+    return root / "model"
+
+
+def test_trained_model_artifacts_and_parity(trained):
+    meta = json.loads((trained / "metadata.json").read_text())
+    checks = meta["export_checks"]
+    assert checks["saved_model"]["max_abs_diff"] < 1e-5
+    assert checks["float32"]["max_abs_diff_vs_keras"] < 1e-4
+    assert checks["stream"]["final_step_max_abs_diff_vs_keras_clip"] < 1e-4
+    assert "FLEX" not in " ".join(checks["float32"]["ops"] + checks["stream"]["ops"] + checks["int8"]["ops"])
+    assert {"RFFT2D", "COMPLEX_ABS"} <= set(checks["float32"]["ops"])
+    assert "int8_accuracy_change" in checks
+    for name in ("model.tflite", "model_int8.tflite", "stream.tflite", "assets/labels.txt", "MODEL_CARD.md"):
+        assert (trained / name).is_file(), name
+
+
+def test_stream_tflite_over_a_clip_equals_clip_tflite(trained):
+    from seqapps.export import tflite
+    from seqapps.speech.tflite_runtime import StreamRunner, window_scores
+
+    x = audio.fit_clip(audio.synthesize("up", "en-gb-x-rp+m3", 170, 40) * 0.6)
+    clip = tflite.run(tflite.interpreter(trained / "model.tflite"), "classify", waveform=x[None])["probabilities"][0]
+    runner = StreamRunner(trained / "stream.tflite")
+    steps = runner.run_clip(x)
+    assert steps.shape == (50, len(clip))
+    np.testing.assert_allclose(steps[-1], clip, atol=1e-5)
+    # staggered windows: the window that ends at 1 s is exactly this clip
+    ends, scores = window_scores(runner, np.concatenate([x, np.zeros(8000, np.float32)]), streams=4)
+    np.testing.assert_allclose(scores[list(ends).index(16000)], clip, atol=1e-5)
+
+
+def test_saved_model_runs_without_seqapps_and_handles_bad_wavs(trained):
+    from seqapps.export import saved_model
+
+    path = saved_model.latest(trained)
+    x = np.zeros((2, 16000), np.float32)
+    x[1] = np.nan  # non-finite input is sanitised, never a crash
+    out = saved_model.run_isolated(path, {"waveform": x})
+    assert out["probabilities"].shape == (2, 6) and np.isfinite(out["probabilities"]).all()
+    loaded = tf.saved_model.load(str(path))
+    wav = loaded.signatures["classify_wav"]
+    ok = wav(wav=tf.constant(audio.encode_wav(tone(3.0, 48000), 48000, 8)))
+    assert ok["error"].numpy() == b"" and int(ok["sample_rate"]) == 48000 and ok["label"].numpy()[0] != b""
+    np.testing.assert_allclose(ok["probabilities"].numpy().sum(), 1.0, atol=1e-5)
+    for bad in (b"", b"not audio at all", audio.encode_wav(tone())[:30]):
+        res = wav(wav=tf.constant(bad))
+        assert res["error"].numpy() != b"" and res["label"].numpy()[0] == b""
+        assert not res["probabilities"].numpy().any()
+    empty = wav(wav=tf.constant(audio.encode_wav(np.zeros(0, np.float32))))  # zero-length clip: classified as is
+    assert empty["error"].numpy() == b"" and float(empty["seconds"]) == 0.0
+    assert b"empty" in wav(wav=tf.constant(b""))["error"].numpy()
+
+
+def test_cli_predict_stream_and_evaluate(trained, tmp_path):
+    clip = tmp_path / "up.wav"
+    x48 = audio.resample(audio.fit_clip(audio.synthesize("up", "en-us+m1", 160, 50)), 16000, 48000)
+    audio.write_wav(clip, x48, 48000, bits=8)  # an 8-bit 48 kHz file
+    long = tmp_path / "long.wav"
+    audio.write_wav(
+        long,
+        np.concatenate([np.zeros(16000), audio.fit_clip(audio.synthesize("yes", "en-us", 150)), np.zeros(24000)]),
+        16000,
+        24,
+    )
+    (tmp_path / "bad.wav").write_bytes(b"RIFF nonsense")
+    out = _cli("predict", "speech", "--model", str(trained), str(clip), "--top", "2").stdout
+    assert out.startswith(f"{clip}: ") and out.count("(") == 1
+    out = _cli("predict", "speech", "--model", str(trained), str(long), "--stream", "--threshold", "0.0").stdout
+    assert "3.50 s" in out and "detection(s)" in out
+    bad = _cli("predict", "speech", "--model", str(trained), str(tmp_path / "bad.wav"), check=False)
+    assert bad.returncode == 2 and "not a WAV file" in bad.stderr
+    res = _cli("evaluate", "speech", "--model", str(trained), check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert '"accuracy"' in res.stdout and "true\\pred" in res.stdout
+
+
+def test_bench_rows(trained):
+    from seqapps.speech.app import SpeechApp
+
+    rows = SpeechApp().bench(trained)
+    step = next(r for r in rows if "per 20 ms step" in r["benchmark"])
+    assert step["unit"] == "ms" and step["value"] > 0 and step["baseline"] == 20.0
+    assert all(set(r) == {"benchmark", "value", "unit", "baseline", "ratio"} for r in rows)
+
+
+def test_notebook_runs(trained):
+    import nbclient
+    import nbformat
+
+    nb = nbformat.read(ROOT / "notebooks" / "speech.ipynb", as_version=4)
+    os.environ["SPEECH_MODEL_DIR"] = str(trained)
+    try:
+        nbclient.NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+        ).execute()
+    finally:
+        os.environ.pop("SPEECH_MODEL_DIR", None)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    images = sum(
+        "image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+    assert "max |stream after 50 hops - clip model|" in text and images >= 4
