@@ -190,14 +190,17 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_export_command_rebuilds_artifacts(trained, tmp_path):
+def test_export_command_rebuilds_artifacts_in_a_fresh_process(trained, tmp_path):
     out, _ = trained
-    app = get_app("translate")
-    path = app.export(out, tmp_path / "exported")
-    assert path == tmp_path / "exported" / "saved_model" / "1"
+    proc = subprocess.run([sys.executable, "-m", "seqapps", "export", "translate", "--model", str(out), "--out",
+                           str(tmp_path / "exported")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "exported" / "saved_model" / "1" / "saved_model.pb").exists()
     assert (tmp_path / "exported" / "model.tflite").exists()
+    meta = json.loads((tmp_path / "exported" / "metadata.json").read_text())
+    assert meta["tflite"]["float32"]["greedy_identical_to_keras"] == "100/100"
     with pytest.raises(FileNotFoundError, match="train first"):
-        app.export(tmp_path / "nothing")
+        get_app("translate").export(tmp_path / "nothing")
 
 
 @pytest.mark.slow

@@ -30,7 +30,9 @@ class KerasModule(tf.Module):
 
     def __init__(self, model):
         super().__init__()
-        self.model = model
+        # The model itself is not tracked (tracking it too would save every weight twice); its
+        # variables are, once, so the functions that use them find them in the SavedModel.
+        object.__setattr__(self, "model", model)
         self.model_variables = [getattr(v, "value", v) for v in model.variables]
 
 
@@ -88,6 +90,7 @@ json.dump({k: enc(v) for k, v in out.items()}, open(sys.argv[2], "w"))
 def run_isolated(path, inputs: dict, signature: str = "serving_default", timeout: int = 300) -> dict:
     """Run a signature of the SavedModel at ``path`` in a fresh Python process that cannot import
     ``seqapps``; returns the outputs as numpy arrays (strings decoded)."""
+    path = Path(path).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         req, out = os.path.join(tmp, "req.json"), os.path.join(tmp, "out.json")
 

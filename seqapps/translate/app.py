@@ -151,6 +151,7 @@ class TranslateApp(App):
         import tensorflow as tf
 
         from seqapps.export import metadata, saved_model, tflite
+        from seqapps.translate import model as _model  # noqa: F401  (registers Translator for load_model)
         from seqapps.translate import text
         from seqapps.translate.serving import TFLiteModule
         from seqapps.translate.tflite_runtime import TFLiteTranslator

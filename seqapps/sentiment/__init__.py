@@ -1,0 +1,1 @@
+"""Sentiment analysis: a recurrent text classifier (Embedding -> (Bi)RNN -> pooling -> softmax)."""

@@ -1,0 +1,533 @@
+"""The sentiment app: train, evaluate, predict, export, bench."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from seqapps import config as config_lib
+from seqapps.app import App
+from seqapps.registry import register_app
+from seqapps.sentiment.config import SentimentConfig, tiny
+
+MAX_PREDICT_CHARS = 1_000_000  # a longer line is cut (and said) before it reaches the model
+QUANT_NAMES = {
+    "float32": "none (float32)",
+    "dynamic": "int8 weights, float activations (dynamic range)",
+    "full": "full int8 (weights and activations, calibrated; RNN unrolled)",
+}
+
+
+def compiled_predict(model):
+    """``model(ids)`` as a graph function (eager calls would run the recurrent loop step by step in Python)."""
+    import tensorflow as tf
+
+    return tf.function(lambda ids: model(ids, training=False), reduce_retracing=True)
+
+
+@register_app("sentiment")
+class SentimentApp(App):
+    config_class = SentimentConfig
+    default_model_dir = Path("trained/sentiment")
+
+    def tiny_config(self):
+        return tiny()
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, cfg):
+        from seqapps.sentiment import data, text
+
+        t0 = time.time()
+        ds = data.load(cfg)
+        for note in ds.notes:
+            print(f"[sentiment] note: {note}")
+        allowed = [x.strip() for x in cfg.labels.split(",") if x.strip()]
+        labels = allowed or sorted(set(ds.labels))
+        if len(labels) < 2:
+            raise ValueError(f"{ds.spec}: found only the label(s) {labels}; a classifier needs at least 2")
+        idx = data.split(ds, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        if not idx["train"] or not idx["val"]:
+            raise ValueError(f"{ds.spec}: too few examples ({len(ds.texts)}) for a train/validation split")
+        label_id = {lab: i for i, lab in enumerate(labels)}
+        tokens = data.tokenize_all(ds.texts)
+        vocab = text.build_vocabulary([tokens[i] for i in idx["train"]], cfg.vocab_size, cfg.min_count)
+        seqs = data.encode(tokens, vocab, cfg.max_len, cfg.truncate)
+        y = np.array([label_id[lab] for lab in ds.labels], np.int32)
+        lengths = np.array([len(t) for t in tokens])
+        counts = {lab: int((y[idx["train"]] == i).sum()) for lab, i in label_id.items()}
+        info = {
+            "spec": ds.spec,
+            "examples": len(ds.texts),
+            "skipped_rows": ds.skipped,
+            "labels": labels,
+            "train_examples": len(idx["train"]),
+            "val_examples": len(idx["val"]),
+            "test_examples": len(idx["test"]),
+            "train_label_counts": counts,
+            "vocab": len(vocab),
+            "tokens_median": float(np.median(lengths)),
+            "truncated_fraction": round(float((lengths > cfg.max_len).mean()), 4),
+        }
+        print(
+            f"[sentiment] data {ds.spec}: {len(ds.texts)} texts -> train {len(idx['train'])} / val "
+            f"{len(idx['val'])} / test {len(idx['test'])}; labels {counts}; vocab {len(vocab)}; median "
+            f"{info['tokens_median']:.0f} tokens, {100 * info['truncated_fraction']:.1f}% truncated to "
+            f"{cfg.max_len} ({cfg.truncate}); {time.time() - t0:.1f}s"
+        )
+        return ds, idx, labels, vocab, seqs, y, info
+
+    # ------------------------------------------------------------------ train
+    def train(self, cfg, out_dir, resume=False):
+        import keras
+
+        from seqapps import training
+        from seqapps.sentiment import data, metrics, text
+        from seqapps.sentiment import model as model_lib
+
+        out_dir = Path(out_dir)
+        training.set_seed(cfg.seed)
+        ds, idx, labels, vocab, seqs, y, info = self.prepare(cfg)
+        train_ds = data.make_dataset(
+            [seqs[i] for i in idx["train"]], y[idx["train"]], cfg.batch_size, True, cfg.seed, cfg.bucket_width
+        )
+        val_ds = data.make_dataset(
+            [seqs[i] for i in idx["val"]], y[idx["val"]], cfg.batch_size, False, cfg.seed, cfg.bucket_width
+        )
+        model = model_lib.build_model(cfg, len(vocab), len(labels))
+        model.compile(
+            optimizer=training.make_optimizer(cfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+        print(
+            f"[sentiment] model: {model.count_params():,} parameters ({'Bi' if cfg.bidirectional else ''}"
+            f"{cfg.cell.upper()} {cfg.units} x {cfg.layers}, {cfg.pooling} pooling, {len(labels)} classes)"
+        )
+        history = training.fit(model, train_ds, val_ds, cfg, out_dir / "run", resume=resume)
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "assets").mkdir(exist_ok=True)
+        model.save(out_dir / "model.keras")
+        config_lib.save(cfg, out_dir / "config.yaml")
+        text.write_lines(out_dir / "assets" / "vocab.txt", vocab)
+        text.write_lines(out_dir / "assets" / "labels.txt", labels)
+        (out_dir / "assets" / "tokenizer.json").write_text(json.dumps(self.tokenizer_spec(cfg), indent=2) + "\n")
+
+        predict_fn = compiled_predict(model)
+
+        def keras_report(split):
+            if not idx[split]:
+                return None
+            xs = [seqs[i] for i in idx[split]]
+            ev = data.make_dataset(xs, y[idx[split]], 128, False, cfg.seed, cfg.bucket_width)
+            probs, ys = [], []
+            for xb, yb in ev:
+                probs.append(predict_fn(xb).numpy())
+                ys.append(yb.numpy())
+            return metrics.report(np.concatenate(ys), np.concatenate(probs).argmax(-1), labels)
+
+        val_rep, test_rep = keras_report("val"), keras_report("test")
+        print(f"[sentiment] validation: accuracy {val_rep['accuracy']:.4f}, macro F1 {val_rep['macro_f1']:.4f}")
+        if test_rep:
+            print(f"[sentiment] test split (held out):\n{metrics.format_report(test_rep)}")
+        held = idx["test"] or idx["val"]
+        heldout = {
+            "split": "test" if idx["test"] else "val",
+            "texts": [ds.texts[i] for i in held],
+            "labels": [ds.labels[i] for i in held],
+        }
+        (out_dir / "run" / "heldout.json").write_text(json.dumps(heldout, ensure_ascii=False))
+        rep_idx = np.random.default_rng(cfg.seed).permutation(idx["train"])[: cfg.representative_examples]
+        (out_dir / "run" / "representative.json").write_text(
+            json.dumps([ds.texts[i] for i in rep_idx], ensure_ascii=False)
+        )
+        train_info = {
+            "data": info,
+            "epochs_run": len(history.history.get("loss", [])),
+            "train_seconds": round(history.train_seconds, 1),
+            "history": {k: [round(float(x), 5) for x in v] for k, v in history.history.items()},
+            "validation": val_rep,
+            "test": test_rep,
+        }
+        (out_dir / "run" / "train_info.json").write_text(json.dumps(train_info, indent=2))
+        training.clear_backup(out_dir / "run")
+        self.export(out_dir, out_dir, model=model, cfg=cfg)
+        keras.backend.clear_session()
+        return {"validation": val_rep, "test": test_rep, "train_seconds": train_info["train_seconds"]}
+
+    @staticmethod
+    def tokenizer_spec(cfg) -> dict:
+        return {
+            "max_len": cfg.max_len,
+            "truncate": cfg.truncate,
+            "pad_id": 0,
+            "unk_id": 1,
+            "implementation": "seqapps.sentiment.tokenizer (pure Python) == seqapps.sentiment.text (TF ops)",
+            "steps": [
+                "decode UTF-8, invalid bytes -> U+FFFD",
+                "<br />, <br>, <br/> (any case) -> space",
+                "whitespace, control, format, private-use characters and U+FFFD -> space",
+                "lower-case",
+                "remove apostrophes ' \u2018 \u2019 \u02bc `",
+                "every character that is not a letter, digit or combining mark is a token of its own",
+                "split on spaces",
+                "ids = line numbers in vocab.txt (0 padding, 1 [UNK])",
+                f"keep the {'first' if cfg.truncate == 'head' else 'last'} max_len tokens, pad with 0",
+            ],
+        }
+
+    # ------------------------------------------------------------------ export
+    def _module(self, model, cfg, vocab, labels):
+        from seqapps.sentiment.serving import SentimentModule
+
+        return SentimentModule(model, vocab, labels, cfg.max_len, cfg.truncate)
+
+    def export(self, model_dir, out_dir=None, model=None, cfg=None):
+        import shutil
+
+        import keras
+        import tensorflow as tf
+
+        from seqapps.export import metadata, saved_model, tflite
+        from seqapps.export.atomic import atomic_write_bytes
+        from seqapps.sentiment import data, text
+        from seqapps.sentiment.serving import tflite_blob
+        from seqapps.sentiment.tflite_runtime import TFLiteClassifier
+        from seqapps.sentiment.tokenizer import Tokenizer, read_lines
+
+        model_dir = Path(model_dir)
+        out_dir = Path(out_dir or model_dir)
+        if not (model_dir / "model.keras").is_file():
+            raise FileNotFoundError(f"{model_dir / 'model.keras'} not found; train first (make train-sentiment)")
+        cfg = cfg or config_lib.read(SentimentConfig, model_dir / "config.yaml")
+        from seqapps.sentiment import model as _registers_pooling  # noqa: F401  (MaskedPooling for load_model)
+
+        model = model or keras.saving.load_model(model_dir / "model.keras", compile=False)
+        vocab = text.read_vocab(model_dir / "assets" / "vocab.txt")
+        labels = read_lines(model_dir / "assets" / "labels.txt")
+        run = model_dir / "run"
+        if (run / "heldout.json").is_file():
+            heldout = json.loads((run / "heldout.json").read_text())
+            rep_texts = json.loads((run / "representative.json").read_text())
+        else:  # re-create the split of the training data
+            ds = data.load(cfg)
+            idx = data.split(ds, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+            held = idx["test"] or idx["val"]
+            heldout = {
+                "split": "test" if idx["test"] else "val",
+                "texts": [ds.texts[i] for i in held],
+                "labels": [ds.labels[i] for i in held],
+            }
+            rep_texts = [ds.texts[i] for i in idx["train"][: cfg.representative_examples]]
+        train_info = json.loads((run / "train_info.json").read_text()) if (run / "train_info.json").is_file() else None
+        if out_dir != model_dir:
+            shutil.copytree(model_dir / "assets", out_dir / "assets", dirs_exist_ok=True)
+            shutil.copy2(model_dir / "config.yaml", out_dir / "config.yaml")
+
+        n_eval = cfg.tflite_eval_examples or len(heldout["texts"])
+        rng = np.random.default_rng(cfg.seed)
+        pick = sorted(rng.permutation(len(heldout["texts"]))[:n_eval].tolist())
+        texts = [heldout["texts"][i] for i in pick]
+        label_id = {lab: i for i, lab in enumerate(labels)}
+        y = np.array([label_id.get(heldout["labels"][i], -1) for i in pick])
+
+        # --- SavedModel, checked against the Keras model on the held-out texts
+        module = self._module(model, cfg, vocab, labels)
+        sm_path = saved_model.write(module, out_dir, module.signatures(), version=1)
+        tok = Tokenizer(vocab, cfg.max_len, cfg.truncate)
+        ids = np.array([tok.encode(t)[0] for t in texts], np.int32)
+        predict_fn = compiled_predict(model)
+        keras_probs = np.concatenate([predict_fn(ids[i : i + 64]).numpy() for i in range(0, len(ids), 64)])
+        loaded = tf.saved_model.load(str(sm_path))
+        sm_probs = np.concatenate(
+            [
+                loaded.signatures["serving_default"](text=tf.constant(texts[i : i + 64]))["probabilities"].numpy()
+                for i in range(0, len(texts), 64)
+            ]
+        )
+        sm_ids = np.concatenate(
+            [
+                loaded.signatures["classify_details"](text=tf.constant(texts[i : i + 64]))["token_ids"].numpy()
+                for i in range(0, len(texts), 64)
+            ]
+        )
+        keras_acc = float((keras_probs.argmax(-1) == y).mean())
+        report = {
+            "heldout_split": heldout["split"],
+            "examples": len(texts),
+            "keras_accuracy": keras_acc,
+            "saved_model": {
+                "max_abs_diff_vs_keras": float(np.abs(sm_probs - keras_probs).max()),
+                "accuracy": float((sm_probs.argmax(-1) == y).mean()),
+                "python_tokenizer_ids_identical": f"{int((sm_ids == ids).all(1).sum())}/{len(ids)}",
+            },
+        }
+        iso = saved_model.run_isolated(sm_path.resolve(), {"text": texts[:4] + ["", "\u00e9t\u00e9 \U0001f600"]})
+        report["saved_model"]["isolated_max_abs_diff"] = float(np.abs(iso["probabilities"][:4] - sm_probs[:4]).max())
+        print(
+            f"[sentiment] SavedModel -> {sm_path}: max |diff| vs Keras {report['saved_model']['max_abs_diff_vs_keras']:.2e} "
+            f"on {len(texts)} held-out texts; tokenizer ids identical {report['saved_model']['python_tokenizer_ids_identical']}"
+        )
+        if report["saved_model"]["max_abs_diff_vs_keras"] > 1e-4:
+            raise RuntimeError(f"SavedModel differs from the Keras model: {report['saved_model']}")
+
+        # --- TFLite float32 and int8, checked against the Keras model on the same texts
+        rep_ids = [np.array([tok.encode(t)[0]], np.int32) for t in rep_texts]
+        files = {}
+        for variant in ("float32", cfg.int8_mode):
+            blob = tflite_blob(model, cfg, len(vocab), len(labels), variant, rep_ids)
+            key = "float32" if variant == "float32" else "int8"
+            path = out_dir / tflite.FILE_NAMES[{"full": "int8"}.get(variant, variant)]
+            atomic_write_bytes(path, blob)
+            files[key] = path.name
+            clf = TFLiteClassifier(out_dir, path.name)
+            t0 = time.time()
+            probs = np.stack([clf._run(token_ids=ids[i : i + 1])["probabilities"][0] for i in range(len(ids))])
+            ms = 1000 * (time.time() - t0) / len(ids)
+            acc = float((probs.argmax(-1) == y).mean())
+            ops = sorted(tflite.op_names(blob))
+            report[key] = {
+                "file": path.name,
+                "quantization": QUANT_NAMES[variant],
+                "bytes": path.stat().st_size,
+                "ops": ops,
+                "accuracy": acc,
+                "accuracy_change_vs_keras_points": round(100 * (acc - keras_acc), 2),
+                "max_abs_diff_vs_keras": float(np.abs(probs - keras_probs).max()),
+                "same_label_as_keras": f"{int((probs.argmax(-1) == keras_probs.argmax(-1)).sum())}/{len(ids)}",
+                "ms_per_text_1_thread": round(ms, 2),
+            }
+            print(
+                f"[sentiment] TFLite {key} ({QUANT_NAMES[variant]}): {path.name} {path.stat().st_size / 1e6:.2f} MB, "
+                f"accuracy {acc:.4f} (Keras {keras_acc:.4f}), max |diff| {report[key]['max_abs_diff_vs_keras']:.2e}, "
+                f"{ms:.1f} ms/text"
+            )
+            if any("Flex" in op for op in ops):
+                raise tflite.ExportError(f"{variant}: not builtin-only: {ops}")
+        metadata.write(
+            out_dir / "metadata.json",
+            app="sentiment",
+            config=cfg,
+            data_spec=cfg.data,
+            labels=labels,
+            training=train_info,
+            parity=report,
+            tokenizer=self.tokenizer_spec(cfg),
+            saved_model={
+                "path": str(sm_path.relative_to(out_dir)),
+                "signatures": {
+                    "serving_default": "text (string [None]) -> probabilities (float32 [None, "
+                    f"{len(labels)}]), label (string [None])",
+                    "classify_details": "text -> probabilities, label, token_ids (int32 [None, "
+                    f"{cfg.max_len}]), num_tokens, truncated, empty",
+                },
+            },
+            tflite={
+                "signature": f"classify: token_ids (int32 [1, {cfg.max_len}]) -> probabilities (float32 [1, "
+                f"{len(labels)}])",
+                "files": files,
+            },
+            files=metadata.file_sizes(out_dir),
+        )
+        return sm_path
+
+    # ------------------------------------------------------------------ evaluate
+    def evaluate(self, model_dir, data=None, **options):
+        import tensorflow as tf
+
+        from seqapps.export import saved_model
+        from seqapps.sentiment import data as data_lib
+        from seqapps.sentiment import metrics
+        from seqapps.sentiment.tokenizer import read_lines
+
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"{model_dir}: no trained model (config.yaml missing); train or pass --model")
+        split_opt = options.pop("split", "auto")
+        label_map = options.pop("label_map", "")
+        cfg = config_lib.read(SentimentConfig, model_dir / "config.yaml")
+        trained_spec = cfg.data
+        cfg = dataclasses.replace(cfg, labels="", max_examples=0)
+        cfg = config_lib.apply(cfg, options, "evaluate --set")
+        if data:
+            cfg = config_lib.apply(cfg, {"data": data}, "--data")
+        labels = read_lines(model_dir / "assets" / "labels.txt")
+        ds = data_lib.load(cfg)
+        for note in ds.notes:
+            print(f"[sentiment] note: {note}")
+        idx = data_lib.split(ds, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        has_official = ds.split is not None and "test" in ds.split
+        if split_opt == "auto":
+            split_opt = "test" if (has_official or cfg.data == trained_spec) else "all"
+        if split_opt == "all":
+            rows = list(range(len(ds.texts)))
+        elif split_opt in idx:
+            rows = idx[split_opt]
+        else:
+            raise ValueError(f"split must be auto, all, train, val or test, got {split_opt!r}")
+        if not rows:
+            raise ValueError(f"{ds.spec}: the {split_opt} split is empty; pass --set split=all")
+        mapping = self._label_mapping(sorted(set(ds.labels[i] for i in rows)), labels, label_map)
+        served = tf.saved_model.load(str(saved_model.latest(model_dir)))
+        fn = served.signatures["classify_details"]
+        texts = [ds.texts[i] for i in rows]
+        y = np.array([labels.index(mapping[ds.labels[i]]) for i in rows])
+        preds, truncated, empty = [], 0, 0
+        t0 = time.time()
+        for i in range(0, len(texts), 128):
+            out = fn(text=tf.constant(texts[i : i + 128]))
+            preds.append(out["probabilities"].numpy().argmax(-1))
+            truncated += int(out["truncated"].numpy().sum())
+            empty += int(out["empty"].numpy().sum())
+        elapsed = time.time() - t0
+        rep = metrics.report(y, np.concatenate(preds), labels)
+        rep.update(
+            {
+                "data": ds.spec,
+                "split": split_opt,
+                "truncated_texts": truncated,
+                "empty_texts": empty,
+                "texts_per_s": round(len(texts) / elapsed, 1),
+            }
+        )
+        print(f"[sentiment] {ds.spec} ({split_opt} split), model {model_dir}")
+        print(metrics.format_report(rep))
+        if truncated or empty:
+            print(f"{truncated} texts truncated to {cfg.max_len} tokens; {empty} empty texts (counted as wrong)")
+        return rep
+
+    @staticmethod
+    def _label_mapping(data_labels, model_labels, label_map: str) -> dict:
+        from seqapps.sentiment.data import CANONICAL
+
+        mapping = {}
+        for item in filter(None, (x.strip() for x in str(label_map).split(","))):
+            if ":" not in item:
+                raise ValueError(
+                    f"label_map: expected data_label:model_label pairs, e.g. 0:negative,1:positive; got {item!r}"
+                )
+            k, v = item.split(":", 1)
+            mapping[k.strip()] = v.strip()
+        out, unknown = {}, []
+        for lab in data_labels:
+            target = mapping.get(lab, lab)
+            if target not in model_labels:
+                target = CANONICAL.get(target.lower(), target)
+            if target not in model_labels:
+                unknown.append(lab)
+            out[lab] = target
+        if unknown:
+            raise ValueError(
+                f"data labels {unknown} are not labels of the model {model_labels}; map them with "
+                f"--set label_map=DATA:MODEL,... or drop them (--set labels=... --set on_bad_rows=skip)"
+            )
+        return out
+
+    # ------------------------------------------------------------------ predict
+    def add_predict_arguments(self, parser):
+        parser.add_argument("texts", nargs="*", help="texts to classify")
+        parser.add_argument("--file", type=Path, help="a text file, one text per line (UTF-8; invalid bytes replaced)")
+        parser.add_argument("--all", action="store_true", help="print the probability of every label")
+
+    def predict(self, model_dir, args):
+        import tensorflow as tf
+
+        from seqapps.export import saved_model
+
+        texts = list(args.texts)
+        if args.file:
+            if not args.file.is_file():
+                raise FileNotFoundError(f"{args.file} not found")
+            raw = args.file.read_bytes()
+            if b"\x00" in raw[:4096] and raw.count(b"\x00") > len(raw) // 10:
+                raise ValueError(f"{args.file} looks binary (NUL bytes), not text with one review per line")
+            content = raw.decode("utf-8", errors="replace")
+            bad = sum("\ufffd" in line for line in content.splitlines()) - raw.decode("utf-8", errors="ignore").count(
+                "\ufffd"
+            )
+            if bad > 0:
+                print(
+                    f"note: {args.file}: {bad} line(s) are not valid UTF-8; invalid bytes replaced by U+FFFD",
+                    file=sys.stderr,
+                )
+            texts += content.splitlines()
+        if not texts:
+            raise ValueError("nothing to classify: give texts or --file FILE (one text per line)")
+        for i, t in enumerate(texts):
+            if len(t) > MAX_PREDICT_CHARS:
+                print(
+                    f"note: text {i + 1} has {len(t):,} characters; only its first {MAX_PREDICT_CHARS:,} are read",
+                    file=sys.stderr,
+                )
+                texts[i] = t[:MAX_PREDICT_CHARS]
+        served = tf.saved_model.load(str(saved_model.latest(model_dir)))
+        from seqapps.sentiment.tokenizer import read_lines
+
+        labels = read_lines(Path(model_dir) / "assets" / "labels.txt")
+        max_len = json.loads((Path(model_dir) / "assets" / "tokenizer.json").read_text())["max_len"]
+        fn = served.signatures["classify_details"]
+        for i in range(0, len(texts), 64):
+            out = fn(text=tf.constant(texts[i : i + 64]))
+            for j, t in enumerate(texts[i : i + 64]):
+                probs = out["probabilities"][j].numpy()
+                short = t.replace("\t", " ")[:70] + ("..." if len(t) > 70 else "")
+                if bool(out["empty"][j]):
+                    print(f"(empty)\t-\t{short}")
+                    print(f"note: text {i + j + 1} is empty or has no words; no prediction", file=sys.stderr)
+                    continue
+                if bool(out["truncated"][j]):
+                    print(
+                        f"note: text {i + j + 1} has {int(out['num_tokens'][j]):,} tokens; the model read "
+                        f"{max_len} of them (truncated)",
+                        file=sys.stderr,
+                    )
+                label = out["label"][j].numpy().decode("utf-8")
+                extra = ("\t" + " ".join(f"{lab}={p:.3f}" for lab, p in zip(labels, probs))) if args.all else ""
+                print(f"{label}\t{probs.max():.3f}\t{short}{extra}")
+
+    # ------------------------------------------------------------------ bench
+    def bench(self, model_dir=None, steps: int = 4, batch_size: int = 64, length: int = 256) -> list[dict]:
+        """Training samples/s of the sentiment model with seqapps.layers cells vs keras.layers built-ins,
+        side by side in one process (same shapes, same random batches, alternating to share the machine's noise)."""
+        import keras
+
+        from seqapps.sentiment import model as model_lib
+
+        cfg = SentimentConfig()
+        if model_dir is not None and (Path(model_dir) / "config.yaml").is_file():
+            cfg = config_lib.read(SentimentConfig, Path(model_dir) / "config.yaml")
+        rng = np.random.default_rng(0)
+        x = rng.integers(1, cfg.vocab_size, (batch_size, length)).astype("int32")
+        x[: batch_size // 2, length // 2 :] = 0  # half the batch padded: the mask path is exercised
+        y = rng.integers(0, 2, batch_size).astype("int32")
+        models = {}
+        for impl in ("seqapps", "keras"):
+            keras.utils.set_random_seed(0)
+            m = model_lib.build_model(cfg, cfg.vocab_size, 2, impl=impl)
+            m.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+            m.train_on_batch(x, y)  # trace + warm up
+            models[impl] = m
+        times = {"seqapps": [], "keras": []}
+        for _ in range(steps):
+            for impl, m in models.items():
+                t0 = time.perf_counter()
+                m.train_on_batch(x, y)
+                times[impl].append(time.perf_counter() - t0)
+        sps = {k: batch_size / float(np.median(v)) for k, v in times.items()}
+        name = (
+            f"sentiment train {'Bi' if cfg.bidirectional else ''}{cfg.cell.upper()}{cfg.units}x{cfg.layers} "
+            f"B={batch_size} T={length}: seqapps.layers vs keras.layers"
+        )
+        keras.backend.clear_session()
+        return [
+            {
+                "benchmark": name,
+                "value": round(sps["seqapps"], 1),
+                "unit": "samples/s",
+                "baseline": round(sps["keras"], 1),
+                "ratio": round(sps["seqapps"] / sps["keras"], 3),
+            }
+        ]

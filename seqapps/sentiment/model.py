@@ -1,0 +1,110 @@
+"""The sentiment classifier, built from `seqapps.layers`.
+
+    token ids (batch, T), 0 = padding
+      -> Embedding(vocab, E, mask_zero)  -> word dropout (whole token vectors)
+      -> [Bidirectional] RNN(cell) x layers, return_sequences  (cell: gru | lstm | rnn)
+      -> pooling over the unmasked steps: "maxmean" (concat of max and mean), "max", "mean" or
+         "attention" (additive self-attention: a_t = softmax(v . tanh(W h_t)), sum_t a_t h_t)
+      -> Dropout -> Dense(classes, softmax)                  probabilities (batch, classes)
+
+``impl="keras"`` builds the same model with `keras.layers.GRU/LSTM/SimpleRNN` (for the benchmark).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from seqapps import layers as sl
+
+_NEG = -1e9
+
+
+@keras.saving.register_keras_serializable(package="seqapps.sentiment")
+class MaskedPooling(keras.layers.Layer):
+    """Pools (batch, T, D) over the steps where ``mask`` is True; an all-masked row pools to zeros.
+
+    Args:
+        mode: "maxmean" (output 2D), "max", "mean" (D) or "attention" (D, additive self-attention).
+        units: hidden size of the attention score (mode "attention" only).
+    """
+
+    MODES = ("maxmean", "max", "mean", "attention")
+
+    def __init__(self, mode="maxmean", units=64, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"pooling must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+        self.units = units
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        if self.mode == "attention":
+            self.score_dense = keras.layers.Dense(self.units, activation="tanh", name="score_hidden")
+            self.score_dense.build(input_shape)
+            self.score_v = keras.layers.Dense(1, use_bias=False, name="score")
+            self.score_v.build((*input_shape[:-1], self.units))
+
+    def call(self, x, mask=None):
+        if mask is None:
+            mask = ops.ones(ops.shape(x)[:2], dtype="bool")
+        m = ops.expand_dims(ops.cast(mask, x.dtype), -1)  # (B, T, 1)
+        any_valid = ops.cast(ops.max(m, axis=1) > 0, x.dtype)  # (B, 1)
+        outs = []
+        if self.mode in ("maxmean", "max"):
+            outs.append(ops.max(x * m + (1.0 - m) * _NEG, axis=1) * any_valid)
+        if self.mode in ("maxmean", "mean"):
+            outs.append(ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0))
+        if self.mode == "attention":
+            scores = self.score_v(self.score_dense(x)) + (1.0 - m) * _NEG  # (B, T, 1)
+            weights = ops.softmax(scores, axis=1) * m
+            outs.append(ops.sum(weights * x, axis=1))
+        return outs[0] if len(outs) == 1 else ops.concatenate(outs, axis=-1)
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        d = input_shape[-1] * (2 if self.mode == "maxmean" else 1)
+        return (input_shape[0], d)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "units": self.units}
+
+
+_KERAS_LAYERS = {
+    "gru": keras.layers.GRU,
+    "lstm": keras.layers.LSTM,
+    "rnn": keras.layers.SimpleRNN,
+    "simple_rnn": keras.layers.SimpleRNN,
+}
+
+
+def recurrent_layer(kind: str, units: int, impl: str = "seqapps", name=None):
+    if impl == "seqapps":
+        return sl.RNN(sl.make_cell(kind, units), return_sequences=True, name=name)
+    if impl == "keras":
+        if kind.lower() not in _KERAS_LAYERS:
+            raise ValueError(f"Unknown cell type {kind!r}; choose one of {sorted(_KERAS_LAYERS)}.")
+        return _KERAS_LAYERS[kind.lower()](units, return_sequences=True, name=name)
+    raise ValueError(f"impl must be 'seqapps' or 'keras', got {impl!r}")
+
+
+def build_model(cfg, vocab_size: int, num_classes: int, impl: str = "seqapps", length=None) -> keras.Model:
+    """The classifier; ``length`` fixes the number of time steps (needed to trace the RNNs unrolled)."""
+    if num_classes < 2:
+        raise ValueError(f"need at least 2 classes, got {num_classes}")
+    ids = keras.Input((length,), dtype="int32", name="token_ids")
+    x = keras.layers.Embedding(vocab_size, cfg.embedding_dim, mask_zero=True, name="embedding")(ids)
+    # word dropout: a dropped token loses its whole embedding vector (one mask value per time step)
+    x = keras.layers.Dropout(cfg.embedding_dropout, noise_shape=(None, None, 1), name="word_dropout")(x)
+    for i in range(cfg.layers):
+        rnn = recurrent_layer(cfg.cell, cfg.units, impl, name=f"rnn_{i + 1}")
+        x = keras.layers.Bidirectional(rnn, name=f"birnn_{i + 1}")(x) if cfg.bidirectional else rnn(x)
+    x = MaskedPooling(cfg.pooling, cfg.units, name="pooling")(x)
+    x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
+    if cfg.hidden:
+        x = keras.layers.Dense(cfg.hidden, activation="relu", name="hidden")(x)
+    probs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(ids, probs, name=f"sentiment_{cfg.cell}")

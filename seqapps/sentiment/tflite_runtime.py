@@ -1,0 +1,55 @@
+"""Reference classifier over the TFLite model with `ai_edge_litert` and the pure-Python tokenizer (no TensorFlow).
+
+This is what a device does::
+
+    python -m seqapps.sentiment.tflite_runtime trained/sentiment "A wonderful, moving film."
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from seqapps.sentiment.tokenizer import Tokenizer, read_lines
+
+
+class TFLiteClassifier:
+    def __init__(self, model_dir, model_file="model.tflite", num_threads=1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        model_dir = Path(model_dir)
+        self.tokenizer = Tokenizer.from_dir(model_dir)
+        self.labels = read_lines(model_dir / "assets" / "labels.txt")
+        self.interp = Interpreter(model_path=str(model_dir / model_file), num_threads=num_threads)
+        self.interp.allocate_tensors()
+        self._run = self.interp.get_signature_runner("classify")
+
+    def probabilities(self, text: str | bytes) -> np.ndarray:
+        ids, _, _ = self.tokenizer.encode(text)
+        return self._run(token_ids=np.array([ids], np.int32))["probabilities"][0]
+
+    def classify(self, text: str | bytes) -> tuple[str, float]:
+        """(label, probability); ("", 1/classes) for a text without tokens."""
+        ids, n, _ = self.tokenizer.encode(text)
+        if n == 0:
+            return "", 1.0 / len(self.labels)
+        p = self._run(token_ids=np.array([ids], np.int32))["probabilities"][0]
+        return self.labels[int(np.argmax(p))], float(np.max(p))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model_dir")
+    p.add_argument("texts", nargs="+")
+    p.add_argument("--model-file", default="model.tflite")
+    args = p.parse_args(argv)
+    clf = TFLiteClassifier(args.model_dir, args.model_file)
+    for t in args.texts:
+        label, prob = clf.classify(t)
+        print(f"{label or '(empty)'}\t{prob:.3f}\t{t[:70]}")
+
+
+if __name__ == "__main__":
+    main()

