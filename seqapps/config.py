@@ -31,7 +31,7 @@ class TrainConfig:
     verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
     jit_compile: bool = False  # XLA; off by default: variable-length batches would recompile per shape
     mixed_precision: str = "none"  # "none", "mixed_float16" (GPU, with loss scaling) or "mixed_bfloat16"
-    distribute: str = "none"  # "none", "mirrored" (GPUs/devices of one machine) or "multiworker" (TF_CONFIG)
+    distribute: str = "none"  # "none" or "mirrored" (all GPUs/devices of one machine)
 
 
 class ConfigError(ValueError):
