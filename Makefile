@@ -48,13 +48,13 @@ bench: $(STAMP)  ## benchmarks: custom cells vs Keras built-ins, shipped models 
 adding: $(STAMP)  ## the adding problem (long-range memory) for RNN/LSTM/GRU, with gradient-norm plot
 	$(PY) -m seqapps.experiments.adding $(ARGS)
 
-train-%: $(STAMP)  ## train APP (CONFIG=, DATA=, OUT=, ARGS=)
+$(addprefix train-,$(APPS)): train-%: $(STAMP)  ## train APP (CONFIG=, DATA=, OUT=, ARGS=)
 	$(PY) -m seqapps train $* $(if $(CONFIG),--config $(CONFIG)) $(if $(DATA),--set data=$(DATA)) $(if $(OUT),--out $(OUT)) $(ARGS)
 
-evaluate-%: $(STAMP)  ## evaluate APP (MODEL=, DATA=)
+$(addprefix evaluate-,$(APPS)): evaluate-%: $(STAMP)  ## evaluate APP (MODEL=, DATA=)
 	$(PY) -m seqapps evaluate $* $(if $(MODEL),--model $(MODEL)) $(if $(DATA),--data $(DATA)) $(ARGS)
 
-export-%: $(STAMP)  ## export APP to SavedModel + TFLite (MODEL=, OUT=)
+$(addprefix export-,$(APPS)): export-%: $(STAMP)  ## export APP to SavedModel + TFLite (MODEL=, OUT=)
 	$(PY) -m seqapps export $* $(if $(MODEL),--model $(MODEL)) $(if $(OUT),--out $(OUT))
 
 clean:  ## remove runs/ and caches (keeps .venv and trained/)

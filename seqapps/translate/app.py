@@ -285,6 +285,37 @@ class TranslateApp(App):
             out.append(seq if int(lengths[0]) else [])
         return out
 
+    # ------------------------------------------------------------------ bench
+    def bench(self, model_dir):
+        """SavedModel latency (beam search) at batch 1 and 32, TFLite greedy latency per sentence."""
+        import tensorflow as tf
+
+        from seqapps.bench import _interleaved
+        from seqapps.translate.tflite_runtime import TFLiteTranslator
+
+        model_dir = Path(model_dir)
+        served = self._load_serving(model_dir)
+        fn = served.signatures["serving_default"]
+        one = tf.constant(SAMPLES[:1])
+        batch = tf.constant((SAMPLES * 7)[:32])
+        lite = {v: TFLiteTranslator(model_dir, f) for v, f in (("float32", "model.tflite"),
+                                                                 ("dynamic", "model_dynamic.tflite"))}
+        t = _interleaved({"sm1": lambda: fn(text=one), "sm32": lambda: fn(text=batch),
+                          "float32": lambda: lite["float32"].translate(SAMPLES[0]),
+                          "dynamic": lambda: lite["dynamic"].translate(SAMPLES[0])}, rounds=5)
+        sizes = {v: (model_dir / f).stat().st_size / 1e6 for v, f in (("float32", "model.tflite"),
+                                                                      ("dynamic", "model_dynamic.tflite"))}
+        return [
+            {"benchmark": "SavedModel beam search, batch 1 (ms per request)", "value": t["sm1"] * 1e3, "unit": "ms"},
+            {"benchmark": "SavedModel beam search, batch 32 (ms per sentence)", "value": t["sm32"] * 1e3 / 32,
+             "unit": "ms", "baseline": t["sm1"] * 1e3, "ratio": t["sm32"] / 32 / t["sm1"]},
+            {"benchmark": f"TFLite float32 greedy, 1 thread ({sizes['float32']:.1f} MB)", "value": t["float32"] * 1e3,
+             "unit": "ms/sentence"},
+            {"benchmark": f"TFLite dynamic-range greedy, 1 thread ({sizes['dynamic']:.1f} MB)",
+             "value": t["dynamic"] * 1e3, "unit": "ms/sentence", "baseline": t["float32"] * 1e3,
+             "ratio": t["dynamic"] / t["float32"]},
+        ]
+
     # ------------------------------------------------------------------ evaluate / predict
     def _load_serving(self, model_dir):
         import tensorflow as tf
