@@ -39,8 +39,11 @@ def layer_rows(quick: bool = False) -> list[dict]:
 
     from seqapps import layers as sl
 
-    pairs = [("SimpleRNN", sl.SimpleRNN, keras.layers.SimpleRNN), ("LSTM", sl.LSTM, keras.layers.LSTM),
-             ("GRU", sl.GRU, keras.layers.GRU)]
+    pairs = [
+        ("SimpleRNN", sl.SimpleRNN, keras.layers.SimpleRNN),
+        ("LSTM", sl.LSTM, keras.layers.LSTM),
+        ("GRU", sl.GRU, keras.layers.GRU),
+    ]
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(BATCH, STEPS, FEATURES)).astype("float32"))
     y = tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32"))
@@ -71,8 +74,15 @@ def layer_rows(quick: bool = False) -> list[dict]:
         t = _interleaved(fns, rounds)
         for mode in ("train", "inference"):
             mine, base = BATCH / t[f"seqapps {mode}"], BATCH / t[f"keras {mode}"]
-            rows.append({"benchmark": f"{name} {mode} (batch {BATCH}, T={STEPS}, in {FEATURES}, units {UNITS})",
-                         "value": mine, "unit": "samples/s", "baseline": base, "ratio": mine / base})
+            rows.append(
+                {
+                    "benchmark": f"{name} {mode} (batch {BATCH}, T={STEPS}, in {FEATURES}, units {UNITS})",
+                    "value": mine,
+                    "unit": "samples/s",
+                    "baseline": base,
+                    "ratio": mine / base,
+                }
+            )
     return rows
 
 
@@ -85,17 +95,21 @@ def _fmt(v):
 def to_markdown(sections: dict) -> str:
     import tensorflow as tf
 
-    lines = [f"# seqapps benchmark results\n\nMachine: {platform.machine()}, {platform.processor() or 'CPU'}, "
-             f"{__import__('os').cpu_count()} cores; TensorFlow {tf.__version__}; "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n"
-             "Ratios are measured side by side in this one run (value / baseline).\n"]
+    lines = [
+        f"# seqapps benchmark results\n\nMachine: {platform.machine()}, {platform.processor() or 'CPU'}, "
+        f"{__import__('os').cpu_count()} cores; TensorFlow {tf.__version__}; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n"
+        "Ratios are measured side by side in this one run (value / baseline).\n"
+    ]
     for title, rows in sections.items():
         lines.append(f"## {title}\n")
         lines.append("| benchmark | value | unit | baseline | ratio |")
         lines.append("|---|---:|---|---:|---:|")
         for r in rows:
-            lines.append(f"| {r['benchmark']} | {_fmt(r['value'])} | {r['unit']} | {_fmt(r.get('baseline'))} | "
-                         f"{_fmt(r.get('ratio'))} |")
+            lines.append(
+                f"| {r['benchmark']} | {_fmt(r['value'])} | {r['unit']} | {_fmt(r.get('baseline'))} | "
+                f"{_fmt(r.get('ratio'))} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

@@ -96,9 +96,7 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
     ]
     if cfg.patience and val_ds is not None:
         cbs.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=cfg.patience, restore_best_weights=True, verbose=1
-            )
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, restore_best_weights=True, verbose=1)
         )
     cbs.extend(callbacks)
     model.jit_compile = bool(cfg.jit_compile)
@@ -114,9 +112,7 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
     history.train_seconds = time.time() - start
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
-        raise FloatingPointError(
-            f"training diverged (loss {losses[-1]}); lower learning_rate or clipnorm and retry"
-        )
+        raise FloatingPointError(f"training diverged (loss {losses[-1]}); lower learning_rate or clipnorm and retry")
     return history
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def execute_notebook(name: str, env: dict | None = None, timeout: int = 600):
+def execute_notebook(name: str, env: dict | None = None, timeout: int = 300):
+    """Execute ``notebooks/<name>`` with ``env`` set for the kernel; returns the executed notebook."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -16,7 +17,10 @@ def execute_notebook(name: str, env: dict | None = None, timeout: int = 600):
     old = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+        # run from notebooks/, as Jupyter does when a user opens the notebook
+        NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+        ).execute()
     finally:
         for k, v in old.items():
             if v is None:

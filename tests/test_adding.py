@@ -12,8 +12,24 @@ def test_batch_has_one_marker_in_each_half_and_sum_target():
 
 
 def test_gru_learns_short_adding_problem(tmp_path):
-    results = adding.main(["--steps", "20", "--cells", "gru,rnn", "--max-iterations", "500", "--units", "32",
-                           "--eval-every", "50", "--verbose", "0", "--out", str(tmp_path)])
+    results = adding.main(
+        [
+            "--steps",
+            "20",
+            "--cells",
+            "gru,rnn",
+            "--max-iterations",
+            "500",
+            "--units",
+            "32",
+            "--eval-every",
+            "50",
+            "--verbose",
+            "0",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     by = {r["cell"]: r for r in results}
     assert by["gru"]["test_mse"] < 0.05  # well below the 0.167 of predicting the mean
     # vanishing gradients: at initialisation SimpleRNN's gradient shrinks going back in time

@@ -6,8 +6,11 @@ from seqapps import layers as sl
 from tests.helpers import max_diff
 
 
-@pytest.mark.parametrize("attn", [sl.BahdanauAttention(8), sl.LuongAttention(), sl.LuongAttention(scale=True)],
-                         ids=["bahdanau", "luong", "luong-scaled"])
+@pytest.mark.parametrize(
+    "attn",
+    [sl.BahdanauAttention(8), sl.LuongAttention(), sl.LuongAttention(scale=True)],
+    ids=["bahdanau", "luong", "luong-scaled"],
+)
 def test_weights_are_a_masked_distribution(attn):
     rng = np.random.default_rng(0)
     q = rng.normal(size=(2, 3, 6)).astype("float32")

@@ -54,8 +54,12 @@ def test_registry_errors_and_help():
 
 
 def test_cli_reports_bad_config_without_traceback():
-    proc = subprocess.run([sys.executable, "-m", "seqapps", "train", "translate", "--set", "epoch=3"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqapps", "train", "translate", "--set", "epoch=3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "unknown config key" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "seqapps", "--help"], capture_output=True, text=True, timeout=120)

@@ -16,8 +16,9 @@ ENV = {**os.environ, "PYTHONPATH": str(SCRIPT.parent.parent)}
 
 
 def _run(args, env=ENV):
-    return subprocess.Popen([sys.executable, str(SCRIPT), *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_mirrored_two_devices_matches_single_device(tmp_path):

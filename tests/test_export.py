@@ -85,9 +85,23 @@ def test_saved_model_cli_run(tmp_path):
     x = _x(batch=2, seed=5)
     np.save(tmp_path / "x.npy", x)
     cli = Path(PYTHON).with_name("saved_model_cli")
-    proc = subprocess.run([str(cli), "run", "--dir", str(path), "--tag_set", "serve", "--signature_def",
-                           "serving_default", "--inputs", f"x={tmp_path / 'x.npy'}"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            str(cli),
+            "run",
+            "--dir",
+            str(path),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"x={tmp_path / 'x.npy'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = proc.stdout.split("Result for output key y:")[1]
     values = np.array([float(v) for v in re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", printed)])
@@ -125,8 +139,12 @@ def test_failed_saved_model_export_leaves_no_version_folder(tmp_path):
 
 def test_metadata_records_versions_and_sizes(tmp_path):
     (tmp_path / "a.bin").write_bytes(b"123")
-    meta = metadata.write(tmp_path / "metadata.json", app="x", parity={"max_abs_diff": np.float32(1e-7)},
-                          files=metadata.file_sizes(tmp_path))
+    meta = metadata.write(
+        tmp_path / "metadata.json",
+        app="x",
+        parity={"max_abs_diff": np.float32(1e-7)},
+        files=metadata.file_sizes(tmp_path),
+    )
     assert meta["versions"]["tensorflow"] == tf.__version__
     loaded = metadata.read(tmp_path / "metadata.json")
     assert loaded["files"]["a.bin"] == 3 and loaded["parity"]["max_abs_diff"] == pytest.approx(1e-7)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -418,20 +417,9 @@ def test_quantile_and_config_validation():
 
 
 def test_notebook_runs(trained):
-    import os
+    from tests.notebooks_util import execute_notebook
 
-    import nbclient
-    import nbformat
-
-    root = Path(__file__).resolve().parents[1]
-    nb = nbformat.read(root / "notebooks" / "forecast.ipynb", as_version=4)
-    os.environ["FORECAST_MODEL_DIR"] = str(trained[0] / "model")
-    try:
-        nbclient.NotebookClient(
-            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(root / "notebooks")}}
-        ).execute()
-    finally:
-        os.environ.pop("FORECAST_MODEL_DIR", None)
+    nb = execute_notebook("forecast.ipynb", env={"FORECAST_MODEL_DIR": str(trained[0] / "model")})
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs)
     assert "origins, MSFT 2012" in text and "80% interval coverage by horizon" in text

@@ -55,8 +55,11 @@ def test_matches_keras_builtin(ours, theirs, options, shape, go_backwards):
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_bidirectional_and_stacked_match_keras(kind):
-    pairs = {"rnn": (sl.SimpleRNN, keras.layers.SimpleRNN), "lstm": (sl.LSTM, keras.layers.LSTM),
-             "gru": (sl.GRU, keras.layers.GRU)}
+    pairs = {
+        "rnn": (sl.SimpleRNN, keras.layers.SimpleRNN),
+        "lstm": (sl.LSTM, keras.layers.LSTM),
+        "gru": (sl.GRU, keras.layers.GRU),
+    }
     ours, theirs = pairs[kind]
     x, mask = _data()
 
@@ -149,7 +152,7 @@ def test_keras_file_reloads_in_fresh_process(tmp_path):
     out = run_python(f"""
         import numpy as np, keras, seqapps
         m = keras.saving.load_model(r"{path}")
-        y = m(np.load(r"{tmp_path / 'x.npy'}"))
+        y = m(np.load(r"{tmp_path / "x.npy"}"))
         print(max(float(np.abs(np.asarray(a) - np.load(r"{tmp_path}/y%d.npy" % i)).max()) for i, a in enumerate(y)))
     """)
     assert float(out.strip().splitlines()[-1]) < 1e-6

@@ -403,22 +403,10 @@ def test_config_defaults_are_consistent():
 
 
 def test_notebook_runs(trained):
-    import os
-    from pathlib import Path
-
-    import nbclient
-    import nbformat
+    from tests.notebooks_util import execute_notebook
 
     _, model_dir, _ = trained
-    root = Path(__file__).resolve().parents[1]
-    nb = nbformat.read(root / "notebooks" / "sentiment.ipynb", as_version=4)
-    os.environ["SENTIMENT_MODEL_DIR"] = str(model_dir)
-    try:
-        nbclient.NotebookClient(
-            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(root / "notebooks")}}
-        ).execute()
-    finally:
-        os.environ.pop("SENTIMENT_MODEL_DIR", None)
+    nb = execute_notebook("sentiment.ipynb", env={"SENTIMENT_MODEL_DIR": str(model_dir)})
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs)
     assert "decision:" in text and "accuracy" in text

@@ -5,8 +5,13 @@ import pytest
 
 from seqapps.export import examples
 
-OUTPUTS = {"translate": {"translation"}, "sentiment": {"probabilities", "label"},
-           "speech": {"probabilities", "label"}, "forecast": {"quantiles"}, "weather": {"quantiles"}}
+OUTPUTS = {
+    "translate": {"translation"},
+    "sentiment": {"probabilities", "label"},
+    "speech": {"probabilities", "label"},
+    "forecast": {"quantiles"},
+    "weather": {"quantiles"},
+}
 
 
 @pytest.mark.slow

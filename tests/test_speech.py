@@ -313,17 +313,9 @@ def test_bench_rows(trained):
 
 
 def test_notebook_runs(trained):
-    import nbclient
-    import nbformat
+    from tests.notebooks_util import execute_notebook
 
-    nb = nbformat.read(ROOT / "notebooks" / "speech.ipynb", as_version=4)
-    os.environ["SPEECH_MODEL_DIR"] = str(trained)
-    try:
-        nbclient.NotebookClient(
-            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
-        ).execute()
-    finally:
-        os.environ.pop("SPEECH_MODEL_DIR", None)
+    nb = execute_notebook("speech.ipynb", env={"SPEECH_MODEL_DIR": str(trained)})
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     images = sum(
         "image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])

@@ -10,8 +10,13 @@ SCRIPT = Path(__file__).with_name("resume_script.py")
 
 def _start(run_dir, log, resume, sleep):
     env = {**os.environ, "PYTHONPATH": str(SCRIPT.parent.parent)}
-    return subprocess.Popen([sys.executable, str(SCRIPT), str(run_dir), str(log), "1" if resume else "0", str(sleep)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(run_dir), str(log), "1" if resume else "0", str(sleep)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_sigkill_then_resume_continues_from_last_epoch(tmp_path):

@@ -23,8 +23,20 @@ def test_embedded_corpus_is_large_distinct_and_grammatical():
     assert len({es for _, es in pairs}) == 6000
     es = " ".join(s for _, s in pairs)
     # conjugation across persons and tenses, agreement, negation, questions
-    for form in ("compro", "compras", "compra", "compramos", "compran", "compré", "compró", "compraron",
-                 "compraré", "comprarán", " no ", "¿"):
+    for form in (
+        "compro",
+        "compras",
+        "compra",
+        "compramos",
+        "compran",
+        "compré",
+        "compró",
+        "compraron",
+        "compraré",
+        "comprarán",
+        " no ",
+        "¿",
+    ):
         assert form in es, form
     # gender and number agreement, adjective after the noun
     assert re.search(r"\blas \w+as (rojas|negras|blancas|viejas)\b", es)
@@ -38,8 +50,16 @@ def test_embedded_corpus_is_large_distinct_and_grammatical():
 
 # ---------------------------------------------------------------- text
 
-SENTENCES = ["¿Dónde está la estación?", unicodedata.normalize("NFD", "ÁRBOL, Ñandú y acción."),
-             "I’m here, don't go!", "", "   \t ", "a_b 3.5$ «hola»", 'Él dijo: "sí".', "Ça va? Über-cool… 😀"]
+SENTENCES = [
+    "¿Dónde está la estación?",
+    unicodedata.normalize("NFD", "ÁRBOL, Ñandú y acción."),
+    "I’m here, don't go!",
+    "",
+    "   \t ",
+    "a_b 3.5$ «hola»",
+    'Él dijo: "sí".',
+    "Ça va? Über-cool… 😀",
+]
 
 
 def test_tf_and_python_tokenizers_agree():
@@ -126,8 +146,17 @@ def trained(tmp_path_factory):
 @pytest.mark.slow
 def test_train_writes_a_complete_model_folder(trained):
     out, scores = trained
-    for name in ("model.keras", "config.yaml", "metadata.json", "model.tflite", "model_dynamic.tflite",
-                 "assets/src_vocab.txt", "assets/tgt_vocab.txt", "assets/tokenizer.json", "saved_model/1"):
+    for name in (
+        "model.keras",
+        "config.yaml",
+        "metadata.json",
+        "model.tflite",
+        "model_dynamic.tflite",
+        "assets/src_vocab.txt",
+        "assets/tgt_vocab.txt",
+        "assets/tokenizer.json",
+        "saved_model/1",
+    ):
         assert (out / name).exists(), name
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["data_spec"] == "default" and meta["config"]["units"] == 24
@@ -161,8 +190,9 @@ def test_tflite_greedy_loop_reproduces_keras_on_100_sentences(trained):
     sentences = [s for s, _ in test_pairs] + [s for _, s in corpus.generate(200, seed=7)]
     sentences = sentences[:100]
     served = tf.saved_model.load(str(saved_model.latest(out)))
-    keras_out = [s.decode() for s in served.signatures["translate_details"](text=tf.constant(sentences))
-                 ["translation"].numpy()]
+    keras_out = [
+        s.decode() for s in served.signatures["translate_details"](text=tf.constant(sentences))["translation"].numpy()
+    ]
     runner = TFLiteTranslator(out)
     lite_out = [runner.translate(s) for s in sentences]
     assert lite_out == keras_out
@@ -173,27 +203,50 @@ def test_tflite_greedy_loop_reproduces_keras_on_100_sentences(trained):
 def test_cli_predict_evaluate_and_errors(trained, tmp_path):
     out, _ = trained
     run = [sys.executable, "-m", "seqapps"]
-    proc = subprocess.run(run + ["predict", "translate", "--model", str(out), "Ella come.", " ".join(["gato"] * 99)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        run + ["predict", "translate", "--model", str(out), "Ella come.", " ".join(["gato"] * 99)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("\n") == 2 and "longer than the model's limit" in proc.stderr
     bad = tmp_path / "bad.txt"
     bad.write_bytes("¿Qué?".encode("latin-1"))
-    proc = subprocess.run(run + ["predict", "translate", "--model", str(out), "--file", str(bad)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        run + ["predict", "translate", "--model", str(out), "--file", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
-    proc = subprocess.run(run + ["evaluate", "translate", "--model", str(out)], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        run + ["evaluate", "translate", "--model", str(out)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    res = json.loads(proc.stdout[proc.stdout.index("{"):])
+    res = json.loads(proc.stdout[proc.stdout.index("{") :])
     assert {"bleu_beam", "chrf_beam", "bleu_greedy"} <= set(res)
 
 
 @pytest.mark.slow
 def test_export_command_rebuilds_artifacts_in_a_fresh_process(trained, tmp_path):
     out, _ = trained
-    proc = subprocess.run([sys.executable, "-m", "seqapps", "export", "translate", "--model", str(out), "--out",
-                           str(tmp_path / "exported")], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seqapps",
+            "export",
+            "translate",
+            "--model",
+            str(out),
+            "--out",
+            str(tmp_path / "exported"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "exported" / "saved_model" / "1" / "saved_model.pb").exists()
     assert (tmp_path / "exported" / "model.tflite").exists()

@@ -39,8 +39,9 @@ def build(kind: str, units: int, steps: int):
 
     from seqapps import layers as sl
 
-    return keras.Sequential([keras.Input((steps, 2)), sl.RNN(sl.make_cell(kind, units)), keras.layers.Dense(1)],
-                            name=kind)
+    return keras.Sequential(
+        [keras.Input((steps, 2)), sl.RNN(sl.make_cell(kind, units)), keras.layers.Dense(1)], name=kind
+    )
 
 
 def gradient_norms(model, x, y):
@@ -88,9 +89,16 @@ def train_one(kind, args, test):
                 break
         progbar.update(it, [("loss", loss), ("test_mse", mse)])
     mse = float(np.mean((model(test[0]).numpy() - test[1]) ** 2))
-    return {"cell": kind, "test_mse": mse, "solved": mse < args.target, "iterations": it,
-            "seconds": round(time.time() - t0, 1), "curve": curve,
-            "grad_norm_init": grad_before.tolist(), "grad_norm_trained": gradient_norms(model, *test).tolist()}
+    return {
+        "cell": kind,
+        "test_mse": mse,
+        "solved": mse < args.target,
+        "iterations": it,
+        "seconds": round(time.time() - t0, 1),
+        "curve": curve,
+        "grad_norm_init": grad_before.tolist(),
+        "grad_norm_trained": gradient_norms(model, *test).tolist(),
+    }
 
 
 def plot(results, steps, path):
@@ -143,8 +151,10 @@ def main(argv=None):
     print(f"\nAdding problem, T={args.steps} (predicting the mean: MSE ~0.167; target < {args.target}):")
     print("| cell | test MSE | solved | iterations | seconds |\n|---|---:|---|---:|---:|")
     for r in results:
-        print(f"| {r['cell']} | {r['test_mse']:.4f} | {'yes' if r['solved'] else 'no'} | {r['iterations']} | "
-              f"{r['seconds']} |")
+        print(
+            f"| {r['cell']} | {r['test_mse']:.4f} | {'yes' if r['solved'] else 'no'} | {r['iterations']} | "
+            f"{r['seconds']} |"
+        )
     print(f"plot: {args.out / 'gradient_norms.png'}")
     return results
 

@@ -77,10 +77,14 @@ def main():
         print(f"### {name}\n")
         if inputs[key].dtype == object:
             expr = f"{key}={json.dumps([str(s) for s in inputs[key]], ensure_ascii=False)}"
-            print(f"    saved_model_cli run --dir {path} --tag_set serve --signature_def serving_default \\\n"
-                  f"        --input_exprs '{expr}'\n")
-        print(f"    curl -d '{json.dumps(req, ensure_ascii=False)[:300]}' \\\n"
-              f"        -X POST http://localhost:8501/v1/models/{name}:predict\n")
+            print(
+                f"    saved_model_cli run --dir {path} --tag_set serve --signature_def serving_default \\\n"
+                f"        --input_exprs '{expr}'\n"
+            )
+        print(
+            f"    curl -d '{json.dumps(req, ensure_ascii=False)[:300]}' \\\n"
+            f"        -X POST http://localhost:8501/v1/models/{name}:predict\n"
+        )
         print(f"    {json.dumps(resp, ensure_ascii=False)[:400]}\n")
 
 

@@ -17,8 +17,12 @@ def versions() -> dict:
 
     import seqapps
 
-    out = {"seqapps": seqapps.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-           "python": platform.python_version()}
+    out = {
+        "seqapps": seqapps.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+    }
     try:
         from importlib.metadata import version
 
@@ -38,8 +42,10 @@ def file_sizes(root) -> dict:
 
 
 def write(path, **fields) -> dict:
-    data = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "versions": versions()}
+    data = {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+    }
     for k, v in fields.items():
         data[k] = dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=_default) + "\n")

@@ -99,11 +99,17 @@ def run_isolated(path, inputs: dict, signature: str = "serving_default", timeout
             return v.tolist() if v.dtype != object else [str(x) for x in v.ravel()]
 
         with open(req, "w") as f:
-            json.dump({"path": str(path), "signature": signature, "inputs": {k: plain(v) for k, v in inputs.items()}}, f)
+            json.dump(
+                {"path": str(path), "signature": signature, "inputs": {k: plain(v) for k, v in inputs.items()}}, f
+            )
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
         proc = subprocess.run(
-            [sys.executable, "-c", _ISOLATED, req, out], cwd=tmp, env=env, capture_output=True, text=True,
+            [sys.executable, "-c", _ISOLATED, req, out],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=timeout,
         )
         if proc.returncode != 0:

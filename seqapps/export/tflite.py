@@ -30,8 +30,12 @@ import numpy as np
 import tensorflow as tf
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
-FILE_NAMES = {"float32": "model.tflite", "float16": "model_float16.tflite", "dynamic": "model_dynamic.tflite",
-              "int8": "model_int8.tflite"}
+FILE_NAMES = {
+    "float32": "model.tflite",
+    "float16": "model_float16.tflite",
+    "dynamic": "model_dynamic.tflite",
+    "int8": "model_int8.tflite",
+}
 
 
 class ExportError(RuntimeError):

@@ -15,8 +15,12 @@ from seqapps.layers.lstm import LSTM, LSTMCell
 from seqapps.layers.simple_rnn import SimpleRNN, SimpleRNNCell
 
 CELLS = {"rnn": SimpleRNNCell, "simple_rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
-ATTENTION = {"additive": BahdanauAttention, "bahdanau": BahdanauAttention, "multiplicative": LuongAttention,
-             "luong": LuongAttention}
+ATTENTION = {
+    "additive": BahdanauAttention,
+    "bahdanau": BahdanauAttention,
+    "multiplicative": LuongAttention,
+    "luong": LuongAttention,
+}
 
 
 def make_cell(kind: str, units: int, **kwargs):
@@ -37,6 +41,18 @@ def make_attention(kind: str, units: int):
 
 
 __all__ = [
-    "RNN", "RecurrentCell", "RecurrentLayer", "SimpleRNNCell", "SimpleRNN", "LSTMCell", "LSTM",
-    "GRUCell", "GRU", "BahdanauAttention", "LuongAttention", "make_cell", "make_attention", "CELLS",
+    "RNN",
+    "RecurrentCell",
+    "RecurrentLayer",
+    "SimpleRNNCell",
+    "SimpleRNN",
+    "LSTMCell",
+    "LSTM",
+    "GRUCell",
+    "GRU",
+    "BahdanauAttention",
+    "LuongAttention",
+    "make_cell",
+    "make_attention",
+    "CELLS",
 ]

@@ -14,8 +14,13 @@ from seqapps.app import App
 from seqapps.registry import register_app
 from seqapps.translate.config import TranslateConfig, tiny
 
-SAMPLES = ["¿Dónde está la estación?", "Tengo hambre.", "Ella no come las manzanas rojas.",
-           "¿Compraste el coche nuevo?", "Los gatos negros son pequeños."]
+SAMPLES = [
+    "¿Dónde está la estación?",
+    "Tengo hambre.",
+    "Ella no come las manzanas rojas.",
+    "¿Compraste el coche nuevo?",
+    "Los gatos negros son pequeños.",
+]
 
 
 @register_app("translate")
@@ -41,22 +46,34 @@ class TranslateApp(App):
         def encoded(pairs, src_tok=None, tgt_tok=None):
             src_tok = src_tok or data.tokenize_all([s for s, _ in pairs])
             tgt_tok = tgt_tok or data.tokenize_all([t for _, t in pairs])
-            keep = [i for i, (s, t) in enumerate(zip(src_tok, tgt_tok))
-                    if 0 < len(s) <= cfg.max_src_len and 0 < len(t) <= cfg.max_tgt_len]
+            keep = [
+                i
+                for i, (s, t) in enumerate(zip(src_tok, tgt_tok))
+                if 0 < len(s) <= cfg.max_src_len and 0 < len(t) <= cfg.max_tgt_len
+            ]
             src = data.encode([src_tok[i] for i in keep], src_vocab)
             tgt = data.encode([tgt_tok[i] for i in keep], tgt_vocab, add_start_end=True)
             return src, tgt, len(pairs) - len(keep)
 
         tr_src, tr_tgt, tr_drop = encoded(splits["train"], train_src, train_tgt)
         va_src, va_tgt, _ = encoded(splits["val"])
-        info = {"spec": corp.spec, "pairs": len(corp.pairs), "skipped_lines": corp.skipped_lines,
-                "train_pairs": len(splits["train"]), "val_pairs": len(splits["val"]),
-                "test_pairs": len(splits["test"]), "train_pairs_dropped_too_long": tr_drop,
-                "src_vocab": len(src_vocab), "tgt_vocab": len(tgt_vocab)}
-        print(f"[translate] data {corp.spec}: {len(corp.pairs)} pairs -> train {len(splits['train'])} / "
-              f"val {len(splits['val'])} / test {len(splits['test'])} (grouped by source sentence); "
-              f"vocab {len(src_vocab)}/{len(tgt_vocab)}; {time.time() - t0:.1f}s"
-              + (f"; skipped {corp.skipped_lines} malformed lines" if corp.skipped_lines else ""))
+        info = {
+            "spec": corp.spec,
+            "pairs": len(corp.pairs),
+            "skipped_lines": corp.skipped_lines,
+            "train_pairs": len(splits["train"]),
+            "val_pairs": len(splits["val"]),
+            "test_pairs": len(splits["test"]),
+            "train_pairs_dropped_too_long": tr_drop,
+            "src_vocab": len(src_vocab),
+            "tgt_vocab": len(tgt_vocab),
+        }
+        print(
+            f"[translate] data {corp.spec}: {len(corp.pairs)} pairs -> train {len(splits['train'])} / "
+            f"val {len(splits['val'])} / test {len(splits['test'])} (grouped by source sentence); "
+            f"vocab {len(src_vocab)}/{len(tgt_vocab)}; {time.time() - t0:.1f}s"
+            + (f"; skipped {corp.skipped_lines} malformed lines" if corp.skipped_lines else "")
+        )
         train_ds = data.make_dataset(tr_src, tr_tgt, cfg.batch_size, shuffle=True, seed=cfg.seed)
         val_ds = data.make_dataset(va_src, va_tgt, cfg.batch_size, shuffle=False, seed=cfg.seed)
         return splits, src_vocab, tgt_vocab, train_ds, val_ds, info
@@ -75,10 +92,12 @@ class TranslateApp(App):
         training.set_precision(cfg)
         with training.strategy(cfg).scope():
             model = model_lib.build_model(cfg, len(src_vocab), len(tgt_vocab))
-            model.compile(optimizer=training.make_optimizer(cfg), loss=model_lib.masked_loss,
-                          metrics=[model_lib.masked_accuracy])
-        print(f"[translate] model: {model.count_params():,} parameters (GRU units {cfg.units}, "
-              f"{cfg.attention} attention)")
+            model.compile(
+                optimizer=training.make_optimizer(cfg), loss=model_lib.masked_loss, metrics=[model_lib.masked_accuracy]
+            )
+        print(
+            f"[translate] model: {model.count_params():,} parameters (GRU units {cfg.units}, {cfg.attention} attention)"
+        )
         history = training.fit(model, train_ds, val_ds, cfg, out_dir / "run", resume=resume)
         training.set_precision(config_lib.apply(cfg, {"mixed_precision": "none"}, "export"))
 
@@ -88,17 +107,33 @@ class TranslateApp(App):
         config_lib.save(cfg, out_dir / "config.yaml")
         text.write_vocab(out_dir / "assets" / "src_vocab.txt", src_vocab)
         text.write_vocab(out_dir / "assets" / "tgt_vocab.txt", tgt_vocab)
-        (out_dir / "assets" / "tokenizer.json").write_text(json.dumps(
-            {"max_src_len": cfg.max_src_len, "max_tgt_len": cfg.max_tgt_len, "lowercase": True,
-             "unicode": "NFC", "split": "every character that is not a letter, digit, apostrophe or space",
-             "pad_id": text.PAD_ID, "unk_id": text.UNK_ID, "start_id": text.START_ID, "end_id": text.END_ID},
-            indent=2) + "\n")
+        (out_dir / "assets" / "tokenizer.json").write_text(
+            json.dumps(
+                {
+                    "max_src_len": cfg.max_src_len,
+                    "max_tgt_len": cfg.max_tgt_len,
+                    "lowercase": True,
+                    "unicode": "NFC",
+                    "split": "every character that is not a letter, digit, apostrophe or space",
+                    "pad_id": text.PAD_ID,
+                    "unk_id": text.UNK_ID,
+                    "start_id": text.START_ID,
+                    "end_id": text.END_ID,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         test = splits["test"][: cfg.eval_examples or None]
         (out_dir / "run" / "test_pairs.json").write_text(json.dumps(test, ensure_ascii=False))
         scores = self._score(self._module(model, cfg, src_vocab, tgt_vocab), test, cfg)
-        train_info = {"data": info, "epochs_run": len(history.history.get("loss", [])),
-                      "train_seconds": round(history.train_seconds, 1),
-                      "final": {k: float(v[-1]) for k, v in history.history.items()}, "test": scores}
+        train_info = {
+            "data": info,
+            "epochs_run": len(history.history.get("loss", [])),
+            "train_seconds": round(history.train_seconds, 1),
+            "final": {k: float(v[-1]) for k, v in history.history.items()},
+            "test": scores,
+        }
         (out_dir / "run" / "train_info.json").write_text(json.dumps(train_info, indent=2))
         training.clear_backup(out_dir / "run")
         self.export(out_dir, out_dir, model=model, cfg=cfg, test_pairs=test, train_info=train_info)
@@ -109,8 +144,9 @@ class TranslateApp(App):
     def _module(self, model, cfg, src_vocab, tgt_vocab):
         from seqapps.translate.serving import TranslateModule
 
-        return TranslateModule(model, src_vocab, tgt_vocab, cfg.max_src_len, cfg.max_tgt_len, cfg.beam_width,
-                               cfg.length_penalty)
+        return TranslateModule(
+            model, src_vocab, tgt_vocab, cfg.max_src_len, cfg.max_tgt_len, cfg.beam_width, cfg.length_penalty
+        )
 
     @staticmethod
     def translate_batch(fn, sentences, batch_size=64, key="translation"):
@@ -131,15 +167,20 @@ class TranslateApp(App):
         beam = self.translate_batch(module.translate, sources)
         beam_s = time.time() - t0
         greedy = self.translate_batch(module.translate_details, sources)
-        result = {"examples": len(pairs), "beam_width": cfg.beam_width,
-                  "bleu_beam": round(sacrebleu.corpus_bleu(beam, [refs]).score, 2),
-                  "bleu_beam_lowercase": round(sacrebleu.corpus_bleu(beam, [refs], lowercase=True).score, 2),
-                  "chrf_beam": round(sacrebleu.corpus_chrf(beam, [refs]).score, 2),
-                  "bleu_greedy": round(sacrebleu.corpus_bleu(greedy, [refs]).score, 2),
-                  "chrf_greedy": round(sacrebleu.corpus_chrf(greedy, [refs]).score, 2),
-                  "beam_sentences_per_s": round(len(pairs) / max(beam_s, 1e-9), 1)}
-        print(f"[translate] test split ({len(pairs)} pairs): sacreBLEU {result['bleu_beam']} (beam {cfg.beam_width}), "
-              f"{result['bleu_greedy']} (greedy); chrF {result['chrf_beam']}")
+        result = {
+            "examples": len(pairs),
+            "beam_width": cfg.beam_width,
+            "bleu_beam": round(sacrebleu.corpus_bleu(beam, [refs]).score, 2),
+            "bleu_beam_lowercase": round(sacrebleu.corpus_bleu(beam, [refs], lowercase=True).score, 2),
+            "chrf_beam": round(sacrebleu.corpus_chrf(beam, [refs]).score, 2),
+            "bleu_greedy": round(sacrebleu.corpus_bleu(greedy, [refs]).score, 2),
+            "chrf_greedy": round(sacrebleu.corpus_chrf(greedy, [refs]).score, 2),
+            "beam_sentences_per_s": round(len(pairs) / max(beam_s, 1e-9), 1),
+        }
+        print(
+            f"[translate] test split ({len(pairs)} pairs): sacreBLEU {result['bleu_beam']} (beam {cfg.beam_width}), "
+            f"{result['bleu_greedy']} (greedy); chrF {result['chrf_beam']}"
+        )
         for s, r, h in list(zip(sources, refs, beam))[:samples]:
             print(f"  src: {s}\n  ref: {r}\n  out: {h}")
         return result
@@ -197,24 +238,41 @@ class TranslateApp(App):
             k_enc = lite_module.encode(tf.constant(enc_ids))
             l_enc = runner._encode(source_ids=enc_ids)
             diff = float(np.max(np.abs(k_enc["encoder_outputs"].numpy() - l_enc["encoder_outputs"])))
-            report[variant] = {"file": path.name, "bytes": path.stat().st_size,
-                               "ops": sorted(tflite.op_names(blob)),
-                               "greedy_identical_to_keras": f"{same}/{len(sentences)}",
-                               "encoder_max_abs_diff": diff,
-                               "bleu_greedy": round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2)}
-            print(f"[translate] TFLite {variant}: {path.name} {path.stat().st_size / 1e6:.1f} MB, greedy output "
-                  f"identical to Keras on {same}/{len(sentences)} sentences, BLEU {report[variant]['bleu_greedy']}, "
-                  f"encoder max |diff| {diff:.2e}")
+            report[variant] = {
+                "file": path.name,
+                "bytes": path.stat().st_size,
+                "ops": sorted(tflite.op_names(blob)),
+                "greedy_identical_to_keras": f"{same}/{len(sentences)}",
+                "encoder_max_abs_diff": diff,
+                "bleu_greedy": round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2),
+            }
+            print(
+                f"[translate] TFLite {variant}: {path.name} {path.stat().st_size / 1e6:.1f} MB, greedy output "
+                f"identical to Keras on {same}/{len(sentences)} sentences, BLEU {report[variant]['bleu_greedy']}, "
+                f"encoder max |diff| {diff:.2e}"
+            )
         keras_bleu = sacrebleu.corpus_bleu(
-            [text.py_detokenize([tgt_vocab[i] for i in seq]) for seq in keras_greedy], [refs]).score
+            [text.py_detokenize([tgt_vocab[i] for i in seq]) for seq in keras_greedy], [refs]
+        ).score
         report["keras_greedy_bleu_same_sentences"] = round(keras_bleu, 2)
         report["dynamic_bleu_change"] = round(report["dynamic"]["bleu_greedy"] - report["float32"]["bleu_greedy"], 2)
-        metadata.write(out_dir / "metadata.json", app="translate", config=cfg, data_spec=cfg.data,
-                       direction=cfg.direction, training=train_info, tflite=report,
-                       saved_model={"path": str(sm_path.relative_to(out_dir)),
-                                    "signatures": {"serving_default": "text (string [None]) -> translation (string [None])",
-                                                   "translate_details": "text -> translation, tokens, attention, source_tokens, truncated"}},
-                       files=metadata.file_sizes(out_dir))
+        metadata.write(
+            out_dir / "metadata.json",
+            app="translate",
+            config=cfg,
+            data_spec=cfg.data,
+            direction=cfg.direction,
+            training=train_info,
+            tflite=report,
+            saved_model={
+                "path": str(sm_path.relative_to(out_dir)),
+                "signatures": {
+                    "serving_default": "text (string [None]) -> translation (string [None])",
+                    "translate_details": "text -> translation, tokens, attention, source_tokens, truncated",
+                },
+            },
+            files=metadata.file_sizes(out_dir),
+        )
         self.write_model_card(out_dir)
         return sm_path
 
@@ -229,44 +287,75 @@ class TranslateApp(App):
         test, data = training_info.get("test", {}), training_info.get("data", {})
         synthetic = cfg["data"] in ("default", "embedded")
         lines = [
-            f"# Model card: translate ({cfg['direction']})", "",
+            f"# Model card: translate ({cfg['direction']})",
+            "",
             "Encoder-decoder GRU with attention built from `seqapps.layers` "
             f"(embedding {cfg['embedding_dim']}, bidirectional GRU encoder and GRU decoder of {cfg['units']} units, "
             f"{cfg['attention']} attention); vocabularies of {data.get('src_vocab', '?')} source and "
-            f"{data.get('tgt_vocab', '?')} target tokens; lower-cased output, first letter capitalised.", "",
-            "## Data", "",
-            f"- Spec: `{cfg['data']}`" + (" — **synthetic** sentences generated by the project's own grammar "
-                                          "(`seqapps/translate/corpus.py`); not a general translator." if synthetic else ""),
+            f"{data.get('tgt_vocab', '?')} target tokens; lower-cased output, first letter capitalised.",
+            "",
+            "## Data",
+            "",
+            f"- Spec: `{cfg['data']}`"
+            + (
+                " — **synthetic** sentences generated by the project's own grammar "
+                "(`seqapps/translate/corpus.py`); not a general translator."
+                if synthetic
+                else ""
+            ),
             f"- {data.get('pairs', '?')} pairs; splits grouped by source sentence: train {data.get('train_pairs', '?')}, "
             f"validation {data.get('val_pairs', '?')}, test {data.get('test_pairs', '?')}; "
             f"{data.get('train_pairs_dropped_too_long', 0)} training pairs longer than {cfg['max_src_len']} tokens dropped.",
-            "", "## Measured", "",
-            *([] if "total" in training_info else [
-                f"- Training: {training_info.get('epochs_run', '?')} epochs, {training_info.get('train_seconds', '?')} s "
-                "on a 2-core CPU."]),
+            "",
+            "## Measured",
+            "",
+            *(
+                []
+                if "total" in training_info
+                else [
+                    f"- Training: {training_info.get('epochs_run', '?')} epochs, {training_info.get('train_seconds', '?')} s "
+                    "on a 2-core CPU."
+                ]
+            ),
             f"- Test split ({test.get('examples', '?')} pairs, at the end of training): sacreBLEU "
             f"**{test.get('bleu_beam', '?')}** with beam search (width {cfg['beam_width']}, length penalty "
             f"{cfg['length_penalty']}), {test.get('bleu_greedy', '?')} greedy; chrF {test.get('chrf_beam', '?')} (beam).",
-            *([f"- Whole test split ({meta['evaluation']['test_pairs']} pairs, `{meta['evaluation']['command']}`): "
-               f"sacreBLEU **{meta['evaluation']['bleu_beam']}** beam, {meta['evaluation']['bleu_greedy']} greedy; chrF "
-               f"{meta['evaluation']['chrf_beam']} beam; {meta['evaluation']['sentences_per_s_beam']} sentences/s."]
-              if "evaluation" in meta else []),
-            *([f"- Total training: {training_info['total']['epochs']} epochs, {training_info['total']['train_seconds']} s "
-               f"({training_info['total']['note']})."] if "total" in training_info else []),
+            *(
+                [
+                    f"- Whole test split ({meta['evaluation']['test_pairs']} pairs, `{meta['evaluation']['command']}`): "
+                    f"sacreBLEU **{meta['evaluation']['bleu_beam']}** beam, {meta['evaluation']['bleu_greedy']} greedy; chrF "
+                    f"{meta['evaluation']['chrf_beam']} beam; {meta['evaluation']['sentences_per_s_beam']} sentences/s."
+                ]
+                if "evaluation" in meta
+                else []
+            ),
+            *(
+                [
+                    f"- Total training: {training_info['total']['epochs']} epochs, {training_info['total']['train_seconds']} s "
+                    f"({training_info['total']['note']})."
+                ]
+                if "total" in training_info
+                else []
+            ),
             f"- TFLite float32 (`{lite['float32']['file']}`, {lite['float32']['bytes'] / 1e6:.1f} MB): greedy output "
             f"identical to Keras on {lite['float32']['greedy_identical_to_keras']} test sentences; encoder max |diff| "
             f"{lite['float32']['encoder_max_abs_diff']:.1e}; BLEU {lite['float32']['bleu_greedy']} (greedy).",
             f"- TFLite dynamic-range (`{lite['dynamic']['file']}`, {lite['dynamic']['bytes'] / 1e6:.1f} MB): greedy "
             f"output identical on {lite['dynamic']['greedy_identical_to_keras']}; BLEU {lite['dynamic']['bleu_greedy']}, "
             f"change {lite['dynamic_bleu_change']:+.2f} against float32 on the same sentences.",
-            "", "## Reproduce", "",
+            "",
+            "## Reproduce",
+            "",
             "```bash",
-            "make train-translate" + ("" if synthetic else " CONFIG=seqapps/translate/configs/spa_eng.yaml OUT=trained/translate"),
+            "make train-translate"
+            + ("" if synthetic else " CONFIG=seqapps/translate/configs/spa_eng.yaml OUT=trained/translate"),
             meta.get("evaluation", {}).get("command", f"seqapps evaluate translate --model {model_dir}"),
-            "```", "",
-            "## Limitations", "",
+            "```",
+            "",
+            "## Limitations",
+            "",
             f"- Sentences up to {cfg['max_src_len']} tokens (longer input is truncated, and `predict` says so); "
-            "short everyday sentences like those of Tatoeba; no casing beyond the first letter and \"I\".",
+            'short everyday sentences like those of Tatoeba; no casing beyond the first letter and "I".',
             "- BLEU is measured on held-out Tatoeba pairs with one reference each; Tatoeba has many near-duplicate "
             "sentences, so scores are higher than on news or web text.",
         ]
@@ -298,22 +387,44 @@ class TranslateApp(App):
         fn = served.signatures["serving_default"]
         one = tf.constant(SAMPLES[:1])
         batch = tf.constant((SAMPLES * 7)[:32])
-        lite = {v: TFLiteTranslator(model_dir, f) for v, f in (("float32", "model.tflite"),
-                                                                 ("dynamic", "model_dynamic.tflite"))}
-        t = _interleaved({"sm1": lambda: fn(text=one), "sm32": lambda: fn(text=batch),
-                          "float32": lambda: lite["float32"].translate(SAMPLES[0]),
-                          "dynamic": lambda: lite["dynamic"].translate(SAMPLES[0])}, rounds=5)
-        sizes = {v: (model_dir / f).stat().st_size / 1e6 for v, f in (("float32", "model.tflite"),
-                                                                      ("dynamic", "model_dynamic.tflite"))}
+        lite = {
+            v: TFLiteTranslator(model_dir, f)
+            for v, f in (("float32", "model.tflite"), ("dynamic", "model_dynamic.tflite"))
+        }
+        t = _interleaved(
+            {
+                "sm1": lambda: fn(text=one),
+                "sm32": lambda: fn(text=batch),
+                "float32": lambda: lite["float32"].translate(SAMPLES[0]),
+                "dynamic": lambda: lite["dynamic"].translate(SAMPLES[0]),
+            },
+            rounds=5,
+        )
+        sizes = {
+            v: (model_dir / f).stat().st_size / 1e6
+            for v, f in (("float32", "model.tflite"), ("dynamic", "model_dynamic.tflite"))
+        }
         return [
             {"benchmark": "SavedModel beam search, batch 1 (ms per request)", "value": t["sm1"] * 1e3, "unit": "ms"},
-            {"benchmark": "SavedModel beam search, batch 32 (ms per sentence)", "value": t["sm32"] * 1e3 / 32,
-             "unit": "ms", "baseline": t["sm1"] * 1e3, "ratio": t["sm32"] / 32 / t["sm1"]},
-            {"benchmark": f"TFLite float32 greedy, 1 thread ({sizes['float32']:.1f} MB)", "value": t["float32"] * 1e3,
-             "unit": "ms/sentence"},
-            {"benchmark": f"TFLite dynamic-range greedy, 1 thread ({sizes['dynamic']:.1f} MB)",
-             "value": t["dynamic"] * 1e3, "unit": "ms/sentence", "baseline": t["float32"] * 1e3,
-             "ratio": t["dynamic"] / t["float32"]},
+            {
+                "benchmark": "SavedModel beam search, batch 32 (ms per sentence)",
+                "value": t["sm32"] * 1e3 / 32,
+                "unit": "ms",
+                "baseline": t["sm1"] * 1e3,
+                "ratio": t["sm32"] / 32 / t["sm1"],
+            },
+            {
+                "benchmark": f"TFLite float32 greedy, 1 thread ({sizes['float32']:.1f} MB)",
+                "value": t["float32"] * 1e3,
+                "unit": "ms/sentence",
+            },
+            {
+                "benchmark": f"TFLite dynamic-range greedy, 1 thread ({sizes['dynamic']:.1f} MB)",
+                "value": t["dynamic"] * 1e3,
+                "unit": "ms/sentence",
+                "baseline": t["float32"] * 1e3,
+                "ratio": t["dynamic"] / t["float32"],
+            },
         ]
 
     # ------------------------------------------------------------------ evaluate / predict
@@ -344,12 +455,15 @@ class TranslateApp(App):
         beam = self.translate_batch(served.signatures["serving_default"], sources)
         elapsed = time.time() - t0
         greedy = self.translate_batch(served.signatures["translate_details"], sources)
-        res = {"data": cfg.data, "test_pairs": len(pairs),
-               "bleu_beam": round(sacrebleu.corpus_bleu(beam, [refs]).score, 2),
-               "chrf_beam": round(sacrebleu.corpus_chrf(beam, [refs]).score, 2),
-               "bleu_greedy": round(sacrebleu.corpus_bleu(greedy, [refs]).score, 2),
-               "chrf_greedy": round(sacrebleu.corpus_chrf(greedy, [refs]).score, 2),
-               "sentences_per_s_beam": round(len(pairs) / elapsed, 1)}
+        res = {
+            "data": cfg.data,
+            "test_pairs": len(pairs),
+            "bleu_beam": round(sacrebleu.corpus_bleu(beam, [refs]).score, 2),
+            "chrf_beam": round(sacrebleu.corpus_chrf(beam, [refs]).score, 2),
+            "bleu_greedy": round(sacrebleu.corpus_bleu(greedy, [refs]).score, 2),
+            "chrf_greedy": round(sacrebleu.corpus_chrf(greedy, [refs]).score, 2),
+            "sentences_per_s_beam": round(len(pairs) / elapsed, 1),
+        }
         print(json.dumps(res, indent=2))
         return res
 
@@ -380,8 +494,10 @@ class TranslateApp(App):
             if not s.strip():
                 print("(empty input)", file=sys.stderr)
             if bool(details["truncated"][i]):
-                print(f"note: input longer than the model's limit; translated its first tokens only: {s[:60]!r}",
-                      file=sys.stderr)
+                print(
+                    f"note: input longer than the model's limit; translated its first tokens only: {s[:60]!r}",
+                    file=sys.stderr,
+                )
             print(o)
             if args.attention:
                 src = [t.decode() for t in details["source_tokens"][i].numpy() if t]

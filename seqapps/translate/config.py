@@ -32,7 +32,20 @@ class TranslateConfig(TrainConfig):
 
 def tiny() -> TranslateConfig:
     return TranslateConfig(
-        embedded_pairs=1200, src_vocab_size=400, tgt_vocab_size=400, embedding_dim=16, units=24, epochs=4,
-        batch_size=32, learning_rate=0.01, max_src_len=12, max_tgt_len=12, dropout=0.0, eval_examples=0,
-        tflite_eval_examples=100, beam_width=3, verbose=0, patience=0,
+        embedded_pairs=1200,
+        src_vocab_size=400,
+        tgt_vocab_size=400,
+        embedding_dim=16,
+        units=24,
+        epochs=4,
+        batch_size=32,
+        learning_rate=0.01,
+        max_src_len=12,
+        max_tgt_len=12,
+        dropout=0.0,
+        eval_examples=0,
+        tflite_eval_examples=100,
+        beam_width=3,
+        verbose=0,
+        patience=0,
     )

@@ -15,38 +15,66 @@ import random
 
 # person index: 0 yo, 1 tú, 2 él/ella, 3 nosotros, 4 ellos/ellas
 SUBJECTS = [  # (spanish, english, person, drop pronoun sometimes)
-    ("yo", "I", 0, True), ("tú", "you", 1, True), ("él", "he", 2, False), ("ella", "she", 2, False),
-    ("nosotros", "we", 3, True), ("nosotras", "we", 3, False), ("ellos", "they", 4, False),
-    ("ellas", "they", 4, False), ("mi hermano", "my brother", 2, False), ("mi madre", "my mother", 2, False),
-    ("los niños", "the children", 4, False), ("mis amigas", "my friends", 4, False),
+    ("yo", "I", 0, True),
+    ("tú", "you", 1, True),
+    ("él", "he", 2, False),
+    ("ella", "she", 2, False),
+    ("nosotros", "we", 3, True),
+    ("nosotras", "we", 3, False),
+    ("ellos", "they", 4, False),
+    ("ellas", "they", 4, False),
+    ("mi hermano", "my brother", 2, False),
+    ("mi madre", "my mother", 2, False),
+    ("los niños", "the children", 4, False),
+    ("mis amigas", "my friends", 4, False),
 ]
 
 # noun: (singular, plural, gender, english singular, english plural, category)
 NOUNS = [
-    ("gato", "gatos", "m", "cat", "cats", "animal"), ("perro", "perros", "m", "dog", "dogs", "animal"),
-    ("caballo", "caballos", "m", "horse", "horses", "animal"), ("pájaro", "pájaros", "m", "bird", "birds", "animal"),
-    ("vaca", "vacas", "f", "cow", "cows", "animal"), ("tortuga", "tortugas", "f", "turtle", "turtles", "animal"),
-    ("libro", "libros", "m", "book", "books", "thing"), ("coche", "coches", "m", "car", "cars", "thing"),
-    ("vaso", "vasos", "m", "glass", "glasses", "thing"), ("plato", "platos", "m", "plate", "plates", "thing"),
-    ("regalo", "regalos", "m", "gift", "gifts", "thing"), ("sombrero", "sombreros", "m", "hat", "hats", "thing"),
-    ("carta", "cartas", "f", "letter", "letters", "thing"), ("casa", "casas", "f", "house", "houses", "thing"),
-    ("mesa", "mesas", "f", "table", "tables", "thing"), ("ventana", "ventanas", "f", "window", "windows", "thing"),
-    ("camisa", "camisas", "f", "shirt", "shirts", "thing"), ("puerta", "puertas", "f", "door", "doors", "thing"),
-    ("silla", "sillas", "f", "chair", "chairs", "thing"), ("botella", "botellas", "f", "bottle", "bottles", "thing"),
-    ("pelota", "pelotas", "f", "ball", "balls", "thing"), ("flor", "flores", "f", "flower", "flowers", "thing"),
-    ("manzana", "manzanas", "f", "apple", "apples", "food"), ("naranja", "naranjas", "f", "orange", "oranges", "food"),
-    ("galleta", "galletas", "f", "cookie", "cookies", "food"), ("pastel", "pasteles", "m", "cake", "cakes", "food"),
-    ("tomate", "tomates", "m", "tomato", "tomatoes", "food"), ("huevo", "huevos", "m", "egg", "eggs", "food"),
+    ("gato", "gatos", "m", "cat", "cats", "animal"),
+    ("perro", "perros", "m", "dog", "dogs", "animal"),
+    ("caballo", "caballos", "m", "horse", "horses", "animal"),
+    ("pájaro", "pájaros", "m", "bird", "birds", "animal"),
+    ("vaca", "vacas", "f", "cow", "cows", "animal"),
+    ("tortuga", "tortugas", "f", "turtle", "turtles", "animal"),
+    ("libro", "libros", "m", "book", "books", "thing"),
+    ("coche", "coches", "m", "car", "cars", "thing"),
+    ("vaso", "vasos", "m", "glass", "glasses", "thing"),
+    ("plato", "platos", "m", "plate", "plates", "thing"),
+    ("regalo", "regalos", "m", "gift", "gifts", "thing"),
+    ("sombrero", "sombreros", "m", "hat", "hats", "thing"),
+    ("carta", "cartas", "f", "letter", "letters", "thing"),
+    ("casa", "casas", "f", "house", "houses", "thing"),
+    ("mesa", "mesas", "f", "table", "tables", "thing"),
+    ("ventana", "ventanas", "f", "window", "windows", "thing"),
+    ("camisa", "camisas", "f", "shirt", "shirts", "thing"),
+    ("puerta", "puertas", "f", "door", "doors", "thing"),
+    ("silla", "sillas", "f", "chair", "chairs", "thing"),
+    ("botella", "botellas", "f", "bottle", "bottles", "thing"),
+    ("pelota", "pelotas", "f", "ball", "balls", "thing"),
+    ("flor", "flores", "f", "flower", "flowers", "thing"),
+    ("manzana", "manzanas", "f", "apple", "apples", "food"),
+    ("naranja", "naranjas", "f", "orange", "oranges", "food"),
+    ("galleta", "galletas", "f", "cookie", "cookies", "food"),
+    ("pastel", "pasteles", "m", "cake", "cakes", "food"),
+    ("tomate", "tomates", "m", "tomato", "tomatoes", "food"),
+    ("huevo", "huevos", "m", "egg", "eggs", "food"),
 ]
 
 # adjective: (masc sg, fem sg, masc pl, fem pl, english)
 ADJECTIVES = [
-    ("rojo", "roja", "rojos", "rojas", "red"), ("negro", "negra", "negros", "negras", "black"),
-    ("blanco", "blanca", "blancos", "blancas", "white"), ("pequeño", "pequeña", "pequeños", "pequeñas", "small"),
-    ("nuevo", "nueva", "nuevos", "nuevas", "new"), ("viejo", "vieja", "viejos", "viejas", "old"),
-    ("bonito", "bonita", "bonitos", "bonitas", "pretty"), ("caro", "cara", "caros", "caras", "expensive"),
-    ("grande", "grande", "grandes", "grandes", "big"), ("verde", "verde", "verdes", "verdes", "green"),
-    ("azul", "azul", "azules", "azules", "blue"), ("largo", "larga", "largos", "largas", "long"),
+    ("rojo", "roja", "rojos", "rojas", "red"),
+    ("negro", "negra", "negros", "negras", "black"),
+    ("blanco", "blanca", "blancos", "blancas", "white"),
+    ("pequeño", "pequeña", "pequeños", "pequeñas", "small"),
+    ("nuevo", "nueva", "nuevos", "nuevas", "new"),
+    ("viejo", "vieja", "viejos", "viejas", "old"),
+    ("bonito", "bonita", "bonitos", "bonitas", "pretty"),
+    ("caro", "cara", "caros", "caras", "expensive"),
+    ("grande", "grande", "grandes", "grandes", "big"),
+    ("verde", "verde", "verdes", "verdes", "green"),
+    ("azul", "azul", "azules", "azules", "blue"),
+    ("largo", "larga", "largos", "largas", "long"),
 ]
 
 # verb: (infinitive, english base, english 3sg, english past, object categories, object nouns allowed or None)
@@ -69,14 +97,23 @@ VERBS = [
 ]
 
 ENDINGS = {
-    "present": {"ar": ["o", "as", "a", "amos", "an"], "er": ["o", "es", "e", "emos", "en"],
-                "ir": ["o", "es", "e", "imos", "en"]},
-    "past": {"ar": ["é", "aste", "ó", "amos", "aron"], "er": ["í", "iste", "ió", "imos", "ieron"],
-             "ir": ["í", "iste", "ió", "imos", "ieron"]},
+    "present": {
+        "ar": ["o", "as", "a", "amos", "an"],
+        "er": ["o", "es", "e", "emos", "en"],
+        "ir": ["o", "es", "e", "imos", "en"],
+    },
+    "past": {
+        "ar": ["é", "aste", "ó", "amos", "aron"],
+        "er": ["í", "iste", "ió", "imos", "ieron"],
+        "ir": ["í", "iste", "ió", "imos", "ieron"],
+    },
 }
 FUTURE = ["é", "ás", "á", "emos", "án"]
-SER = {"present": ["soy", "eres", "es", "somos", "son"], "past": ["era", "eras", "era", "éramos", "eran"],
-       "future": ["seré", "serás", "será", "seremos", "serán"]}
+SER = {
+    "present": ["soy", "eres", "es", "somos", "son"],
+    "past": ["era", "eras", "era", "éramos", "eran"],
+    "future": ["seré", "serás", "será", "seremos", "serán"],
+}
 TENSES = ("present", "past", "future")
 
 
@@ -132,8 +169,9 @@ def _transitive(rng):
     subj_es, subj_en, person, droppable = rng.choice(SUBJECTS)
     verb = rng.choice(VERBS)
     nouns = [n for n in NOUNS if (verb[4] and n[5] in verb[4]) or (verb[5] and n[0] in verb[5])]
-    obj_es, obj_en, _, _ = _noun_phrase(rng, rng.choice(nouns), rng.random() < 0.6, rng.random() < 0.4,
-                                        rng.random() < 0.7)
+    obj_es, obj_en, _, _ = _noun_phrase(
+        rng, rng.choice(nouns), rng.random() < 0.6, rng.random() < 0.4, rng.random() < 0.7
+    )
     tense, form = rng.choice(TENSES), rng.choice(("affirmative", "affirmative", "negative", "question"))
     verb_es = conjugate(verb[0], tense, person)
     drop = droppable and rng.random() < 0.5

@@ -109,7 +109,9 @@ def _load_tfds(name: str, direction: str):
     try:
         ds = tfds.load(name, split="train+validation+test")
     except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"tensorflow-datasets could not load {name!r} ({exc}); this needs internet or a prepared cache") from None
+        raise ValueError(
+            f"tensorflow-datasets could not load {name!r} ({exc}); this needs internet or a prepared cache"
+        ) from None
     pairs = []
     for ex in tfds.as_numpy(ds):
         if src not in ex or tgt not in ex:

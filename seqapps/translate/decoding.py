@@ -61,9 +61,7 @@ def beam_search(model, source, max_len: int, beam_width: int = 4, length_penalty
     lengths = tf.zeros([batch, k], tf.int32)
     history = tf.zeros([batch, k, 0], tf.int32)
     for _ in tf.range(max_len):
-        tf.autograph.experimental.set_loop_options(
-            shape_invariants=[(history, tf.TensorShape([None, k, None]))]
-        )
+        tf.autograph.experimental.set_loop_options(shape_invariants=[(history, tf.TensorShape([None, k, None]))])
         logits, state, _ = model.decode_step(token, state, enc_out, mask)
         vocab = tf.shape(logits)[-1]
         logp = tf.reshape(tf.nn.log_softmax(logits), [batch, k, vocab])

@@ -20,8 +20,9 @@ from seqapps import layers as sl
 
 @keras.saving.register_keras_serializable(package="seqapps")
 class Translator(keras.Model):
-    def __init__(self, src_vocab_size, tgt_vocab_size, embedding_dim=128, units=256, attention="additive",
-                 dropout=0.0, **kwargs):
+    def __init__(
+        self, src_vocab_size, tgt_vocab_size, embedding_dim=128, units=256, attention="additive", dropout=0.0, **kwargs
+    ):
         super().__init__(**kwargs)
         self.src_vocab_size = src_vocab_size
         self.tgt_vocab_size = tgt_vocab_size
@@ -69,9 +70,15 @@ class Translator(keras.Model):
         return self._readout(h, context), h, weights
 
     def get_config(self):
-        return {**super().get_config(), "src_vocab_size": self.src_vocab_size, "tgt_vocab_size": self.tgt_vocab_size,
-                "embedding_dim": self.embedding_dim, "units": self.units, "attention": self.attention_kind,
-                "dropout": self.dropout_rate}
+        return {
+            **super().get_config(),
+            "src_vocab_size": self.src_vocab_size,
+            "tgt_vocab_size": self.tgt_vocab_size,
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "attention": self.attention_kind,
+            "dropout": self.dropout_rate,
+        }
 
 
 def build_model(cfg, src_vocab_size, tgt_vocab_size) -> Translator:

@@ -72,9 +72,7 @@ class TFLiteModule(KerasModule):
     def __init__(self, model, max_src_len):
         super().__init__(model)
         units, s = model.units, int(max_src_len)
-        self.encode = tf.function(
-            self._encode, input_signature=[tf.TensorSpec([1, s], tf.int32, name="source_ids")]
-        )
+        self.encode = tf.function(self._encode, input_signature=[tf.TensorSpec([1, s], tf.int32, name="source_ids")])
         self.decode_step = tf.function(
             self._decode_step,
             input_signature=[

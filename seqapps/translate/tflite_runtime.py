@@ -50,8 +50,12 @@ class TFLiteTranslator:
         enc = self._encode(source_ids=ids)
         state, token, out = enc["state"], START_ID, []
         for _ in range(self.max_tgt_len + 1):
-            step = self._step(token=np.array([token], np.int32), state=state,
-                              encoder_outputs=enc["encoder_outputs"], source_mask=enc["source_mask"])
+            step = self._step(
+                token=np.array([token], np.int32),
+                state=state,
+                encoder_outputs=enc["encoder_outputs"],
+                source_mask=enc["source_mask"],
+            )
             state = step["state"]
             token = int(np.argmax(step["logits"][0]))
             if token in (END_ID, PAD_ID):
