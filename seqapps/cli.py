@@ -92,7 +92,7 @@ def main(argv=None) -> int:
         elif args.command == "export":
             model = args.model or Path("runs") / app.name
             app.export(model, args.out)
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError, UnicodeDecodeError) as exc:
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError, UnicodeDecodeError, FloatingPointError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"seqapps {args.command}: error: {msg}", file=sys.stderr)
         return 2

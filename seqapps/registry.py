@@ -7,6 +7,7 @@ a new app is one folder plus one line here.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 _MODULES = {
     "translate": "seqapps.translate.app",
