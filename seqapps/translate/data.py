@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from seqapps.data import decode_utf8
 from seqapps.translate import corpus, text
 
 ANKI_URLS = {"spa-eng": "http://storage.googleapis.com/download.tensorflow.org/data/spa-eng.zip"}
@@ -42,15 +43,11 @@ def read_anki(path, on_bad_lines: str = "error") -> tuple[list[tuple[str, str]],
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"corpus file {path} not found")
-    raw = path.read_bytes()
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ValueError(
-            f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); convert it, "
-            f"e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
-        ) from None
+    content = decode_utf8(
+        path.read_bytes(),
+        path,
+        f"convert it, e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}",
+    )
     pairs, skipped = [], 0
     for n, line in enumerate(content.splitlines(), 1):
         if not line.strip():

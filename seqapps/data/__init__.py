@@ -1,0 +1,15 @@
+"""Data helpers shared by the apps."""
+
+from __future__ import annotations
+
+
+def decode_utf8(raw: bytes, path, hint: str) -> str:
+    """Decode ``raw`` (the bytes of ``path``) as UTF-8 (a BOM is dropped), or raise a `ValueError` naming
+    the file, the line and the offending byte, followed by ``hint`` (how to fix it)."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); {hint}"
+        ) from None
