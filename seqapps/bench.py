@@ -18,7 +18,18 @@ import numpy as np
 BATCH, STEPS, FEATURES, UNITS = 64, 100, 64, 128
 
 
-def _interleaved(fns: dict, rounds: int, calls: int = 3) -> dict:
+def median_seconds(fn, reps: int) -> float:
+    """Median seconds of one call of ``fn`` over ``reps`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def interleaved(fns: dict, rounds: int, calls: int = 3) -> dict:
     """Median seconds per call of each function, timed in alternating rounds (fair under noisy load)."""
     for fn in fns.values():
         fn()
@@ -71,7 +82,7 @@ def layer_rows(quick: bool = False) -> list[dict]:
 
             fns[f"{label} train"] = tf.function(train)
             fns[f"{label} inference"] = tf.function(infer)
-        t = _interleaved(fns, rounds)
+        t = interleaved(fns, rounds)
         for mode in ("train", "inference"):
             mine, base = BATCH / t[f"seqapps {mode}"], BATCH / t[f"keras {mode}"]
             rows.append(

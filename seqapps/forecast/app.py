@@ -408,25 +408,17 @@ class ForecastApp(App):
     def bench(self, model_dir):
         import tensorflow as tf
 
+        from seqapps.bench import median_seconds
         from seqapps.export import saved_model, tflite
 
         model_dir = Path(model_dir)
         sample = np.load(model_dir / "assets" / SAMPLE_FILE)
         fn = tf.saved_model.load(str(saved_model.latest(model_dir))).signatures["serving_default"]
 
-        def timed(f, reps):
-            f()
-            times = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                f()
-                times.append(time.perf_counter() - t0)
-            return float(np.median(times))
-
         one = tf.constant(sample[:1])
-        sm1 = timed(lambda: fn(window=one), 50) * 1e3
+        sm1 = median_seconds(lambda: fn(window=one), 50) * 1e3
         batch = tf.constant(np.repeat(sample, max(1, 256 // len(sample)) + 1, axis=0)[:256])
-        smb = timed(lambda: fn(window=batch), 10)
+        smb = median_seconds(lambda: fn(window=batch), 10)
         rows = [
             {
                 "benchmark": "forecast SavedModel latency, 1 window",
@@ -450,7 +442,7 @@ class ForecastApp(App):
             interp = tflite.interpreter(path)
             runner = interp.get_signature_runner("serving_default")
             w = sample[:1]
-            ms = timed(lambda r=runner, w=w: r(window=w), 200) * 1e3
+            ms = median_seconds(lambda r=runner, w=w: r(window=w), 200) * 1e3
             rows.append(
                 {
                     "benchmark": f"forecast TFLite {variant} latency, 1 window (vs SavedModel)",

@@ -494,6 +494,7 @@ class SentimentApp(App):
         side by side in one process (same shapes, same random batches, alternating to share the machine's noise)."""
         import keras
 
+        from seqapps.bench import interleaved
         from seqapps.sentiment import model as model_lib
 
         cfg = SentimentConfig()
@@ -510,13 +511,8 @@ class SentimentApp(App):
             m.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
             m.train_on_batch(x, y)  # trace + warm up
             models[impl] = m
-        times = {"seqapps": [], "keras": []}
-        for _ in range(steps):
-            for impl, m in models.items():
-                t0 = time.perf_counter()
-                m.train_on_batch(x, y)
-                times[impl].append(time.perf_counter() - t0)
-        sps = {k: batch_size / float(np.median(v)) for k, v in times.items()}
+        seconds = interleaved({impl: (lambda m=m: m.train_on_batch(x, y)) for impl, m in models.items()}, steps, 1)
+        sps = {k: batch_size / v for k, v in seconds.items()}
         name = (
             f"sentiment train {'Bi' if cfg.bidirectional else ''}{cfg.cell.upper()}{cfg.units}x{cfg.layers} "
             f"B={batch_size} T={length}: seqapps.layers vs keras.layers"

@@ -515,6 +515,7 @@ class SpeechApp(App):
     def bench(self, model_dir):
         import tensorflow as tf
 
+        from seqapps.bench import median_seconds
         from seqapps.export import saved_model, tflite
         from seqapps.speech.tflite_runtime import StreamRunner
 
@@ -523,17 +524,10 @@ class SpeechApp(App):
         clip = (rng.standard_normal((1, CLIP)) * 0.05).astype(np.float32)
         rows = []
 
-        def timeit(fn, reps):
-            fn()
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                fn()
-            return (time.perf_counter() - t0) / reps
-
         runner = StreamRunner(model_dir / "stream.tflite")
         state = runner.initial_state()
         hop = clip[:, : runner.hop]
-        step_s = timeit(lambda: runner.step(hop, state), 500)
+        step_s = median_seconds(lambda: runner.step(hop, state), 500)
         budget_ms = 1000.0 * runner.hop / 16000
         rows.append(
             {
@@ -545,7 +539,7 @@ class SpeechApp(App):
             }
         )
         f32 = tflite.interpreter(model_dir / "model.tflite")
-        f32_s = timeit(lambda: tflite.run(f32, "classify", waveform=clip), 50)
+        f32_s = median_seconds(lambda: tflite.run(f32, "classify", waveform=clip), 50)
         rows.append(
             {
                 "benchmark": "speech model.tflite (float32) latency per 1 s clip",
@@ -557,7 +551,7 @@ class SpeechApp(App):
         )
         if (model_dir / "model_int8.tflite").is_file():
             i8 = tflite.interpreter(model_dir / "model_int8.tflite")
-            i8_s = timeit(lambda: tflite.run(i8, "classify", waveform=clip), 50)
+            i8_s = median_seconds(lambda: tflite.run(i8, "classify", waveform=clip), 50)
             rows.append(
                 {
                     "benchmark": "speech model_int8.tflite latency per 1 s clip (baseline: float32)",
@@ -578,7 +572,7 @@ class SpeechApp(App):
         )
         fn = tf.saved_model.load(str(saved_model.latest(model_dir))).signatures["serving_default"]
         batch = tf.constant(np.repeat(clip, 64, axis=0))
-        sm_s = timeit(lambda: fn(waveform=batch), 5)
+        sm_s = median_seconds(lambda: fn(waveform=batch), 5)
         rows.append(
             {
                 "benchmark": "speech SavedModel throughput (batch 64)",

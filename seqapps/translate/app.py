@@ -379,7 +379,7 @@ class TranslateApp(App):
         """SavedModel latency (beam search) at batch 1 and 32, TFLite greedy latency per sentence."""
         import tensorflow as tf
 
-        from seqapps.bench import _interleaved
+        from seqapps.bench import interleaved
         from seqapps.translate.tflite_runtime import TFLiteTranslator
 
         model_dir = Path(model_dir)
@@ -391,7 +391,7 @@ class TranslateApp(App):
             v: TFLiteTranslator(model_dir, f)
             for v, f in (("float32", "model.tflite"), ("dynamic", "model_dynamic.tflite"))
         }
-        t = _interleaved(
+        t = interleaved(
             {
                 "sm1": lambda: fn(text=one),
                 "sm32": lambda: fn(text=batch),
