@@ -183,3 +183,20 @@ def test_trains_in_model_fit():
     model.compile("adam", "mse")
     hist = model.fit(x, y, epochs=5, verbose=0)
     assert hist.history["loss"][-1] < hist.history["loss"][0]
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("go_backwards", [False, True], ids=["fwd", "bwd"])
+def test_unknown_length_with_known_batch_runs_every_step(kind, go_backwards):
+    """A graph traced with a static batch and an unknown length (what `reduce_retracing` gives for
+    bucketed text batches) must run all the steps, not stop after ``batch`` of them."""
+    import tensorflow as tf
+
+    x, mask = _data(batch=3, steps=9, features=4)
+    layer = sl.RNN(sl.make_cell(kind, 5), return_sequences=True, go_backwards=go_backwards)
+    want = [layer(x).numpy(), layer(x, mask=mask).numpy()]
+    spec_x, spec_m = tf.TensorSpec([3, None, 4]), tf.TensorSpec([3, None], tf.bool)
+    plain = tf.function(lambda a: layer(a), input_signature=[spec_x])
+    masked = tf.function(lambda a, m: layer(a, mask=m), input_signature=[spec_x, spec_m])
+    assert max_diff(plain(x).numpy(), want[0]) < 1e-6
+    assert max_diff(masked(x, mask).numpy(), want[1]) < 1e-6

@@ -202,9 +202,11 @@ def test_metrics_against_hand_computed_oracle():
     assert "confusion matrix" in metrics.format_report(rep)
 
 
-@pytest.mark.parametrize("pooling,cell", [("maxmean", "gru"), ("attention", "lstm"), ("max", "rnn")])
-def test_padding_does_not_change_predictions(pooling, cell):
-    cfg = dataclasses.replace(tiny(), pooling=pooling, cell=cell)
+@pytest.mark.parametrize(
+    "pooling,cell,buckets", [("maxmean", "gru", 0), ("attention", "lstm", 0), ("max", "rnn", 0), ("maxmean", "gru", 16)]
+)
+def test_padding_does_not_change_predictions(pooling, cell, buckets):
+    cfg = dataclasses.replace(tiny(), pooling=pooling, cell=cell, ngram_buckets=buckets)
     m = model_lib.build_model(cfg, 50, 3)
     ids = np.array([[5, 6, 7, 8, 0, 0], [9, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]], np.int32)
     out = m(ids).numpy()
@@ -212,6 +214,23 @@ def test_padding_does_not_change_predictions(pooling, cell):
     np.testing.assert_allclose(out, longer, atol=1e-6)
     np.testing.assert_allclose(out[:2], np.stack([m(ids[:1, :4]).numpy()[0], m(ids[1:2, :1]).numpy()[0]]), atol=1e-6)
     assert np.isfinite(out).all()
+
+
+def test_bag_of_ngrams_against_a_python_oracle():
+    vocab, buckets, dim = 13, 7, 3
+    layer = model_lib.BagOfNgrams(vocab, buckets, dim)
+    ids = np.array([[3, 4, 5, 0, 0], [7, 0, 0, 0, 0], [0, 0, 0, 0, 0], [12, 12, 1, 9, 2]], np.int32)
+    out = layer(ids).numpy()
+    table = layer.embeddings.numpy()
+    for row, got in zip(ids, out):
+        toks = [int(t) for t in row if t > 0]
+        rows = toks + [vocab + (a * vocab + b) % buckets for a, b in zip(toks, toks[1:])]
+        want = table[rows].mean(0) if rows else np.zeros(dim)
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    again = model_lib.BagOfNgrams.from_config(layer.get_config())
+    assert (again.vocab_size, again.buckets, again.dim) == (vocab, buckets, dim)
+    with pytest.raises(ValueError, match="too large for int32 bigram ids"):
+        model_lib.BagOfNgrams(50000, 10)
 
 
 def test_seqapps_model_equals_keras_builtin_model_with_same_weights():
@@ -225,7 +244,7 @@ def test_seqapps_model_equals_keras_builtin_model_with_same_weights():
 def test_full_int8_variant_is_unrolled_builtin_and_close_to_keras():
     from seqapps.sentiment.serving import tflite_blob
 
-    cfg = dataclasses.replace(tiny(), max_len=10)
+    cfg = dataclasses.replace(tiny(), max_len=10, ngram_buckets=16)
     m = model_lib.build_model(cfg, 30, 2)
     rng = np.random.default_rng(0)
     ids = rng.integers(1, 30, (12, 10)).astype("int32")
@@ -254,7 +273,9 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("sentiment")
     csv_path = write_csv(root / "reviews.csv", synthetic(500))
-    cfg = cfg_for(csv_path, epochs=4, units=12, embedding_dim=12, learning_rate=0.01, max_len=12, truncate="head")
+    cfg = cfg_for(
+        csv_path, epochs=4, units=12, embedding_dim=12, learning_rate=0.01, max_len=12, truncate="head", ngram_buckets=32
+    )
     scores = SentimentApp().train(cfg, root / "model")
     return root, root / "model", scores
 

@@ -9,7 +9,8 @@ A seqapps cell splits its work in two, so that the same weights serve three uses
   ``keras.layers.RNN``, ``Bidirectional``, ``StackedRNNCells`` and by streaming/step decoders.
 
 ``seqapps.layers.RNN`` (a ``keras.layers.RNN``) uses the split to project the whole sequence
-first and loop only over ``step``; that is what makes the custom cells as fast as the built-ins.
+first (one large matrix product, time-major so that the big projected tensor is never transposed)
+and loop only over ``step``; that is what makes the custom cells as fast as the built-ins.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import inspect
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 # Keras's dropout-mask mixin: `keras.layers.RNN` pre-computes the masks of cells that derive from it
@@ -114,12 +116,19 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
         return self.bias
 
     # --- the two halves ------------------------------------------------------------------------
-    def project_inputs(self, inputs, training=False):
-        """``inputs @ kernel + input_bias`` for a step (batch, features) or a sequence (batch, T, features)."""
+    def project_inputs(self, inputs, training=False, time_major=False):
+        """``inputs @ kernel + input_bias`` for a step (batch, features) or a sequence.
+
+        A sequence is (batch, T, features), or (T, batch, features) with ``time_major=True``; the
+        dropout mask (one per sample, as in Keras) is shared by every time step.
+        """
         if training and 0.0 < self.dropout < 1.0:
-            mask = self.get_dropout_mask(inputs if len(inputs.shape) == 2 else inputs[:, 0, :])
-            if len(inputs.shape) == 3:
-                mask = ops.expand_dims(mask, 1)
+            if len(inputs.shape) == 2:
+                mask = self.get_dropout_mask(inputs)
+            else:
+                time_axis = 0 if time_major else 1
+                mask = self.get_dropout_mask(inputs[0] if time_major else inputs[:, 0, :])
+                mask = ops.expand_dims(mask, time_axis)
             inputs = inputs * mask
         x = ops.matmul(inputs, self.kernel)
         bias = self._input_bias()
@@ -210,12 +219,21 @@ class RNN(keras.layers.RNN):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         cell._check_states(list(initial_state))
-        projected = cell.project_inputs(sequences, training=training)
+        # Time-major throughout: transposing the (batch, T, features) input is cheap, while
+        # transposing the projected (batch, T, gates*units) tensor (and its gradient) is not.
+        projected = cell.project_inputs(ops.transpose(sequences, (1, 0, 2)), training=training, time_major=True)
+        if mask is not None:
+            mask = ops.transpose(mask, (1, 0))
+        if sequences.shape[1] is None and projected.shape[1] is not None:
+            # With ``input_length=None`` Keras's loop takes its length from ``inputs.shape[1]``, the
+            # batch axis of a time-major tensor: hide the static batch size so that it counts the
+            # steps at run time (as it does for a batch-major input of unknown length).
+            projected = tf.reshape(projected, tf.stack([tf.shape(projected)[0], -1, projected.shape[-1]]))
 
         def step(x_proj, states):
             return cell.step(x_proj, list(states), training=training)
 
-        return _backend_rnn(
+        last, outputs, states = _backend_rnn(
             step,
             projected,
             list(initial_state),
@@ -223,9 +241,11 @@ class RNN(keras.layers.RNN):
             mask=mask,
             unroll=self.unroll,
             input_length=sequences.shape[1],
+            time_major=True,
             zero_output_for_mask=self.zero_output_for_mask,
             return_all_outputs=self.return_sequences,
         )
+        return last, ops.transpose(outputs, (1, 0, 2)), states
 
 
 class RecurrentLayer(RNN):

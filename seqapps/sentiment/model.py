@@ -5,6 +5,9 @@
       -> [Bidirectional] RNN(cell) x layers, return_sequences  (cell: gru | lstm | rnn)
       -> pooling over the unmasked steps: "maxmean" (concat of max and mean), "max", "mean" or
          "attention" (additive self-attention: a_t = softmax(v . tanh(W h_t)), sum_t a_t h_t)
+      -> [concat with a bag of n-grams, when ``ngram_buckets`` > 0: the masked mean of embeddings of
+          the unigrams and of the hashed bigrams, computed from the same token ids (fastText,
+          Joulin et al. 2016): a "wide" linear path beside the recurrent "deep" one]
       -> Dropout -> Dense(classes, softmax)                  probabilities (batch, classes)
 
 ``impl="keras"`` builds the same model with `keras.layers.GRU/LSTM/SimpleRNN` (for the benchmark).
@@ -73,6 +76,64 @@ class MaskedPooling(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode, "units": self.units}
 
 
+# (prev * vocab + next) must fit in int32, the dtype the TFLite model takes
+MAX_NGRAM_VOCAB = 46340
+
+
+@keras.saving.register_keras_serializable(package="seqapps.sentiment")
+class BagOfNgrams(keras.layers.Layer):
+    """Masked mean of the embeddings of the unigrams and hashed bigrams of a 0-padded id sequence.
+
+    Unigram ``w`` (``w`` > 0) has row ``w``; the bigram ``(a, b)`` of two adjacent non-padding ids
+    has row ``vocab_size + (a * vocab_size + b) mod buckets``. Every op (multiply, floor-mod,
+    gather, sum) is a TFLite builtin, so devices feed the same token ids as the recurrent path.
+
+    Args:
+        vocab_size: number of token ids (0 = padding).
+        buckets: number of hashed bigram rows.
+        dim: embedding size.
+
+    Input (batch, T) int32 -> output (batch, dim); a row with no token gives zeros.
+    """
+
+    def __init__(self, vocab_size, buckets, dim=8, **kwargs):
+        super().__init__(**kwargs)
+        if vocab_size > MAX_NGRAM_VOCAB:
+            raise ValueError(
+                f"BagOfNgrams: vocab_size {vocab_size} is too large for int32 bigram ids; "
+                f"use vocab_size <= {MAX_NGRAM_VOCAB} or ngram_buckets=0."
+            )
+        if buckets <= 0:
+            raise ValueError(f"BagOfNgrams: buckets must be positive, got {buckets}")
+        self.vocab_size = int(vocab_size)
+        self.buckets = int(buckets)
+        self.dim = int(dim)
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(
+            shape=(self.vocab_size + self.buckets, self.dim),
+            name="embeddings",
+            initializer=keras.initializers.RandomUniform(-0.05, 0.05),
+        )
+
+    def call(self, ids):
+        ids = ops.cast(ids, "int32")
+        prev, nxt = ids[:, :-1], ids[:, 1:]
+        bigram = self.vocab_size + ops.mod(prev * self.vocab_size + nxt, self.buckets)
+        bigram_valid = ops.logical_and(prev > 0, nxt > 0)
+        all_ids = ops.concatenate([ids, ops.where(bigram_valid, bigram, 0)], axis=1)
+        valid = ops.cast(ops.concatenate([ids > 0, bigram_valid], axis=1), self.compute_dtype)
+        vectors = ops.take(self.embeddings, all_ids, axis=0) * ops.expand_dims(valid, -1)
+        count = ops.maximum(ops.sum(valid, axis=1, keepdims=True), 1.0)
+        return ops.sum(vectors, axis=1) / count
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.dim)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "buckets": self.buckets, "dim": self.dim}
+
+
 _KERAS_LAYERS = {
     "gru": keras.layers.GRU,
     "lstm": keras.layers.LSTM,
@@ -103,6 +164,9 @@ def build_model(cfg, vocab_size: int, num_classes: int, impl: str = "seqapps", l
         rnn = recurrent_layer(cfg.cell, cfg.units, impl, name=f"rnn_{i + 1}")
         x = keras.layers.Bidirectional(rnn, name=f"birnn_{i + 1}")(x) if cfg.bidirectional else rnn(x)
     x = MaskedPooling(cfg.pooling, cfg.units, name="pooling")(x)
+    if getattr(cfg, "ngram_buckets", 0):
+        bag = BagOfNgrams(vocab_size, cfg.ngram_buckets, cfg.ngram_dim, name="bag_of_ngrams")(ids)
+        x = keras.layers.Concatenate(name="deep_and_wide")([x, bag])
     x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
     if cfg.hidden:
         x = keras.layers.Dense(cfg.hidden, activation="relu", name="hidden")(x)
