@@ -149,3 +149,41 @@ def test_metadata_records_versions_and_sizes(tmp_path):
     loaded = metadata.read(tmp_path / "metadata.json")
     assert loaded["files"]["a.bin"] == 3 and loaded["parity"]["max_abs_diff"] == pytest.approx(1e-7)
     shutil.rmtree(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_gpu_variant_is_unrolled_float16_and_reported(tmp_path, kind):
+    from seqapps.export import gpu
+
+    model = _model(kind)
+    x = _x()
+    while_blob, _ = tflite_outputs(model, x)
+    gpu_blob = tflite.convert_unrolled(model, lambda: SingleFn(model, x.shape))
+    y = tflite.run(tflite.interpreter(gpu_blob), "serving_default", x=x)["y"]
+    assert max_diff(y, model(x)) < 1e-2  # float16 weights
+    assert "WHILE" not in tflite.op_names(gpu_blob)
+    (tmp_path / "model.tflite").write_bytes(while_blob)
+    (tmp_path / "model_gpu.tflite").write_bytes(gpu_blob)
+    summary = gpu.summarize(tmp_path)
+    assert summary["model.tflite"]["control_flow_ops"] == ["WHILE"]
+    assert "WHILE" in summary["model.tflite"]["stays_on_cpu"] and not summary["model.tflite"]["gpu_delegate_ready"]
+    assert summary["model_gpu.tflite"]["stays_on_cpu"] == [] and summary["model_gpu.tflite"]["gpu_delegate_ready"]
+    assert (tmp_path / gpu.REPORT_FILE).is_file()
+    with pytest.raises(FileNotFoundError, match="no .tflite files"):
+        gpu.write_reports(tmp_path / "assets")
+
+
+def test_gpu_report_parses_analyzer_warnings():
+    from seqapps.export import gpu
+
+    text = (
+        "Subgraph#0 main(T#0) -> [T#3]\n"
+        "  Op#0 FULLY_CONNECTED(T#0, T#1) -> [T#2]\n"
+        "  Op#1 CUMSUM(T#2, T#4) -> [T#3]\n"
+        "GPU COMPATIBILITY WARNING: Not supported op CUMSUM\n"
+        "\nGPU COMPATIBILITY WARNING: Subgraph#0 has GPU delegate compatibility issues at nodes 1\n"
+    )
+    rep = gpu.parse(text)
+    assert rep["analyzer_flagged_ops"] == {"CUMSUM": ["Not supported op CUMSUM"]}
+    assert rep["stays_on_cpu"] == ["CUMSUM"] and rep["subgraphs"] == 1
+    assert rep["analyzer_verdict"] == "incompatible ops found" and not rep["gpu_delegate_ready"]

@@ -200,3 +200,19 @@ def test_unknown_length_with_known_batch_runs_every_step(kind, go_backwards):
     masked = tf.function(lambda a, m: layer(a, mask=m), input_signature=[spec_x, spec_m])
     assert max_diff(plain(x).numpy(), want[0]) < 1e-6
     assert max_diff(masked(x, mask).numpy(), want[1]) < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_unrolled_masked_bidirectional_equals_the_loop(kind):
+    """TFLite exports trace the layers unrolled; Keras's unrolled loop misplaces the outputs of a masked
+    backward layer (keras.layers.GRU too, Keras 3.15), so seqapps.layers reverse the sequence themselves."""
+    import keras
+
+    x, mask = _data(batch=3, steps=7, features=4)
+    bi = keras.layers.Bidirectional(sl.RNN(sl.make_cell(kind, 5), return_sequences=True, return_state=True))
+    want = bi(x, mask=mask)
+    for layer in (bi.forward_layer, bi.backward_layer):
+        layer.unroll = True
+    got = bi(x, mask=mask)
+    for a, b in zip(want, got):
+        assert max_diff(a, b) < 1e-6

@@ -233,6 +233,41 @@ def test_bag_of_ngrams_against_a_python_oracle():
         model_lib.BagOfNgrams(50000, 10)
 
 
+def test_deep_and_wide_members_learn_from_their_own_losses():
+    import keras
+
+    cfg = dataclasses.replace(tiny(), ngram_buckets=16, ngram_dim=4)
+    model = model_lib.build_model(cfg, 30, 2)
+    fit_model, outputs = model_lib.training_model(model)
+    assert outputs == 3 and model_lib.training_model(model_lib.build_model(tiny(), 30, 2))[1] == 1
+    ids = tf.constant([[3, 4, 5, 0], [7, 8, 0, 0]], tf.int32)
+    y = tf.constant([0, 1])
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    deep_vars = [v for v in model.trainable_variables if "bag_of_ngrams" not in v.path and "wide" not in v.path]
+    with tf.GradientTape() as tape:
+        ens, deep, wide = fit_model(ids, training=True)
+        wide_loss = loss(y, wide)
+    grads = tape.gradient(wide_loss, deep_vars)
+    assert all(g is None for g in grads)  # the wide loss never reaches the recurrent member
+    np.testing.assert_allclose(ens.numpy(), (deep.numpy() + wide.numpy()) / 2, atol=1e-6)
+
+    # each member gets back the weights of its own best validation epoch
+    keeper = model_lib.BestMemberWeights(model)
+    bag = model.get_layer("bag_of_ngrams").embeddings
+    gru_kernel = next(v for v in model.weights if "recurrent_kernel" in v.path)
+    start_bag, start_gru = bag.numpy(), gru_kernel.numpy()
+    keeper.on_epoch_end(0, {"val_deep_probabilities_loss": 0.3, "val_wide_probabilities_loss": 0.9})
+    bag.assign(start_bag + 1.0)
+    gru_kernel.assign(start_gru + 1.0)
+    keeper.on_epoch_end(1, {"val_deep_probabilities_loss": 0.4, "val_wide_probabilities_loss": 0.5})
+    bag.assign(start_bag + 2.0)
+    gru_kernel.assign(start_gru + 2.0)
+    keeper.on_train_end()
+    np.testing.assert_allclose(gru_kernel.numpy(), start_gru)  # deep: best at epoch 1
+    np.testing.assert_allclose(bag.numpy(), start_bag + 1.0)  # wide: best at epoch 2
+    assert keeper.best_epochs == {"deep_probabilities": 1, "wide_probabilities": 2}
+
+
 def test_seqapps_model_equals_keras_builtin_model_with_same_weights():
     cfg = dataclasses.replace(tiny(), cell="lstm")
     ours, ref = model_lib.build_model(cfg, 40, 2), model_lib.build_model(cfg, 40, 2, impl="keras")
@@ -274,7 +309,15 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("sentiment")
     csv_path = write_csv(root / "reviews.csv", synthetic(500))
     cfg = cfg_for(
-        csv_path, epochs=4, units=12, embedding_dim=12, learning_rate=0.01, max_len=12, truncate="head", ngram_buckets=32
+        csv_path,
+        epochs=4,
+        units=12,
+        embedding_dim=12,
+        learning_rate=0.01,
+        max_len=12,
+        truncate="head",
+        ngram_buckets=32,
+        deep_weight=-1.0,
     )
     scores = SentimentApp().train(cfg, root / "model")
     return root, root / "model", scores
@@ -293,6 +336,13 @@ def test_training_learns_and_exports_checked_artifacts(trained):
     for name in ("model.tflite", "model_dynamic.tflite"):
         assert not any("Flex" in op for op in tflite.op_names(model_dir / name))
     assert "WHILE" in tflite.op_names(model_dir / "model.tflite")
+    assert "WHILE" not in tflite.op_names(model_dir / "model_gpu.tflite")
+    assert parity["gpu"]["max_abs_diff_vs_keras"] < 1e-2  # float16 weights, unrolled
+    assert meta["gpu_compatibility"]["model_gpu.tflite"]["gpu_delegate_ready"]
+    assert "WHILE" in meta["gpu_compatibility"]["model.tflite"]["stays_on_cpu"]
+    search = meta["training"]["deep_weight_search"]  # deep_weight=-1: chosen on validation, then saved
+    assert search["chosen"] == meta["config"]["deep_weight"] and 0.0 <= search["chosen"] <= 1.0
+    assert search["validation_accuracy"][str(search["chosen"])] == max(search["validation_accuracy"].values())
     assert (model_dir / "assets" / "labels.txt").read_text() == "negative\npositive\n"
     spec = json.loads((model_dir / "assets" / "tokenizer.json").read_text())
     assert spec["max_len"] == 12 and spec["truncate"] == "head"

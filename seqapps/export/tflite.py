@@ -35,6 +35,7 @@ FILE_NAMES = {
     "float16": "model_float16.tflite",
     "dynamic": "model_dynamic.tflite",
     "int8": "model_int8.tflite",
+    "gpu": "model_gpu.tflite",  # float16, recurrent layers unrolled (no WHILE): for GPU delegates
 }
 
 
@@ -56,6 +57,17 @@ def unrolled(model):
     finally:
         for layer, value in zip(rnns, saved):
             layer.unroll = value
+
+
+def convert_unrolled(model, make_module, variant: str = "float16", representative_dataset=None) -> bytes:
+    """Convert the module that ``make_module()`` builds around ``model`` with its recurrent layers
+    traced unrolled (``model`` needs a fixed sequence length). float16 gives the GPU-delegate variant."""
+    with unrolled(model):
+        module = make_module()
+        blob = convert_module(module, module.signatures(), variant, representative_dataset=representative_dataset)
+    if "WHILE" in op_names(blob):
+        raise ExportError("the unrolled export still has a WHILE loop: give the model a fixed sequence length")
+    return blob
 
 
 def _has_while_loop(saved_model_dir, signature_keys) -> bool:

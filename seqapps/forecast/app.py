@@ -219,7 +219,7 @@ class ForecastApp(App):
         import keras
         import tensorflow as tf
 
-        from seqapps.export import metadata, saved_model, tflite
+        from seqapps.export import gpu, metadata, saved_model, tflite
         from seqapps.export.atomic import atomic_write_bytes, atomic_write_text
         from seqapps.forecast import model as _model_lib  # noqa: F401  (registers the custom layers for loading)
 
@@ -253,8 +253,11 @@ class ForecastApp(App):
         lite = self._module(model, spec, batch=1)
         mid = quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
         report = {}
-        for variant in ("float32", "dynamic"):
-            blob = tflite.convert_module(lite, lite.signatures(), variant)
+        for variant in ("float32", "dynamic", "gpu"):
+            if variant == "gpu":  # float16, the RNN unrolled over the window: for GPU delegates
+                blob = tflite.convert_unrolled(model, lambda: self._module(model, spec, batch=1))
+            else:
+                blob = tflite.convert_module(lite, lite.signatures(), variant)
             ops = sorted(tflite.op_names(blob))
             path = out_dir / tflite.FILE_NAMES[variant]
             atomic_write_bytes(path, blob)
@@ -275,6 +278,7 @@ class ForecastApp(App):
                 f"[forecast] TFLite {variant}: {path.name} {path.stat().st_size / 1e3:.0f} kB, ops {ops}; "
                 f"max |diff| vs Keras {diff.max():.2e} (relative {rel.max():.2e}) on {len(sample)} test windows"
             )
+        gpu_summary = gpu.summarize(out_dir)
         sizes = metadata.file_sizes(out_dir)
         meta = metadata.write(
             out_dir / "metadata.json",
@@ -298,6 +302,7 @@ class ForecastApp(App):
                 "plain_tensorflow_max_abs_diff": sm_diff,
             },
             tflite=report,
+            gpu_compatibility=gpu_summary,
             training=evaluation.get("training"),
             backtest=evaluation.get("backtest"),
             files={k: v for k, v in sizes.items() if not k.startswith("run/")},

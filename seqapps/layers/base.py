@@ -224,6 +224,12 @@ class RNN(keras.layers.RNN):
         projected = cell.project_inputs(ops.transpose(sequences, (1, 0, 2)), training=training, time_major=True)
         if mask is not None:
             mask = ops.transpose(mask, (1, 0))
+        if self.go_backwards:
+            # Reverse here rather than in Keras's loop: its unrolled path (used for TFLite exports)
+            # misplaces the outputs of a masked backward layer in a Bidirectional. Outputs come in
+            # processing order either way, as Keras's RNN layer expects.
+            projected = ops.flip(projected, axis=0)
+            mask = None if mask is None else ops.flip(mask, axis=0)
         if sequences.shape[1] is None and projected.shape[1] is not None:
             # With ``input_length=None`` Keras's loop takes its length from ``inputs.shape[1]``, the
             # batch axis of a time-major tensor: hide the static batch size so that it counts the
@@ -237,7 +243,7 @@ class RNN(keras.layers.RNN):
             step,
             projected,
             list(initial_state),
-            go_backwards=self.go_backwards,
+            go_backwards=False,
             mask=mask,
             unroll=self.unroll,
             input_length=sequences.shape[1],

@@ -51,28 +51,30 @@ class GRUCell(RecurrentCell):
     def _input_bias(self):
         if self.bias is None:
             return None
-        return self.bias[0] if self.reset_after else self.bias
+        if not self.reset_after:
+            return self.bias
+        # b_z + b'_z and b_r + b'_r are plain sums, so they go into the input projection (computed
+        # once per sequence); only b'_h, which the reset gate multiplies, stays in the step.
+        u = self.units
+        return self.bias[0] + ops.concatenate([self.bias[1][: 2 * u], ops.zeros((u,), self.bias.dtype)])
 
     def step(self, x_proj, states, training=False):
         h_tm1 = states[0]
         h_rec = self._recurrent_input(h_tm1, training)
-        x_z, x_r, x_h = ops.split(x_proj, 3, axis=-1)
         u = self.units
+        x_zr, x_h = ops.split(x_proj, [2 * u], axis=-1)
         if self.reset_after:
-            inner = ops.matmul(h_rec, self.recurrent_kernel)
+            inner_zr, inner_h = ops.split(ops.matmul(h_rec, self.recurrent_kernel), [2 * u], axis=-1)
             if self.bias is not None:
-                inner = inner + self.bias[1]
-            r_z, r_r, r_h = ops.split(inner, 3, axis=-1)
-            z = self.recurrent_activation(x_z + r_z)
-            r = self.recurrent_activation(x_r + r_r)
-            hh = self.activation(x_h + r * r_h)
+                inner_h = inner_h + self.bias[1][2 * u :]
+            z, r = ops.split(self.recurrent_activation(x_zr + inner_zr), 2, axis=-1)
+            hh = self.activation(x_h + r * inner_h)
         else:
-            inner = ops.matmul(h_rec, self.recurrent_kernel[:, : 2 * u])
-            r_z, r_r = ops.split(inner, 2, axis=-1)
-            z = self.recurrent_activation(x_z + r_z)
-            r = self.recurrent_activation(x_r + r_r)
+            inner_zr = ops.matmul(h_rec, self.recurrent_kernel[:, : 2 * u])
+            z, r = ops.split(self.recurrent_activation(x_zr + inner_zr), 2, axis=-1)
             hh = self.activation(x_h + ops.matmul(r * h_rec, self.recurrent_kernel[:, 2 * u :]))
-        h = z * h_tm1 + (1.0 - z) * hh
+        # h = z * h_{t-1} + (1 - z) * hh, with one multiplication fewer
+        h = hh + z * (h_tm1 - hh)
         return h, [h]
 
     def get_config(self):

@@ -18,6 +18,7 @@ from seqapps.sentiment.config import SentimentConfig, tiny
 MAX_PREDICT_CHARS = 1_000_000  # a longer line is cut (and said) before it reaches the model
 QUANT_NAMES = {
     "float32": "none (float32)",
+    "gpu": "float16 weights, RNN unrolled (no WHILE; for GPU delegates)",
     "dynamic": "int8 weights, float activations (dynamic range)",
     "full": "full int8 (weights and activations, calibrated; RNN unrolled)",
 }
@@ -99,14 +100,35 @@ class SentimentApp(App):
             [seqs[i] for i in idx["val"]], y[idx["val"]], cfg.batch_size, False, cfg.seed, cfg.bucket_width
         )
         model = model_lib.build_model(cfg, len(vocab), len(labels))
-        model.compile(
-            optimizer=training.make_optimizer(cfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-        )
+        fit_model, outputs = model_lib.training_model(model)
+        if outputs > 1:  # deep+wide ensemble: each member learns from its own loss, the mean is reported
+            train_ds, val_ds = (d.map(lambda x, t: (x, (t,) * outputs)) for d in (train_ds, val_ds))
+            fit_model.compile(
+                optimizer=training.make_optimizer(cfg),
+                loss=["sparse_categorical_crossentropy"] * outputs,
+                loss_weights=[0.0] + [1.0] * (outputs - 1),
+                metrics=[["accuracy"]] + [[]] * (outputs - 1),
+            )
+        else:
+            fit_model.compile(
+                optimizer=training.make_optimizer(cfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+            )
         print(
             f"[sentiment] model: {model.count_params():,} parameters ({'Bi' if cfg.bidirectional else ''}"
             f"{cfg.cell.upper()} {cfg.units} x {cfg.layers}, {cfg.pooling} pooling, {len(labels)} classes)"
         )
-        history = training.fit(model, train_ds, val_ds, cfg, out_dir / "run", resume=resume)
+        extra = [model_lib.BestMemberWeights(model)] if outputs > 1 else []
+        # ensemble: each member keeps its own best epoch (BestMemberWeights); stop when the bag stops improving
+        monitor = f"val_{model_lib.WIDE}_loss" if extra else "val_loss"
+        history = training.fit(
+            fit_model, train_ds, val_ds, cfg, out_dir / "run", resume=resume, monitor=monitor, callbacks=extra
+        )
+        weight_search = None
+        if extra and cfg.deep_weight < 0:  # "auto": the weight with the best validation accuracy
+            weight_search = self._choose_deep_weight(fit_model, val_ds)
+            cfg = dataclasses.replace(cfg, deep_weight=weight_search["chosen"])
+            model.get_layer("probabilities").weight = cfg.deep_weight
+            print(f"[sentiment] ensemble weight of the recurrent member, chosen on validation: {cfg.deep_weight}")
 
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "assets").mkdir(exist_ok=True)
@@ -149,6 +171,8 @@ class SentimentApp(App):
             "epochs_run": len(history.history.get("loss", [])),
             "train_seconds": round(history.train_seconds, 1),
             "history": {k: [round(float(x), 5) for x in v] for k, v in history.history.items()},
+            "member_best_epochs": extra[0].best_epochs if extra else None,
+            "deep_weight_search": weight_search,
             "validation": val_rep,
             "test": test_rep,
         }
@@ -157,6 +181,24 @@ class SentimentApp(App):
         self.export(out_dir, out_dir, model=model, cfg=cfg)
         keras.backend.clear_session()
         return {"validation": val_rep, "test": test_rep, "train_seconds": train_info["train_seconds"]}
+
+    @staticmethod
+    def _choose_deep_weight(fit_model, val_ds) -> dict:
+        """Validation accuracy of ``w * deep + (1 - w) * wide`` for w = 0, 0.1, ..., 1; the best w."""
+        import tensorflow as tf
+
+        members = tf.function(lambda x: fit_model(x, training=False)[1:], reduce_retracing=True)
+        deep, wide, ys = [], [], []
+        for xb, yb in val_ds:
+            d, w = members(xb)
+            deep.append(d.numpy())
+            wide.append(w.numpy())
+            ys.append(np.asarray(yb[0] if isinstance(yb, tuple) else yb))
+        deep, wide, ys = np.concatenate(deep), np.concatenate(wide), np.concatenate(ys)
+        grid = [round(0.1 * i, 1) for i in range(11)]
+        acc = {w: float(((w * deep + (1 - w) * wide).argmax(-1) == ys).mean()) for w in grid}
+        best = max(grid, key=lambda w: (acc[w], -abs(w - 0.5)))  # ties: the more balanced mix
+        return {"validation_accuracy": {str(w): round(a, 5) for w, a in acc.items()}, "chosen": best}
 
     @staticmethod
     def tokenizer_spec(cfg) -> dict:
@@ -191,7 +233,7 @@ class SentimentApp(App):
         import keras
         import tensorflow as tf
 
-        from seqapps.export import metadata, saved_model, tflite
+        from seqapps.export import gpu, metadata, saved_model, tflite
         from seqapps.export.atomic import atomic_write_bytes
         from seqapps.sentiment import data, text
         from seqapps.sentiment.serving import tflite_blob
@@ -277,9 +319,9 @@ class SentimentApp(App):
         # --- TFLite float32 and int8, checked against the Keras model on the same texts
         rep_ids = [np.array([tok.encode(t)[0]], np.int32) for t in rep_texts]
         files = {}
-        for variant in ("float32", cfg.int8_mode):
+        for variant in ("float32", cfg.int8_mode, "gpu"):
             blob = tflite_blob(model, cfg, len(vocab), len(labels), variant, rep_ids)
-            key = "float32" if variant == "float32" else "int8"
+            key = "int8" if variant in ("dynamic", "full") else variant
             path = out_dir / tflite.FILE_NAMES[{"full": "int8"}.get(variant, variant)]
             atomic_write_bytes(path, blob)
             files[key] = path.name
@@ -330,6 +372,7 @@ class SentimentApp(App):
                 f"{len(labels)}])",
                 "files": files,
             },
+            gpu_compatibility=gpu.summarize(out_dir),
             files=metadata.file_sizes(out_dir),
         )
         return sm_path

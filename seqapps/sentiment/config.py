@@ -26,8 +26,10 @@ class SentimentConfig(TrainConfig):
     layers: int = 1
     bidirectional: bool = True
     pooling: str = "maxmean"  # "maxmean", "max", "mean" or "attention"
-    ngram_buckets: int = 0  # > 0: add a bag of unigrams + hashed bigrams (fastText) beside the RNN, this many rows
+    ngram_buckets: int = 0  # > 0: ensemble the RNN with a bag of unigrams + hashed bigrams (fastText), this many rows
     ngram_dim: int = 8  # embedding size of that bag
+    ngram_scale: float = 10.0  # learning-rate multiplier of the bag's table (see BagOfNgrams)
+    deep_weight: float = 0.5  # ensemble output = deep_weight * RNN + (1 - deep_weight) * bag; -1 = choose on validation
     hidden: int = 0  # a Dense(relu) layer before the output; 0 = none
     dropout: float = 0.3
     bucket_width: int = 32  # batches are padded to a multiple of this many tokens

@@ -5,10 +5,14 @@
       -> [Bidirectional] RNN(cell) x layers, return_sequences  (cell: gru | lstm | rnn)
       -> pooling over the unmasked steps: "maxmean" (concat of max and mean), "max", "mean" or
          "attention" (additive self-attention: a_t = softmax(v . tanh(W h_t)), sum_t a_t h_t)
-      -> [concat with a bag of n-grams, when ``ngram_buckets`` > 0: the masked mean of embeddings of
-          the unigrams and of the hashed bigrams, computed from the same token ids (fastText,
-          Joulin et al. 2016): a "wide" linear path beside the recurrent "deep" one]
-      -> Dropout -> Dense(classes, softmax)                  probabilities (batch, classes)
+      -> Dropout -> [Dense(hidden, relu)] -> Dense(classes, softmax)   probabilities (batch, classes)
+
+With ``ngram_buckets`` > 0 that recurrent ("deep") classifier is one member of a two-model ensemble:
+a "wide" fastText classifier (Joulin et al. 2016) reads the same token ids -- the masked mean of
+embeddings of the unigrams and hashed bigrams -> Dense(classes, softmax) -- and the output is
+``deep_weight * deep + (1 - deep_weight) * wide`` (the weight is chosen on the validation split). The members share no weights and `training_model` gives each
+its own loss, so one `fit` trains both as if apart (the wide one would otherwise fit the training
+set within an epoch and starve the recurrent one of gradient).
 
 ``impl="keras"`` builds the same model with `keras.layers.GRU/LSTM/SimpleRNN` (for the benchmark).
 """
@@ -92,11 +96,13 @@ class BagOfNgrams(keras.layers.Layer):
         vocab_size: number of token ids (0 = padding).
         buckets: number of hashed bigram rows.
         dim: embedding size.
+        scale: the vectors are ``scale * embeddings`` (initialised ``1/scale`` smaller): with Adam this
+            multiplies the learning rate of the table by ``scale`` (a sparse bag learns slowly).
 
     Input (batch, T) int32 -> output (batch, dim); a row with no token gives zeros.
     """
 
-    def __init__(self, vocab_size, buckets, dim=8, **kwargs):
+    def __init__(self, vocab_size, buckets, dim=8, scale=1.0, **kwargs):
         super().__init__(**kwargs)
         if vocab_size > MAX_NGRAM_VOCAB:
             raise ValueError(
@@ -108,12 +114,14 @@ class BagOfNgrams(keras.layers.Layer):
         self.vocab_size = int(vocab_size)
         self.buckets = int(buckets)
         self.dim = int(dim)
+        self.scale = float(scale)
 
     def build(self, input_shape):
+        limit = 0.05 / self.scale
         self.embeddings = self.add_weight(
             shape=(self.vocab_size + self.buckets, self.dim),
             name="embeddings",
-            initializer=keras.initializers.RandomUniform(-0.05, 0.05),
+            initializer=keras.initializers.RandomUniform(-limit, limit),
         )
 
     def call(self, ids):
@@ -125,13 +133,19 @@ class BagOfNgrams(keras.layers.Layer):
         valid = ops.cast(ops.concatenate([ids > 0, bigram_valid], axis=1), self.compute_dtype)
         vectors = ops.take(self.embeddings, all_ids, axis=0) * ops.expand_dims(valid, -1)
         count = ops.maximum(ops.sum(valid, axis=1, keepdims=True), 1.0)
-        return ops.sum(vectors, axis=1) / count
+        return ops.sum(vectors, axis=1) * (self.scale / count)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.dim)
 
     def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size, "buckets": self.buckets, "dim": self.dim}
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "buckets": self.buckets,
+            "dim": self.dim,
+            "scale": self.scale,
+        }
 
 
 _KERAS_LAYERS = {
@@ -164,11 +178,85 @@ def build_model(cfg, vocab_size: int, num_classes: int, impl: str = "seqapps", l
         rnn = recurrent_layer(cfg.cell, cfg.units, impl, name=f"rnn_{i + 1}")
         x = keras.layers.Bidirectional(rnn, name=f"birnn_{i + 1}")(x) if cfg.bidirectional else rnn(x)
     x = MaskedPooling(cfg.pooling, cfg.units, name="pooling")(x)
-    if getattr(cfg, "ngram_buckets", 0):
-        bag = BagOfNgrams(vocab_size, cfg.ngram_buckets, cfg.ngram_dim, name="bag_of_ngrams")(ids)
-        x = keras.layers.Concatenate(name="deep_and_wide")([x, bag])
     x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
     if cfg.hidden:
         x = keras.layers.Dense(cfg.hidden, activation="relu", name="hidden")(x)
-    probs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(ids, probs, name=f"sentiment_{cfg.cell}")
+    if not getattr(cfg, "ngram_buckets", 0):
+        probs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+        return keras.Model(ids, probs, name=f"sentiment_{cfg.cell}")
+    deep = keras.layers.Dense(num_classes, activation="softmax", name=DEEP)(x)
+    bag = BagOfNgrams(vocab_size, cfg.ngram_buckets, cfg.ngram_dim, cfg.ngram_scale, name="bag_of_ngrams")(ids)
+    wide = keras.layers.Dense(num_classes, activation="softmax", name=WIDE)(bag)
+    weight = getattr(cfg, "deep_weight", 0.5)
+    probs = MixProbabilities(0.5 if weight < 0 else weight, name="probabilities")([deep, wide])
+    return keras.Model(ids, probs, name=f"sentiment_{cfg.cell}_and_ngrams")
+
+
+@keras.saving.register_keras_serializable(package="seqapps.sentiment")
+class MixProbabilities(keras.layers.Layer):
+    """``weight * deep + (1 - weight) * wide``: the ensemble's probabilities (a fixed weight, chosen on
+    the validation split; no trainable weights)."""
+
+    def __init__(self, weight=0.5, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"deep_weight must be in [0, 1], got {weight!r}")
+        self.weight = float(weight)
+
+    def call(self, inputs):
+        deep, wide = inputs
+        return self.weight * deep + (1.0 - self.weight) * wide
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight}
+
+
+DEEP, WIDE = "deep_probabilities", "wide_probabilities"
+
+
+def training_model(model: keras.Model) -> tuple[keras.Model, int]:
+    """(model to fit, number of outputs): for the deep+wide ensemble, a model that also outputs each
+    member's probabilities, so that each member gets its own loss (the ensemble output has weight 0)."""
+    names = {layer.name for layer in model.layers}
+    if DEEP not in names:
+        return model, 1
+    outs = [model.output, model.get_layer(DEEP).output, model.get_layer(WIDE).output]
+    return keras.Model(model.input, outs, name=f"{model.name}_training"), 3
+
+
+class BestMemberWeights(keras.callbacks.Callback):
+    """Gives each member of the deep+wide ensemble the weights of the epoch of its own best validation
+    loss (``val_deep_probabilities_loss``, ``val_wide_probabilities_loss``) when training ends: the
+    recurrent member overfits in an epoch or two, the bag keeps improving for longer. Runs after
+    EarlyStopping's restore (list it after). After ``--resume`` it tracks the epochs run since then.
+    """
+
+    def __init__(self, model: keras.Model):
+        super().__init__()
+        wide_layers = {"bag_of_ngrams", WIDE}
+        self.members = {
+            f"val_{DEEP}_loss": [v for v in model.weights if v.path.split("/")[0] not in wide_layers],
+            f"val_{WIDE}_loss": [v for v in model.weights if v.path.split("/")[0] in wide_layers],
+        }
+        self.best = {key: (float("inf"), None, None) for key in self.members}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, variables in self.members.items():
+            value = (logs or {}).get(key)
+            if value is not None and value < self.best[key][0]:
+                self.best[key] = (float(value), epoch + 1, [v.numpy() for v in variables])
+
+    def on_train_end(self, logs=None):
+        for key, variables in self.members.items():
+            _, epoch, values = self.best[key]
+            if values is not None:
+                for v, x in zip(variables, values):
+                    v.assign(x)
+                print(f"[sentiment] {key.removeprefix('val_').removesuffix('_loss')}: weights of epoch {epoch}")
+
+    @property
+    def best_epochs(self) -> dict:
+        return {key.removeprefix("val_").removesuffix("_loss"): best[1] for key, best in self.best.items()}

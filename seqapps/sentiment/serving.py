@@ -86,8 +86,8 @@ class TFLiteModule(KerasModule):
 
 
 def tflite_blob(model, cfg, vocab_size, num_classes, variant, representative_ids=()):
-    """TFLite flatbuffer of ``model``: variant "float32", "dynamic" (int8 weights) or "full" (int8 weights and
-    activations). Full int8 traces the RNN unrolled over ``max_len`` steps (the int8 calibrator cannot run a
+    """TFLite flatbuffer of ``model``: variant "float32", "dynamic" (int8 weights), "full" (int8 weights and
+    activations) or "gpu" (float16 weights, unrolled). Full int8 traces the RNN unrolled over ``max_len`` steps (the int8 calibrator cannot run a
     WHILE loop); that model grows with ``max_len`` (31 MB at 400 tokens for a BiGRU 64), so it suits short texts.
     """
     from seqapps.export import tflite
@@ -96,6 +96,10 @@ def tflite_blob(model, cfg, vocab_size, num_classes, variant, representative_ids
     if variant in ("float32", "dynamic"):
         module = TFLiteModule(model, cfg.max_len)
         return tflite.convert_module(module, module.signatures(), variant)
+    if variant == "gpu":  # float16 weights, the RNN unrolled over max_len steps (no WHILE): GPU delegates
+        fixed = build_model(cfg, vocab_size, num_classes, length=cfg.max_len)
+        fixed.set_weights(model.get_weights())
+        return tflite.convert_unrolled(fixed, lambda: TFLiteModule(fixed, cfg.max_len))
     if variant != "full":
         raise ValueError(f"int8_mode must be 'dynamic' or 'full', got {variant!r}")
     if not len(representative_ids):

@@ -192,7 +192,7 @@ class SpeechApp(App):
         import keras
         import tensorflow as tf
 
-        from seqapps.export import atomic, metadata, saved_model, tflite
+        from seqapps.export import atomic, gpu, metadata, saved_model, tflite
         from seqapps.speech import model as model_lib  # noqa: F401  (registers the custom layers)
         from seqapps.speech.serving import ClipTFLite, SpeechModule, StreamTFLite
         from seqapps.speech.tflite_runtime import StreamRunner
@@ -254,11 +254,13 @@ class SpeechApp(App):
         # TFLite: clip classifier float32 and int8, streaming step float32
         clip_mod = ClipTFLite(model, CLIP)
 
-        for variant in ("float32", "int8"):
+        for variant in ("float32", "int8", "gpu"):
             if variant == "int8":
                 from seqapps.speech.serving import int8_model
 
                 blob = int8_model(model, calib, CLIP)
+            elif variant == "gpu":  # float16, the RNN unrolled over the clip's frames: for GPU delegates
+                blob = tflite.convert_unrolled(model, lambda: ClipTFLite(model, CLIP))
             else:
                 blob = tflite.convert_module(clip_mod, clip_mod.signatures(), variant)
             path = out_dir / tflite.FILE_NAMES[variant]
@@ -324,10 +326,12 @@ class SpeechApp(App):
                 },
             },
             tflite={
-                "model.tflite / model_int8.tflite": "classify: waveform float32 [1, 16000] -> probabilities [1, L]",
+                "model.tflite / model_int8.tflite / model_gpu.tflite": "classify: waveform float32 [1, 16000] -> "
+                "probabilities [1, L]",
                 "stream.tflite": f"step: audio float32 [1, {runner.hop}] + state float32 [1, "
                 f"{runner.state_size}] -> probabilities [1, L], state [1, {runner.state_size}]",
             },
+            gpu_compatibility=gpu.summarize(out_dir),
             files=metadata.file_sizes(out_dir),
         )
         self._model_card(out_dir, meta)

@@ -23,6 +23,33 @@ SAMPLES = [
 ]
 
 
+def restore_from_saved_model(model_dir, cfg, src_vocab_size: int, tgt_vocab_size: int):
+    """The Keras `Translator` with the weights of ``<model_dir>/saved_model/<latest>``.
+
+    The serving module tracks ``model.variables`` in order (`KerasModule.model_variables`), so a model
+    built from the same config takes them back one to one (names and shapes are checked)."""
+    import tensorflow as tf
+
+    from seqapps.export import saved_model
+    from seqapps.translate import model as model_lib
+
+    path = saved_model.latest(model_dir)
+    loaded = tf.saved_model.load(str(path))
+    stored = list(getattr(loaded, "model_variables", []))
+    model = model_lib.build_model(cfg, src_vocab_size, tgt_vocab_size)
+    if len(stored) != len(model.variables):
+        raise ValueError(
+            f"{path}: {len(stored)} stored variables, the model from config.yaml has {len(model.variables)}; "
+            "the SavedModel was not written by this version of seqapps"
+        )
+    for var, value in zip(model.variables, stored):
+        if tuple(var.shape) != tuple(value.shape):
+            raise ValueError(f"{path}: variable {var.path} has shape {tuple(value.shape)}, expected {tuple(var.shape)}")
+        var.assign(value.numpy())
+    print(f"[translate] Keras model rebuilt from the weights in {path}")
+    return model
+
+
 @register_app("translate")
 class TranslateApp(App):
     config_class = TranslateConfig
@@ -191,7 +218,7 @@ class TranslateApp(App):
         import sacrebleu
         import tensorflow as tf
 
-        from seqapps.export import metadata, saved_model, tflite
+        from seqapps.export import gpu, metadata, saved_model, tflite
         from seqapps.translate import model as _model  # noqa: F401  (registers Translator for load_model)
         from seqapps.translate import text
         from seqapps.translate.serving import TFLiteModule
@@ -199,16 +226,30 @@ class TranslateApp(App):
 
         model_dir = Path(model_dir)
         out_dir = Path(out_dir or model_dir)
-        if not (model_dir / "model.keras").is_file():
+        has_keras = (model_dir / "model.keras").is_file()
+        if model is None and not has_keras and not saved_model.version_dirs(model_dir):
             raise FileNotFoundError(f"{model_dir / 'model.keras'} not found; train first (make train-translate)")
         cfg = cfg or config_lib.read(TranslateConfig, model_dir / "config.yaml")
-        model = model or keras.saving.load_model(model_dir / "model.keras", compile=False)
         src_vocab = text.read_vocab(model_dir / "assets" / "src_vocab.txt")
         tgt_vocab = text.read_vocab(model_dir / "assets" / "tgt_vocab.txt")
+        if model is None:
+            if has_keras:
+                model = keras.saving.load_model(model_dir / "model.keras", compile=False)
+            else:  # a shipped folder without the Keras file: the SavedModel holds every weight
+                model = restore_from_saved_model(model_dir, cfg, len(src_vocab), len(tgt_vocab))
         if test_pairs is None:
-            test_pairs = json.loads((model_dir / "run" / "test_pairs.json").read_text())
+            if (model_dir / "run" / "test_pairs.json").is_file():
+                test_pairs = json.loads((model_dir / "run" / "test_pairs.json").read_text())
+            else:  # re-create the held-out split from the training data
+                from seqapps.translate import data as data_lib
+
+                corp = data_lib.load_corpus(cfg)
+                test_pairs = data_lib.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)["test"]
+                test_pairs = [list(p) for p in test_pairs[: cfg.tflite_eval_examples]]
         if train_info is None and (model_dir / "run" / "train_info.json").exists():
             train_info = json.loads((model_dir / "run" / "train_info.json").read_text())
+        if train_info is None and (model_dir / "metadata.json").is_file():  # keep the figures of a shipped model
+            train_info = json.loads((model_dir / "metadata.json").read_text()).get("training")
         if out_dir != model_dir:
             import shutil
 
@@ -224,8 +265,11 @@ class TranslateApp(App):
         keras_greedy = self._keras_greedy_ids(module, sentences)
         lite_module = TFLiteModule(model, cfg.max_src_len)
         report = {}
-        for variant in ("float32", "dynamic"):
-            blob = tflite.convert_module(lite_module, lite_module.signatures(), variant)
+        for variant in ("float32", "dynamic", "gpu"):
+            if variant == "gpu":  # float16, the encoder unrolled over max_src_len: for GPU delegates
+                blob = tflite.convert_unrolled(model, lambda: TFLiteModule(model, cfg.max_src_len))
+            else:
+                blob = tflite.convert_module(lite_module, lite_module.signatures(), variant)
             path = out_dir / tflite.FILE_NAMES[variant]
             from seqapps.export.atomic import atomic_write_bytes
 
@@ -264,6 +308,7 @@ class TranslateApp(App):
             direction=cfg.direction,
             training=train_info,
             tflite=report,
+            gpu_compatibility=gpu.summarize(out_dir),
             saved_model={
                 "path": str(sm_path.relative_to(out_dir)),
                 "signatures": {
