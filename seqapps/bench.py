@@ -97,6 +97,113 @@ def layer_rows(quick: bool = False) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------------------------------------- shipped models
+def _variant_metric(name: str, meta: dict, file: str):
+    """(metric name, value of the artifact ``file``, value of the Keras model) from an export's metadata.json."""
+    if name == "sentiment":
+        p = meta.get("parity", {})
+        for rep in (p.get(k, {}) for k in ("float32", "int8", "gpu")):
+            if rep.get("file") == file:
+                return "accuracy (held-out)", rep.get("accuracy"), p.get("keras_accuracy")
+    if name == "speech":
+        c = meta.get("export_checks", {})
+        for rep in (c.get(k, {}) for k in ("float32", "int8", "gpu")):
+            if rep.get("file") == file:
+                return "accuracy (held-out speakers)", rep.get("accuracy"), c.get("keras_accuracy")
+    if name == "translate":
+        t = meta.get("tflite", {})
+        for rep in (t.get(k, {}) for k in ("float32", "dynamic", "gpu")):
+            if rep.get("file") == file:
+                return (
+                    "greedy BLEU (200 test sentences)",
+                    rep.get("bleu_greedy"),
+                    t.get("keras_greedy_bleu_same_sentences"),
+                )
+    if name in ("forecast", "weather"):
+        for rep in meta.get("tflite", {}).values():
+            if isinstance(rep, dict) and rep.get("file") == file:
+                return "max |diff| vs Keras (target units)", rep.get("max_abs_diff"), 0.0
+    return "", None, None
+
+
+def _tflite_inputs(details, example: dict, rng) -> dict:
+    """Inputs for a signature: the example where name and shape match, else valid random values."""
+    out = {}
+    for name, d in details.items():
+        shape, dtype = tuple(d["shape"]), d["dtype"]
+        ex = example.get(name)
+        if ex is not None and np.asarray(ex).shape[1:] == shape[1:] and np.asarray(ex).dtype.kind == "f":
+            out[name] = np.asarray(ex)[:1].astype(dtype)
+        elif np.issubdtype(dtype, np.integer):
+            out[name] = rng.integers(2, 50, shape).astype(dtype)
+        else:
+            out[name] = rng.normal(size=shape).astype(dtype)
+    return out
+
+
+def shipped_model_rows(quick: bool = False) -> list[dict]:
+    """For every shipped model: SavedModel latency at batch 1 and 32, and for every .tflite its size,
+    latency with 1 thread (each signature) and its task metric next to the Keras model's."""
+    import json
+
+    import tensorflow as tf
+
+    from seqapps.export import examples, saved_model, tflite
+
+    reps = 3 if quick else 10
+    rng = np.random.default_rng(0)
+    rows = []
+    for name in examples.shipped():
+        folder = examples.ROOT / "trained" / name
+        meta = json.loads((folder / "metadata.json").read_text())
+        example = examples.EXAMPLES[name]()
+        fn = tf.saved_model.load(str(saved_model.latest(folder))).signatures["serving_default"]
+        for batch in (1, 32):
+            args = {
+                k: tf.constant(np.resize(np.asarray(v), (batch, *np.asarray(v).shape[1:]))) for k, v in example.items()
+            }
+            ms = 1000 * median_seconds(lambda args=args, fn=fn: fn(**args), reps if batch == 1 else max(3, reps // 3))
+            rows.append({"model": name, "artifact": f"SavedModel, batch {batch}", "mb": None, "ms": ms})
+        for path in sorted(folder.glob("*.tflite")):
+            interp = tflite.interpreter(path, num_threads=1)
+            parts = []
+            for sig in interp.get_signature_list():
+                runner = interp.get_signature_runner(sig)
+                details = runner.get_input_details()
+                feed = _tflite_inputs(details, example, rng)
+                parts.append((sig, 1000 * median_seconds(lambda r=runner, f=feed: r(**f), reps)))
+            metric, value, keras_value = _variant_metric(name, meta, path.name)
+            rows.append(
+                {
+                    "model": name,
+                    "artifact": path.name,
+                    "mb": path.stat().st_size / 1e6,
+                    "ms": sum(ms for _, ms in parts),
+                    "per_signature": " + ".join(f"{s} {ms:.3g}" for s, ms in parts) if len(parts) > 1 else "",
+                    "metric": metric,
+                    "value": value,
+                    "keras": keras_value,
+                }
+            )
+        print(f"[bench] shipped {name}: {len([r for r in rows if r['model'] == name])} rows", flush=True)
+    return rows
+
+
+def shipped_markdown(rows: list[dict]) -> str:
+    lines = [
+        "## Shipped models: SavedModel and TFLite (1 thread) latency, size, task metric vs Keras\n",
+        "| model | artifact | size MB | latency ms | task metric | artifact | Keras |",
+        "|---|---|---:|---:|---|---:|---:|",
+    ]
+    for r in rows:
+        ms = f"{r['ms']:.3g}" + (f" ({r['per_signature']})" if r.get("per_signature") else "")
+        mb = f"{r['mb']:.2f}" if r.get("mb") is not None else ""
+        val = "" if r.get("value") is None else f"{r['value']:.4g}"
+        ker = "" if r.get("keras") is None else f"{r['keras']:.4g}"
+        lines.append(f"| {r['model']} | {r['artifact']} | {mb} | {ms} | {r.get('metric', '')} | {val} | {ker} |")
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(v):
     if v is None:
         return ""
@@ -144,6 +251,9 @@ def main(what: str = "all", quick: bool = False, out: str | Path = "bench/result
         if rows:
             sections[f"{name} ({model_dir})"] = rows
     md = to_markdown(sections)
+    if what == "all":
+        print("[bench] shipped models: SavedModel and TFLite latency ...", flush=True)
+        md += "\n" + shipped_markdown(shipped_model_rows(quick))
     print(md)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,25 @@ def _model_dir(app, given):
     return Path(app.default_model_dir) if app.default_model_dir else Path("runs") / app.name
 
 
+def _train_multi_worker(app, cfg, out, resume):
+    """Every worker runs the same command; the chief writes ``out``, the others a temporary folder
+    that is removed afterwards (so a cluster produces exactly one model)."""
+    import shutil
+    import tempfile
+
+    from seqapps import training
+
+    training.strategy(cfg)  # before any other TensorFlow op, as MultiWorkerMirroredStrategy requires
+    if training.is_chief():
+        app.train(cfg, out, resume=resume)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="seqapps-worker-"))
+    try:
+        app.train(cfg, tmp / "model", resume=False)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -85,7 +104,10 @@ def main(argv=None) -> int:
             cfg = app.tiny_config() if args.tiny else app.default_config()
             cfg = config_lib.load(cfg, args.config, args.set)
             out = args.out or Path("runs") / app.name
-            app.train(cfg, out, resume=args.resume)
+            if cfg.distribute == "multiworker":
+                _train_multi_worker(app, cfg, out, args.resume)
+            else:
+                app.train(cfg, out, resume=args.resume)
         elif args.command == "evaluate":
             options = config_lib.parse_overrides(args.set)
             app.evaluate(_model_dir(app, args.model), data=args.data, **options)

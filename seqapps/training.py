@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -20,15 +21,17 @@ import keras
 import numpy as np
 
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("none", "mirrored")
+STRATEGIES = ("none", "mirrored", "multiworker")
+_MULTI_WORKER = []  # the one MultiWorkerMirroredStrategy of this process (it must exist before other TF ops)
 
 
 def strategy(cfg):
     """The `tf.distribute` strategy for ``cfg.distribute``; build and compile models inside its scope.
 
     ``batch_size`` is the global batch: each of the N replicas gets ``batch_size / N``.
-    (MultiWorkerMirroredStrategy is not offered: with Keras 3.15 / TF 2.21 the non-chief worker of a
-    two-process run fails in ``fit`` converting a PerReplica batch, even for a plain Keras model.)
+    ``multiworker`` is MultiWorkerMirroredStrategy over the machines of ``TF_CONFIG``; create it
+    first thing in the process (the CLI does). Keras 3's ``fit`` cannot run it (a PerReplica batch
+    reaches a tensor conversion; keras-team/keras#20585), so `fit` trains it with its own loop.
     """
     import tensorflow as tf
 
@@ -36,7 +39,25 @@ def strategy(cfg):
         raise ValueError(f"distribute must be one of {STRATEGIES}, got {cfg.distribute!r}")
     if cfg.distribute == "mirrored":
         return tf.distribute.MirroredStrategy()
+    if cfg.distribute == "multiworker":
+        if not _MULTI_WORKER:
+            if "TF_CONFIG" not in os.environ:
+                raise ValueError(
+                    "distribute=multiworker needs TF_CONFIG (the cluster's workers and this worker's index), "
+                    'e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                    '"task": {"type": "worker", "index": 0}}\'; see the README'
+                )
+            _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
+        return _MULTI_WORKER[0]
     return tf.distribute.get_strategy()
+
+
+def is_chief() -> bool:
+    """False only on the non-chief workers of a multi-worker run (they must not write the model)."""
+    if not _MULTI_WORKER:
+        return True
+    resolver = _MULTI_WORKER[0].cluster_resolver
+    return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0)
 
 
 def set_precision(cfg) -> None:
@@ -96,9 +117,17 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
     ]
     if cfg.patience and val_ds is not None:
         cbs.append(
-            keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, restore_best_weights=True, verbose=1)
+            keras.callbacks.EarlyStopping(
+                monitor=monitor,
+                mode="min" if monitor.endswith("loss") else "auto",
+                patience=cfg.patience,
+                restore_best_weights=True,
+                verbose=1,
+            )
         )
     cbs.extend(callbacks)
+    if cfg.distribute == "multiworker":
+        return _fit_multi_worker(model, train_ds, val_ds, cfg, run_dir, resume, monitor)
     model.jit_compile = bool(cfg.jit_compile)
     start = time.time()
     history = model.fit(
@@ -118,3 +147,103 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
 
 def clear_backup(run_dir) -> None:
     shutil.rmtree(Path(run_dir) / "backup", ignore_errors=True)
+
+
+class _History:
+    def __init__(self):
+        self.history = {}
+        self.train_seconds = 0.0
+
+
+def _fit_multi_worker(model, train_ds, val_ds, cfg, run_dir, resume, monitor):
+    """`fit` for MultiWorkerMirroredStrategy: every worker runs the same synchronous steps on its
+    shard of each global batch (gradients all-reduced by the optimizer). Kept from `fit`: a
+    checkpoint every epoch with ``resume``, early stopping with the best weights, TerminateOnNaN
+    (a non-finite loss stops every worker), history.csv; progress is one line per epoch."""
+    import tensorflow as tf
+
+    if not isinstance(train_ds, tf.data.Dataset):
+        raise ValueError("distribute=multiworker needs a tf.data.Dataset to shard across the workers")
+    strat = strategy(cfg)
+    replicas = strat.num_replicas_in_sync
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dist_train = strat.experimental_distribute_dataset(train_ds.with_options(options))
+    dist_val = strat.experimental_distribute_dataset(val_ds.with_options(options)) if val_ds is not None else None
+
+    def replica_loss(x, y, training):
+        # Keras losses already divide by the number of replicas inside a tf.distribute replica, so the
+        # all-reduced SUM over replicas is the mean over the global batch; regularisation is added once.
+        y_pred = model(x, training=training)
+        loss = model._compile_loss(y, y_pred) if model._compile_loss is not None else 0.0
+        if training and model.losses:
+            loss = loss + tf.add_n(model.losses) / replicas
+        return loss
+
+    @tf.function
+    def train_step(x, y):
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                loss = replica_loss(x, y, True)
+            grads = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        return strat.reduce(tf.distribute.ReduceOp.SUM, strat.run(step, args=(x, y)), axis=None)
+
+    @tf.function
+    def val_step(x, y):
+        return strat.reduce(
+            tf.distribute.ReduceOp.SUM, strat.run(lambda x, y: replica_loss(x, y, False), args=(x, y)), axis=None
+        )
+
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch)
+    chief = is_chief()
+    # every worker saves (saving runs collectives); only the chief's copy is kept
+    ckpt_dir = run_dir / "backup" if chief else run_dir / f"backup-worker-{strat.cluster_resolver.task_id}"
+    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=1)
+    if resume and manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint)
+        print(f"[seqapps] resuming from {manager.latest_checkpoint} after epoch {int(epoch.numpy())}.")
+    history, best, best_weights, wait = _History(), float("inf"), None, 0
+    start = time.time()
+    while int(epoch.numpy()) < cfg.epochs:
+        losses = [float(train_step(x, y)) for x, y in dist_train]
+        logs = {"loss": float(np.mean(losses)) if losses else float("nan")}
+        if dist_val is not None:
+            logs["val_loss"] = float(np.mean([float(val_step(x, y)) for x, y in dist_val]))
+        logs["elapsed_s"] = time.time() - start
+        epoch.assign_add(1)
+        for k, v in logs.items():
+            history.history.setdefault(k, []).append(v)
+        if cfg.verbose:
+            print(
+                f"Epoch {int(epoch.numpy())}/{cfg.epochs} ({replicas} replicas): "
+                + " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
+            )
+        manager.save()
+        if not np.isfinite(logs["loss"]):
+            break
+        value = logs.get(monitor, logs["loss"])
+        if value < best:
+            best, best_weights, wait = value, model.get_weights(), 0
+        elif cfg.patience and dist_val is not None:
+            wait += 1
+            if wait >= cfg.patience:
+                print(f"[seqapps] early stopping after epoch {int(epoch.numpy())}")
+                break
+    if best_weights is not None and cfg.patience and dist_val is not None:
+        model.set_weights(best_weights)
+    history.train_seconds = time.time() - start
+    if chief:
+        keys = list(history.history)
+        rows = zip(*(history.history[k] for k in keys))
+        lines = ["epoch," + ",".join(keys)] + [f"{i}," + ",".join(f"{v:.6g}" for v in r) for i, r in enumerate(rows)]
+        (run_dir / "history.csv").write_text("\n".join(lines) + "\n")
+    else:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    losses = history.history.get("loss", [])
+    if losses and not np.isfinite(losses[-1]):
+        raise FloatingPointError(f"training diverged (loss {losses[-1]}); lower learning_rate or clipnorm and retry")
+    return history

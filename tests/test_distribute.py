@@ -38,3 +38,46 @@ def test_bad_strategy_and_precision_names():
         training.strategy(TrainConfig(distribute="tpu"))
     with pytest.raises(ValueError, match="mixed_precision must be one of"):
         training.set_precision(TrainConfig(mixed_precision="fp8"))
+
+
+def _free_ports(n):
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_two_process_multi_worker_run_trains_and_saves_one_model(tmp_path):
+    """MultiWorkerMirroredStrategy over two processes on localhost (Keras 3's fit cannot run it, so
+    `training.fit` uses its own synchronous loop): both workers take the same steps, the chief alone
+    writes the model, and the loss matches a single process on the same global batch."""
+    workers = [f"localhost:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        procs.append(_run(["multiworker", str(tmp_path / "mw")], env={**ENV, "TF_CONFIG": json.dumps(tf_config)}))
+    single = _run(["none", str(tmp_path / "single")])
+    for p in (*procs, single):
+        assert p.wait(timeout=300) == 0, p.stderr.read()[-3000:]
+    chief = json.loads((tmp_path / "mw" / "result-0.json").read_text())
+    other = json.loads((tmp_path / "mw" / "result-1.json").read_text())
+    alone = json.loads((tmp_path / "single" / "result-0.json").read_text())
+    assert chief["replicas"] == 2 and chief["loss"] == pytest.approx(other["loss"], rel=1e-6)
+    for a, b in zip(alone["loss"], chief["loss"]):  # same global batch -> same updates, up to reduction order
+        assert b == pytest.approx(a, rel=2e-2)
+    assert chief["loss"][-1] < chief["loss"][0]
+    assert sorted(p.name for p in (tmp_path / "mw").glob("*.keras")) == ["model.keras"]
+    assert (tmp_path / "mw" / "run" / "history.csv").is_file()
+    assert not list((tmp_path / "mw" / "run").glob("backup-worker-*"))  # the other worker cleaned up
+
+
+def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.setattr(training, "_MULTI_WORKER", [])
+    with pytest.raises(ValueError, match="distribute=multiworker needs TF_CONFIG"):
+        training.strategy(TrainConfig(distribute="multiworker"))

@@ -318,6 +318,7 @@ def trained(tmp_path_factory):
         truncate="head",
         ngram_buckets=32,
         deep_weight=-1.0,
+        patience=2,  # early stopping on the bag's validation loss
     )
     scores = SentimentApp().train(cfg, root / "model")
     return root, root / "model", scores

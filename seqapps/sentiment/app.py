@@ -99,20 +99,22 @@ class SentimentApp(App):
         val_ds = data.make_dataset(
             [seqs[i] for i in idx["val"]], y[idx["val"]], cfg.batch_size, False, cfg.seed, cfg.bucket_width
         )
-        model = model_lib.build_model(cfg, len(vocab), len(labels))
-        fit_model, outputs = model_lib.training_model(model)
-        if outputs > 1:  # deep+wide ensemble: each member learns from its own loss, the mean is reported
+        with training.strategy(cfg).scope():  # cfg.distribute: build and compile under the strategy
+            model = model_lib.build_model(cfg, len(vocab), len(labels))
+            fit_model, outputs = model_lib.training_model(model)
+            if outputs > 1:  # deep+wide ensemble: each member learns from its own loss, the mean is reported
+                fit_model.compile(
+                    optimizer=training.make_optimizer(cfg),
+                    loss=["sparse_categorical_crossentropy"] * outputs,
+                    loss_weights=[0.0] + [1.0] * (outputs - 1),
+                    metrics=[["accuracy"]] + [[]] * (outputs - 1),
+                )
+            else:
+                fit_model.compile(
+                    optimizer=training.make_optimizer(cfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+                )
+        if outputs > 1:
             train_ds, val_ds = (d.map(lambda x, t: (x, (t,) * outputs)) for d in (train_ds, val_ds))
-            fit_model.compile(
-                optimizer=training.make_optimizer(cfg),
-                loss=["sparse_categorical_crossentropy"] * outputs,
-                loss_weights=[0.0] + [1.0] * (outputs - 1),
-                metrics=[["accuracy"]] + [[]] * (outputs - 1),
-            )
-        else:
-            fit_model.compile(
-                optimizer=training.make_optimizer(cfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-            )
         print(
             f"[sentiment] model: {model.count_params():,} parameters ({'Bi' if cfg.bidirectional else ''}"
             f"{cfg.cell.upper()} {cfg.units} x {cfg.layers}, {cfg.pooling} pooling, {len(labels)} classes)"

@@ -106,7 +106,13 @@ class SpeechApp(App):
         parts, labels, noise, info = self.prepare(cfg)
         (xtr, ytr), (xva, yva), (xte, yte) = parts["train"], parts["val"], parts["test"]
         silence_id = labels.index(data.SILENCE) if data.SILENCE in labels else -1
-        model = model_lib.build_model(cfg, len(labels), CLIP)
+        if cfg.distribute == "multiworker":
+            raise ValueError(
+                "speech trains from a Python data pipeline (on-the-fly augmentation), which the multi-worker "
+                "loop cannot shard; use distribute=mirrored (all the GPUs of one machine) or none"
+            )
+        with training.strategy(cfg).scope():  # cfg.distribute: build and compile under the strategy
+            model = model_lib.build_model(cfg, len(labels), CLIP)
         rng = np.random.default_rng(cfg.seed)
         model_lib.adapt_frontend(model, xtr[rng.permutation(len(xtr))[:2000]])
         n = len(labels)
@@ -129,11 +135,12 @@ class SpeechApp(App):
         val_ds = onehot(data.AugmentedClips(xva, yva, cfg, (), False, 256))
         steps = (cfg.steps_per_epoch or len(train_ds)) * cfg.epochs
         schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps, alpha=0.02)
-        model.compile(
-            optimizer=training.make_optimizer(cfg, schedule),
-            loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
-            metrics=["categorical_accuracy"],
-        )
+        with training.strategy(cfg).scope():
+            model.compile(
+                optimizer=training.make_optimizer(cfg, schedule),
+                loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
+                metrics=["categorical_accuracy"],
+            )
         print(
             f"[speech] model: {model.count_params():,} parameters ({cfg.num_mel} log-mel, conv {cfg.conv_filters}x"
             f"{cfg.conv_kernel}, {cfg.rnn_layers}x{cfg.cell.upper()} {cfg.units})"

@@ -232,6 +232,9 @@ class TranslateApp(App):
         cfg = cfg or config_lib.read(TranslateConfig, model_dir / "config.yaml")
         src_vocab = text.read_vocab(model_dir / "assets" / "src_vocab.txt")
         tgt_vocab = text.read_vocab(model_dir / "assets" / "tgt_vocab.txt")
+        previous = {}  # re-export of a trained folder: its whole-test-split evaluation still holds
+        if model is None and (model_dir / "metadata.json").is_file():
+            previous = json.loads((model_dir / "metadata.json").read_text())
         if model is None:
             if has_keras:
                 model = keras.saving.load_model(model_dir / "model.keras", compile=False)
@@ -248,8 +251,8 @@ class TranslateApp(App):
                 test_pairs = [list(p) for p in test_pairs[: cfg.tflite_eval_examples]]
         if train_info is None and (model_dir / "run" / "train_info.json").exists():
             train_info = json.loads((model_dir / "run" / "train_info.json").read_text())
-        if train_info is None and (model_dir / "metadata.json").is_file():  # keep the figures of a shipped model
-            train_info = json.loads((model_dir / "metadata.json").read_text()).get("training")
+        if train_info is None:  # keep the figures of a shipped model
+            train_info = previous.get("training")
         if out_dir != model_dir:
             import shutil
 
@@ -317,6 +320,7 @@ class TranslateApp(App):
                 },
             },
             files=metadata.file_sizes(out_dir),
+            **({"evaluation": previous["evaluation"]} if "evaluation" in previous else {}),
         )
         self.write_model_card(out_dir)
         return sm_path
