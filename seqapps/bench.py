@@ -122,7 +122,7 @@ def _variant_metric(name: str, meta: dict, file: str):
     if name in ("forecast", "weather"):
         for rep in meta.get("tflite", {}).values():
             if isinstance(rep, dict) and rep.get("file") == file:
-                return "max |diff| vs Keras (target units)", rep.get("max_abs_diff"), 0.0
+                return "max abs diff vs Keras (target units)", rep.get("max_abs_diff"), 0.0
     return "", None, None
 
 
@@ -191,8 +191,10 @@ def shipped_model_rows(quick: bool = False) -> list[dict]:
 
 def shipped_markdown(rows: list[dict]) -> str:
     lines = [
-        "## Shipped models: SavedModel and TFLite (1 thread) latency, size, task metric vs Keras\n",
-        "| model | artifact | size MB | latency ms | task metric | artifact | Keras |",
+        "## Shipped models: SavedModel and TFLite (1 thread) latency, size, task metric vs Keras\n\n"
+        "SavedModel rows: the example request of `seqapps.export.examples`; TFLite rows: one call of each "
+        "signature with the example input (or random valid ids) at its fixed shape.\n",
+        "| model | artifact | size MB | latency ms | task metric | this artifact | Keras model |",
         "|---|---|---:|---:|---|---:|---:|",
     ]
     for r in rows:

@@ -81,3 +81,24 @@ def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(training, "_MULTI_WORKER", [])
     with pytest.raises(ValueError, match="distribute=multiworker needs TF_CONFIG"):
         training.strategy(TrainConfig(distribute="multiworker"))
+
+
+@pytest.mark.slow
+def test_cli_multi_worker_forecast_writes_one_model(tmp_path):
+    """`seqapps train forecast --set distribute=multiworker` as two localhost workers (the README's recipe)."""
+    workers = [f"localhost:{p}" for p in _free_ports(2)]
+    out = tmp_path / "model"
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        cmd = [sys.executable, "-m", "seqapps", "train", "forecast", "--tiny", "--set", "distribute=multiworker"]
+        cmd += ["--set", "verbose=1", "--out", str(out)]
+        env = {**ENV, "TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(tmp_path)}
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    epochs = [[line for line in log.splitlines() if line.startswith("Epoch ")] for log in logs]
+    losses = [[line.split("loss: ")[1].split(" ")[0] for line in e] for e in epochs]
+    assert losses[0] == losses[1] and "(2 replicas)" in epochs[0][0]  # both workers took the same steps
+    assert (out / "model.keras").is_file() and (out / "saved_model" / "1").is_dir()
+    assert not list(tmp_path.glob("seqapps-worker-*"))  # the other worker's temporary model is gone

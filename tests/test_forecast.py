@@ -424,3 +424,23 @@ def test_notebook_runs(trained):
     text = "".join(o.get("text", "") for o in outputs)
     assert "origins, MSFT 2012" in text and "80% interval coverage by horizon" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4
+
+
+def test_weather_linear_baseline_recovers_a_linear_signal_and_checks_columns(tmp_path):
+    from seqapps.experiments import weather_linear as wl
+
+    n = 24 * 365 * 5
+    rng = np.random.default_rng(0)
+    hours = np.arange(n)
+    years = 2010 + hours // (24 * 365)
+    dewp = rng.normal(size=n).cumsum() * 0.1
+    temp = np.roll(dewp, wl.HORIZON)  # temperature 24 h later is today's dew point: learnable exactly
+    cols = {c: rng.normal(size=n) for c in wl.BASE}
+    cols.update(TEMP=temp, DEWP=dewp, year=years.astype(float))
+    mae, naive, windows = wl.ridge_mae(cols, ["TEMP", "DEWP"], lam=1e-6)
+    assert windows == int((years[wl.WINDOW - 1 : n - wl.HORIZON] == 2014).sum())
+    assert mae < 0.05 * naive
+    bad = tmp_path / "bad.csv"
+    bad.write_text("year,month,day,hour,TEMP\n2010,1,1,0,3\n")
+    with pytest.raises(ValueError, match="expected the Beijing PM2.5 columns"):
+        wl.load(bad)

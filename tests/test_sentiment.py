@@ -438,6 +438,18 @@ def test_cli_export_from_a_model_folder(trained, tmp_path, monkeypatch):
     weights = sum(w.nbytes for w in keras.saving.load_model(model_dir / "model.keras").get_weights())
     assert stored < 1.3 * weights
 
+    # a shipped folder without the Keras file (nor run/) re-exports from its SavedModel's weights
+    import shutil
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(out, shipped)
+    (shipped / "model.keras").unlink(missing_ok=True)
+    shutil.rmtree(shipped / "run", ignore_errors=True)
+    assert cli.main(["export", "sentiment", "--model", str(shipped), "--out", "again"]) == 0
+    again = json.loads((tmp_path / "again" / "metadata.json").read_text())
+    assert again["parity"]["float32"]["accuracy"] == meta["parity"]["float32"]["accuracy"]
+    assert again["training"] == meta["training"]  # the training figures are kept
+
 
 def test_evaluate_default_is_the_held_out_test_split(trained):
     from seqapps.sentiment.app import SentimentApp

@@ -30,3 +30,42 @@ def test_example_request(name):
 
 def test_all_apps_ship_a_model():
     assert set(examples.EXAMPLES) == set(examples.shipped())
+
+
+@pytest.mark.parametrize("name", examples.shipped())
+def test_every_shipped_model_has_a_gpu_variant_and_report(name):
+    import json
+
+    from seqapps.export import tflite
+
+    folder = examples.ROOT / "trained" / name
+    meta = json.loads((folder / "metadata.json").read_text())
+    report = json.loads((folder / "gpu_compatibility.json").read_text())
+    assert set(report) == {p.name for p in folder.glob("*.tflite")}
+    assert "WHILE" not in tflite.op_names(folder / "model_gpu.tflite")
+    assert report["model_gpu.tflite"]["gpu_delegate_ready"] and meta["gpu_compatibility"] == {
+        k: {f: v[f] for f in ("analyzer_verdict", "control_flow_ops", "stays_on_cpu", "gpu_delegate_ready")}
+        for k, v in report.items()
+    }
+
+
+def test_shipped_benchmark_table_pieces():
+    import json
+
+    from seqapps import bench
+
+    meta = json.loads((examples.ROOT / "trained" / "sentiment" / "metadata.json").read_text())
+    metric, value, keras_value = bench._variant_metric("sentiment", meta, "model_gpu.tflite")
+    assert metric.startswith("accuracy") and value == meta["parity"]["gpu"]["accuracy"]
+    assert keras_value == meta["parity"]["keras_accuracy"]
+    assert bench._variant_metric("sentiment", meta, "nope.tflite") == ("", None, None)
+    details = {
+        "token_ids": {"shape": np.array([1, 5]), "dtype": np.int32},
+        "x": {"shape": np.array([1, 3]), "dtype": np.float32},
+    }
+    feed = bench._tflite_inputs(details, {"x": np.ones((2, 3))}, np.random.default_rng(0))
+    assert feed["token_ids"].shape == (1, 5) and feed["token_ids"].min() >= 2 and np.all(feed["x"] == 1)
+    md = bench.shipped_markdown(
+        [{"model": "m", "artifact": "a.tflite", "mb": 1.5, "ms": 2.0, "metric": "acc", "value": 0.9, "keras": 0.91}]
+    )
+    assert "| m | a.tflite | 1.50 | 2 | acc | 0.9 | 0.91 |" in md

@@ -36,6 +36,27 @@ class KerasModule(tf.Module):
         self.model_variables = [getattr(v, "value", v) for v in model.variables]
 
 
+def restore_weights(model, base):
+    """Give ``model`` (built from the same config) the weights of ``<base>/saved_model/<latest>``.
+
+    `KerasModule` tracks ``model.variables`` in order, so they map back one to one (count and shapes are
+    checked). This lets a shipped folder leave out the Keras file: the SavedModel already holds every weight.
+    """
+    path = latest(base)
+    stored = list(getattr(tf.saved_model.load(str(path)), "model_variables", []))
+    if len(stored) != len(model.variables):
+        raise ValueError(
+            f"{path}: {len(stored)} stored variables, the model from config.yaml has {len(model.variables)}; "
+            "the SavedModel was not written by this version of seqapps"
+        )
+    for var, value in zip(model.variables, stored):
+        if tuple(var.shape) != tuple(value.shape):
+            raise ValueError(f"{path}: variable {var.path} has shape {tuple(value.shape)}, expected {tuple(var.shape)}")
+        var.assign(value.numpy())
+    print(f"[seqapps] Keras model rebuilt from the weights in {path}")
+    return model
+
+
 def version_dirs(base) -> list[int]:
     root = Path(base) / "saved_model"
     if not root.is_dir():

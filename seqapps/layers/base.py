@@ -10,7 +10,8 @@ A seqapps cell splits its work in two, so that the same weights serve three uses
 
 ``seqapps.layers.RNN`` (a ``keras.layers.RNN``) uses the split to project the whole sequence
 first (one large matrix product, time-major so that the big projected tensor is never transposed)
-and loop only over ``step``; that is what makes the custom cells as fast as the built-ins.
+and loop only over ``step``, which has fewer ops per step than Keras's cells (``make bench`` measures
+both side by side).
 """
 
 from __future__ import annotations

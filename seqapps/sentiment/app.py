@@ -244,14 +244,21 @@ class SentimentApp(App):
 
         model_dir = Path(model_dir)
         out_dir = Path(out_dir or model_dir)
-        if not (model_dir / "model.keras").is_file():
+        has_keras = (model_dir / "model.keras").is_file()
+        previous = {}  # re-export of a trained folder: keep its training figures
+        if model is None and (model_dir / "metadata.json").is_file():
+            previous = json.loads((model_dir / "metadata.json").read_text())
+        if model is None and not has_keras and not saved_model.version_dirs(model_dir):
             raise FileNotFoundError(f"{model_dir / 'model.keras'} not found; train first (make train-sentiment)")
         cfg = cfg or config_lib.read(SentimentConfig, model_dir / "config.yaml")
-        from seqapps.sentiment import model as _registers_pooling  # noqa: F401  (MaskedPooling for load_model)
+        from seqapps.sentiment import model as model_lib  # (registers MaskedPooling etc. for load_model)
 
-        model = model or keras.saving.load_model(model_dir / "model.keras", compile=False)
         vocab = text.read_vocab(model_dir / "assets" / "vocab.txt")
         labels = read_lines(model_dir / "assets" / "labels.txt")
+        if model is None and has_keras:
+            model = keras.saving.load_model(model_dir / "model.keras", compile=False)
+        elif model is None:  # a shipped folder without the Keras file: the SavedModel holds every weight
+            model = saved_model.restore_weights(model_lib.build_model(cfg, len(vocab), len(labels)), model_dir)
         run = model_dir / "run"
         if (run / "heldout.json").is_file():
             heldout = json.loads((run / "heldout.json").read_text())
@@ -266,7 +273,11 @@ class SentimentApp(App):
                 "labels": [ds.labels[i] for i in held],
             }
             rep_texts = [ds.texts[i] for i in idx["train"][: cfg.representative_examples]]
-        train_info = json.loads((run / "train_info.json").read_text()) if (run / "train_info.json").is_file() else None
+        train_info = (
+            json.loads((run / "train_info.json").read_text())
+            if (run / "train_info.json").is_file()
+            else previous.get("training")
+        )
         if out_dir != model_dir:
             shutil.copytree(model_dir / "assets", out_dir / "assets", dirs_exist_ok=True)
             shutil.copy2(model_dir / "config.yaml", out_dir / "config.yaml")

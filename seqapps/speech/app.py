@@ -380,7 +380,13 @@ class SpeechApp(App):
             f"{(tr.get('test') or {}).get('clips')} clips",
             f"- validation + test together: {pct(held_acc)} on {held_n} clips of speakers never seen in training",
             f"- TFLite float32: {pct(ex['float32']['accuracy'])}, int8: {pct(ex['int8']['accuracy'])} "
-            f"(change {ex.get('int8_accuracy_change')}), on {ex['eval_clips']} test clips",
+            f"(change {ex.get('int8_accuracy_change')}), on {ex['eval_clips']} test clips"
+            + (
+                f"; GPU variant (`model_gpu.tflite`, float16, RNN unrolled): {pct(ex['gpu']['accuracy'])} "
+                "(GPU-delegate report: `gpu_compatibility.json`)"
+                if "gpu" in ex
+                else ""
+            ),
             f"- SavedModel max |diff| vs Keras: {ex['saved_model']['max_abs_diff']:.2e}; streaming TFLite after the "
             f"last hop vs clip model: {ex['stream']['final_step_max_abs_diff_vs_keras_clip']:.2e}",
             f"- training time: {tr.get('train_seconds')} s, {tr.get('epochs_run')} epochs (2-core CPU)",

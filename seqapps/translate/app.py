@@ -23,33 +23,6 @@ SAMPLES = [
 ]
 
 
-def restore_from_saved_model(model_dir, cfg, src_vocab_size: int, tgt_vocab_size: int):
-    """The Keras `Translator` with the weights of ``<model_dir>/saved_model/<latest>``.
-
-    The serving module tracks ``model.variables`` in order (`KerasModule.model_variables`), so a model
-    built from the same config takes them back one to one (names and shapes are checked)."""
-    import tensorflow as tf
-
-    from seqapps.export import saved_model
-    from seqapps.translate import model as model_lib
-
-    path = saved_model.latest(model_dir)
-    loaded = tf.saved_model.load(str(path))
-    stored = list(getattr(loaded, "model_variables", []))
-    model = model_lib.build_model(cfg, src_vocab_size, tgt_vocab_size)
-    if len(stored) != len(model.variables):
-        raise ValueError(
-            f"{path}: {len(stored)} stored variables, the model from config.yaml has {len(model.variables)}; "
-            "the SavedModel was not written by this version of seqapps"
-        )
-    for var, value in zip(model.variables, stored):
-        if tuple(var.shape) != tuple(value.shape):
-            raise ValueError(f"{path}: variable {var.path} has shape {tuple(value.shape)}, expected {tuple(var.shape)}")
-        var.assign(value.numpy())
-    print(f"[translate] Keras model rebuilt from the weights in {path}")
-    return model
-
-
 @register_app("translate")
 class TranslateApp(App):
     config_class = TranslateConfig
@@ -239,7 +212,10 @@ class TranslateApp(App):
             if has_keras:
                 model = keras.saving.load_model(model_dir / "model.keras", compile=False)
             else:  # a shipped folder without the Keras file: the SavedModel holds every weight
-                model = restore_from_saved_model(model_dir, cfg, len(src_vocab), len(tgt_vocab))
+                from seqapps.translate import model as model_lib
+
+                model = model_lib.build_model(cfg, len(src_vocab), len(tgt_vocab))
+                saved_model.restore_weights(model, model_dir)
         if test_pairs is None:
             if (model_dir / "run" / "test_pairs.json").is_file():
                 test_pairs = json.loads((model_dir / "run" / "test_pairs.json").read_text())
@@ -392,6 +368,15 @@ class TranslateApp(App):
             f"- TFLite dynamic-range (`{lite['dynamic']['file']}`, {lite['dynamic']['bytes'] / 1e6:.1f} MB): greedy "
             f"output identical on {lite['dynamic']['greedy_identical_to_keras']}; BLEU {lite['dynamic']['bleu_greedy']}, "
             f"change {lite['dynamic_bleu_change']:+.2f} against float32 on the same sentences.",
+            *(
+                [
+                    f"- TFLite GPU variant (`{lite['gpu']['file']}`, {lite['gpu']['bytes'] / 1e6:.1f} MB; float16 weights, "
+                    f"encoder unrolled, no WHILE): greedy output identical on {lite['gpu']['greedy_identical_to_keras']}; "
+                    f"BLEU {lite['gpu']['bleu_greedy']}. GPU-delegate report: `gpu_compatibility.json`.",
+                ]
+                if "gpu" in lite
+                else []
+            ),
             "",
             "## Reproduce",
             "",
