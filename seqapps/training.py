@@ -127,6 +127,8 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
         )
     cbs.extend(callbacks)
     if cfg.distribute == "multiworker":
+        if callbacks:
+            print(f"[seqapps] distribute=multiworker: {[type(c).__name__ for c in callbacks]} are not run by its loop")
         return _fit_multi_worker(model, train_ds, val_ds, cfg, run_dir, resume, monitor)
     model.jit_compile = bool(cfg.jit_compile)
     start = time.time()
@@ -158,12 +160,19 @@ class _History:
 def _fit_multi_worker(model, train_ds, val_ds, cfg, run_dir, resume, monitor):
     """`fit` for MultiWorkerMirroredStrategy: every worker runs the same synchronous steps on its
     shard of each global batch (gradients all-reduced by the optimizer). Kept from `fit`: a
-    checkpoint every epoch with ``resume``, early stopping with the best weights, TerminateOnNaN
-    (a non-finite loss stops every worker), history.csv; progress is one line per epoch."""
+    checkpoint every epoch (the chief's, in ``<run>/backup``), early stopping on ``monitor`` (or
+    ``val_loss``) with the best weights, TerminateOnNaN (a non-finite loss stops every worker) and
+    history.csv; progress is one line per epoch. Not kept: ``resume`` (every worker would have to
+    restore the chief's checkpoint; it is refused) and app callbacks (said when given)."""
     import tensorflow as tf
 
     if not isinstance(train_ds, tf.data.Dataset):
         raise ValueError("distribute=multiworker needs a tf.data.Dataset to shard across the workers")
+    if resume:
+        raise ValueError(
+            "--resume is not supported with distribute=multiworker: restart the run (the chief's per-epoch "
+            "checkpoint is in <run>/backup for a manual tf.train.Checkpoint restore)"
+        )
     strat = strategy(cfg)
     replicas = strat.num_replicas_in_sync
     options = tf.data.Options()
@@ -203,9 +212,6 @@ def _fit_multi_worker(model, train_ds, val_ds, cfg, run_dir, resume, monitor):
     # every worker saves (saving runs collectives); only the chief's copy is kept
     ckpt_dir = run_dir / "backup" if chief else run_dir / f"backup-worker-{strat.cluster_resolver.task_id}"
     manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=1)
-    if resume and manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint)
-        print(f"[seqapps] resuming from {manager.latest_checkpoint} after epoch {int(epoch.numpy())}.")
     history, best, best_weights, wait = _History(), float("inf"), None, 0
     start = time.time()
     while int(epoch.numpy()) < cfg.epochs:
@@ -225,7 +231,7 @@ def _fit_multi_worker(model, train_ds, val_ds, cfg, run_dir, resume, monitor):
         manager.save()
         if not np.isfinite(logs["loss"]):
             break
-        value = logs.get(monitor, logs["loss"])
+        value = logs.get(monitor, logs.get("val_loss", logs["loss"]))
         if value < best:
             best, best_weights, wait = value, model.get_weights(), 0
         elif cfg.patience and dist_val is not None:

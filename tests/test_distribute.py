@@ -76,6 +76,17 @@ def test_two_process_multi_worker_run_trains_and_saves_one_model(tmp_path):
     assert not list((tmp_path / "mw" / "run").glob("backup-worker-*"))  # the other worker cleaned up
 
 
+def test_multi_worker_refuses_resume_and_non_tf_data(monkeypatch):
+    import tensorflow as tf
+
+    cfg = TrainConfig(distribute="multiworker")
+    ds = tf.data.Dataset.from_tensor_slices(([1.0], [1.0]))
+    with pytest.raises(ValueError, match="--resume is not supported with distribute=multiworker"):
+        training._fit_multi_worker(None, ds, None, cfg, Path("unused"), True, "val_loss")
+    with pytest.raises(ValueError, match="needs a tf.data.Dataset"):
+        training._fit_multi_worker(None, [1, 2], None, cfg, Path("unused"), False, "val_loss")
+
+
 def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     monkeypatch.setattr(training, "_MULTI_WORKER", [])
