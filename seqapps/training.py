@@ -108,6 +108,10 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
         if meta.exists():
             print(f"[seqapps] resuming from {backup} after epoch {json.loads(meta.read_text())['epoch']}.")
 
+    if cfg.distribute == "multiworker":
+        if callbacks:
+            print(f"[seqapps] distribute=multiworker: {[type(c).__name__ for c in callbacks]} are not run by its loop")
+        return _fit_multi_worker(model, train_ds, val_ds, cfg, run_dir, resume, monitor)
     cbs = [
         keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
@@ -126,10 +130,6 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
             )
         )
     cbs.extend(callbacks)
-    if cfg.distribute == "multiworker":
-        if callbacks:
-            print(f"[seqapps] distribute=multiworker: {[type(c).__name__ for c in callbacks]} are not run by its loop")
-        return _fit_multi_worker(model, train_ds, val_ds, cfg, run_dir, resume, monitor)
     model.jit_compile = bool(cfg.jit_compile)
     start = time.time()
     history = model.fit(

@@ -36,6 +36,25 @@ class KerasModule(tf.Module):
         self.model_variables = [getattr(v, "value", v) for v in model.variables]
 
 
+def require_trained(model_dir, train_hint: str) -> None:
+    """A clear error unless ``model_dir`` holds a Keras file or a SavedModel to export from."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "model.keras").is_file() and not version_dirs(model_dir):
+        raise FileNotFoundError(f"{model_dir / 'model.keras'} not found; train first ({train_hint})")
+
+
+def load_keras_model(model_dir, build, train_hint: str):
+    """The Keras model of a trained folder: ``model.keras`` when present, else ``build()`` given the
+    weights of the folder's SavedModel (`restore_weights`: shipped folders leave the Keras file out)."""
+    import keras
+
+    model_dir = Path(model_dir)
+    require_trained(model_dir, train_hint)
+    if (model_dir / "model.keras").is_file():
+        return keras.saving.load_model(model_dir / "model.keras", compile=False)
+    return restore_weights(build(), model_dir)
+
+
 def restore_weights(model, base):
     """Give ``model`` (built from the same config) the weights of ``<base>/saved_model/<latest>``.
 

@@ -127,9 +127,8 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
             if len(inputs.shape) == 2:
                 mask = self.get_dropout_mask(inputs)
             else:
-                time_axis = 0 if time_major else 1
                 mask = self.get_dropout_mask(inputs[0] if time_major else inputs[:, 0, :])
-                mask = ops.expand_dims(mask, time_axis)
+                mask = ops.expand_dims(mask, 0 if time_major else 1)
             inputs = inputs * mask
         x = ops.matmul(inputs, self.kernel)
         bias = self._input_bias()

@@ -232,7 +232,6 @@ class SentimentApp(App):
     def export(self, model_dir, out_dir=None, model=None, cfg=None):
         import shutil
 
-        import keras
         import tensorflow as tf
 
         from seqapps.export import gpu, metadata, saved_model, tflite
@@ -244,21 +243,22 @@ class SentimentApp(App):
 
         model_dir = Path(model_dir)
         out_dir = Path(out_dir or model_dir)
-        has_keras = (model_dir / "model.keras").is_file()
-        previous = {}  # re-export of a trained folder: keep its training figures
-        if model is None and (model_dir / "metadata.json").is_file():
-            previous = json.loads((model_dir / "metadata.json").read_text())
-        if model is None and not has_keras and not saved_model.version_dirs(model_dir):
-            raise FileNotFoundError(f"{model_dir / 'model.keras'} not found; train first (make train-sentiment)")
+        if model is None:
+            saved_model.require_trained(model_dir, "make train-sentiment")
+        # re-export of a trained folder (no model passed in): keep its training figures
+        previous = (
+            metadata.read(model_dir / "metadata.json")
+            if model is None and (model_dir / "metadata.json").is_file()
+            else {}
+        )
         cfg = cfg or config_lib.read(SentimentConfig, model_dir / "config.yaml")
         from seqapps.sentiment import model as model_lib  # (registers MaskedPooling etc. for load_model)
 
         vocab = text.read_vocab(model_dir / "assets" / "vocab.txt")
         labels = read_lines(model_dir / "assets" / "labels.txt")
-        if model is None and has_keras:
-            model = keras.saving.load_model(model_dir / "model.keras", compile=False)
-        elif model is None:  # a shipped folder without the Keras file: the SavedModel holds every weight
-            model = saved_model.restore_weights(model_lib.build_model(cfg, len(vocab), len(labels)), model_dir)
+        model = model or saved_model.load_keras_model(
+            model_dir, lambda: model_lib.build_model(cfg, len(vocab), len(labels)), "make train-sentiment"
+        )
         run = model_dir / "run"
         if (run / "heldout.json").is_file():
             heldout = json.loads((run / "heldout.json").read_text())

@@ -181,14 +181,14 @@ def build_model(cfg, vocab_size: int, num_classes: int, impl: str = "seqapps", l
     x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
     if cfg.hidden:
         x = keras.layers.Dense(cfg.hidden, activation="relu", name="hidden")(x)
-    if not getattr(cfg, "ngram_buckets", 0):
+    if not cfg.ngram_buckets:
         probs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
         return keras.Model(ids, probs, name=f"sentiment_{cfg.cell}")
     deep = keras.layers.Dense(num_classes, activation="softmax", name=DEEP)(x)
     bag = BagOfNgrams(vocab_size, cfg.ngram_buckets, cfg.ngram_dim, cfg.ngram_scale, name="bag_of_ngrams")(ids)
     wide = keras.layers.Dense(num_classes, activation="softmax", name=WIDE)(bag)
-    weight = getattr(cfg, "deep_weight", 0.5)
-    probs = MixProbabilities(0.5 if weight < 0 else weight, name="probabilities")([deep, wide])
+    weight = 0.5 if cfg.deep_weight < 0 else cfg.deep_weight  # < 0: chosen on validation after training
+    probs = MixProbabilities(weight, name="probabilities")([deep, wide])
     return keras.Model(ids, probs, name=f"sentiment_{cfg.cell}_and_ngrams")
 
 

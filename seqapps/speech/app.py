@@ -111,7 +111,8 @@ class SpeechApp(App):
                 "speech trains from a Python data pipeline (on-the-fly augmentation), which the multi-worker "
                 "loop cannot shard; use distribute=mirrored (all the GPUs of one machine) or none"
             )
-        with training.strategy(cfg).scope():  # cfg.distribute: build and compile under the strategy
+        strategy = training.strategy(cfg)  # cfg.distribute: build and compile under this one strategy
+        with strategy.scope():
             model = model_lib.build_model(cfg, len(labels), CLIP)
         rng = np.random.default_rng(cfg.seed)
         model_lib.adapt_frontend(model, xtr[rng.permutation(len(xtr))[:2000]])
@@ -135,7 +136,7 @@ class SpeechApp(App):
         val_ds = onehot(data.AugmentedClips(xva, yva, cfg, (), False, 256))
         steps = (cfg.steps_per_epoch or len(train_ds)) * cfg.epochs
         schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps, alpha=0.02)
-        with training.strategy(cfg).scope():
+        with strategy.scope():
             model.compile(
                 optimizer=training.make_optimizer(cfg, schedule),
                 loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),

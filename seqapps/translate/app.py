@@ -187,35 +187,32 @@ class TranslateApp(App):
 
     # ------------------------------------------------------------------ export
     def export(self, model_dir, out_dir=None, model=None, cfg=None, test_pairs=None, train_info=None):
-        import keras
         import sacrebleu
         import tensorflow as tf
 
         from seqapps.export import gpu, metadata, saved_model, tflite
-        from seqapps.translate import model as _model  # noqa: F401  (registers Translator for load_model)
+        from seqapps.translate import model as _model  # (also registers Translator for load_model)
         from seqapps.translate import text
         from seqapps.translate.serving import TFLiteModule
         from seqapps.translate.tflite_runtime import TFLiteTranslator
 
         model_dir = Path(model_dir)
         out_dir = Path(out_dir or model_dir)
-        has_keras = (model_dir / "model.keras").is_file()
-        if model is None and not has_keras and not saved_model.version_dirs(model_dir):
-            raise FileNotFoundError(f"{model_dir / 'model.keras'} not found; train first (make train-translate)")
+        if model is None:
+            saved_model.require_trained(model_dir, "make train-translate")
         cfg = cfg or config_lib.read(TranslateConfig, model_dir / "config.yaml")
         src_vocab = text.read_vocab(model_dir / "assets" / "src_vocab.txt")
         tgt_vocab = text.read_vocab(model_dir / "assets" / "tgt_vocab.txt")
-        previous = {}  # re-export of a trained folder: its whole-test-split evaluation still holds
-        if model is None and (model_dir / "metadata.json").is_file():
-            previous = json.loads((model_dir / "metadata.json").read_text())
-        if model is None:
-            if has_keras:
-                model = keras.saving.load_model(model_dir / "model.keras", compile=False)
-            else:  # a shipped folder without the Keras file: the SavedModel holds every weight
-                from seqapps.translate import model as model_lib
-
-                model = model_lib.build_model(cfg, len(src_vocab), len(tgt_vocab))
-                saved_model.restore_weights(model, model_dir)
+        # re-export of a trained folder (no model passed in): its training figures and whole-test-split
+        # evaluation still hold
+        previous = (
+            metadata.read(model_dir / "metadata.json")
+            if model is None and (model_dir / "metadata.json").is_file()
+            else {}
+        )
+        model = model or saved_model.load_keras_model(
+            model_dir, lambda: _model.build_model(cfg, len(src_vocab), len(tgt_vocab)), "make train-translate"
+        )
         if test_pairs is None:
             if (model_dir / "run" / "test_pairs.json").is_file():
                 test_pairs = json.loads((model_dir / "run" / "test_pairs.json").read_text())
