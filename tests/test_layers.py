@@ -1,7 +1,10 @@
 """The shared recurrent cells against Keras's built-in layers (the oracle), step use, serialisation."""
 
+import contextlib
+
 import keras
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from seqapps import layers as sl
@@ -33,10 +36,16 @@ def _randomize(layer):
     layer.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32") for w in layer.get_weights()])
 
 
+def _projection(name):
+    """The loop of `seqapps.layers.RNN`: per step (what CPU training uses) or whole-sequence (exports)."""
+    return sl.sequence_projection() if name == "sequence" else contextlib.nullcontext()
+
+
 @pytest.mark.parametrize("ours,theirs,options", CASES, ids=IDS)
 @pytest.mark.parametrize("shape", [(3, 7, 5, 6), (2, 11, 3, 16)], ids=["small", "wide"])
 @pytest.mark.parametrize("go_backwards", [False, True], ids=["fwd", "bwd"])
-def test_matches_keras_builtin(ours, theirs, options, shape, go_backwards):
+@pytest.mark.parametrize("projection", ["per_step", "sequence"])
+def test_matches_keras_builtin(ours, theirs, options, shape, go_backwards, projection):
     batch, steps, features, units = shape
     x, mask = _data(batch, steps, features)
     kw = dict(return_sequences=True, return_state=True, go_backwards=go_backwards, **options)
@@ -47,7 +56,9 @@ def test_matches_keras_builtin(ours, theirs, options, shape, go_backwards):
     assert [w.shape for w in mine.weights] == [w.shape for w in ref.weights]
     assert [w.name for w in mine.weights] == [w.name for w in ref.weights]
     for m in (None, mask):
-        a, b = outputs_list(ref(x, mask=m)), outputs_list(mine(x, mask=m))
+        with _projection(projection):
+            b = outputs_list(mine(x, mask=m))
+        a = outputs_list(ref(x, mask=m))
         assert len(a) == len(b)
         for ra, rb in zip(a, b):
             assert max_diff(ra, rb) < 1e-5
@@ -123,6 +134,57 @@ def test_dropout_only_in_training(layer_cls):
     # the plain Keras RNN wrapper (step-by-step path) also handles the masks
     plain = keras.layers.RNN(layer_cls.cell_class(8, dropout=0.5, recurrent_dropout=0.5, seed=3))
     assert np.all(np.isfinite(plain(x, training=True)))
+
+
+@pytest.mark.parametrize(
+    "layer_cls,options",
+    [(sl.SimpleRNN, {}), (sl.LSTM, {}), (sl.GRU, {}), (sl.GRU, {"reset_after": False})],
+    ids=["rnn", "lstm", "gru", "gru-reset-before"],
+)
+def test_both_loops_apply_the_same_dropout_and_gradients(layer_cls, options):
+    """Training (dropout masks, gradients) is the same through the per-step and the whole-sequence loop."""
+    x, mask = _data()
+    results = []
+    for projection in ("per_step", "sequence"):
+        layer = layer_cls(6, dropout=0.3, recurrent_dropout=0.2, seed=7, return_sequences=True, **options)
+        layer(x)
+        _randomize(layer)
+        with _projection(projection), tf.GradientTape() as tape:
+            y = layer(x, mask=mask, training=True)
+            loss = tf.reduce_sum(y * y)
+        results.append([y, *tape.gradient(loss, layer.trainable_weights)])
+    for a, b in zip(*results):
+        assert max_diff(a, b) < 1e-5
+
+
+def _while_body_matmuls(fn) -> list[int]:
+    """MatMul count in each while-loop body of a traced function's graph."""
+    lib = fn.get_concrete_function().graph.as_graph_def().library.function
+    return [sum(n.op == "MatMul" for n in f.node_def) for f in lib if "while_body" in f.signature.name]
+
+
+def test_exports_trace_the_whole_sequence_projection(tmp_path):
+    """On CPU the loop projects each step gate by gate (4 input + 4 recurrent products for an LSTM);
+    SavedModels and TFLite files are traced with one recurrent product per step (GPU servers, devices)."""
+    from seqapps.export import saved_model
+
+    layer = sl.LSTM(8)
+    x = np.zeros((2, 5, 3), "float32")
+    layer(x)
+    fn = tf.function(lambda a: layer(a), input_signature=[tf.TensorSpec([None, 5, 3])])
+    assert _while_body_matmuls(fn) == [8]
+    with sl.sequence_projection():
+        fn = tf.function(lambda a: layer(a), input_signature=[tf.TensorSpec([None, 5, 3])])
+        assert _while_body_matmuls(fn) == [1]
+
+    module = tf.Module()
+    module.layer = layer
+    module.serve = tf.function(lambda a: {"h": layer(a)}, input_signature=[tf.TensorSpec([None, 5, 3], name="a")])
+    path = saved_model.write(module, tmp_path, {"serving_default": module.serve})
+    loaded = tf.saved_model.load(str(path)).signatures["serving_default"]
+    bodies = [f for f in loaded.graph.as_graph_def().library.function if "while_body" in f.signature.name]
+    assert bodies and all(sum(n.op == "MatMul" for n in f.node_def) == 1 for f in bodies)
+    assert max_diff(loaded(a=tf.constant(x + 1))["h"], layer(x + 1)) < 1e-6
 
 
 @pytest.mark.parametrize("layer_cls", [sl.SimpleRNN, sl.LSTM, sl.GRU])

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from seqapps.layers.base import sequence_projection
+
 VARIANTS = ("float32", "float16", "dynamic", "int8")
 FILE_NAMES = {
     "float32": "model.tflite",
@@ -62,7 +64,7 @@ def unrolled(model):
 def convert_unrolled(model, make_module, variant: str = "float16", representative_dataset=None) -> bytes:
     """Convert the module that ``make_module()`` builds around ``model`` with its recurrent layers
     traced unrolled (``model`` needs a fixed sequence length). float16 gives the GPU-delegate variant."""
-    with unrolled(model):
+    with unrolled(model), sequence_projection():
         module = make_module()
         blob = convert_module(module, module.signatures(), variant, representative_dataset=representative_dataset)
     if "WHILE" in op_names(blob):
@@ -104,8 +106,9 @@ def convert(saved_model_dir, variant: str = "float32", signature_keys=None, repr
 
 
 def convert_module(module: tf.Module, signatures: dict, variant="float32", representative_dataset=None) -> bytes:
-    """Save ``module`` with ``signatures`` (static shapes) to a temporary SavedModel and convert it."""
-    with tempfile.TemporaryDirectory() as tmp:
+    """Save ``module`` with ``signatures`` (static shapes) to a temporary SavedModel and convert it
+    (recurrent layers traced with the whole-sequence projection: fewer ops for the interpreter)."""
+    with tempfile.TemporaryDirectory() as tmp, sequence_projection():
         tf.saved_model.save(module, tmp, signatures=signatures)
         keys = list(signatures)
         return convert(tmp, variant, signature_keys=keys, representative_dataset=representative_dataset)

@@ -3,13 +3,14 @@
 Cells (Keras cell contract, weight-compatible with the Keras built-ins):
     SimpleRNNCell, LSTMCell, GRUCell
 Layers:
-    RNN (keras.layers.RNN with a fast path for these cells), SimpleRNN, LSTM, GRU
+    RNN (keras.layers.RNN with a fast loop for these cells), SimpleRNN, LSTM, GRU
+    sequence_projection (context: trace the export graph, see seqapps.layers.base)
 Attention:
     BahdanauAttention (additive), LuongAttention (multiplicative)
 """
 
 from seqapps.layers.attention import BahdanauAttention, LuongAttention
-from seqapps.layers.base import RNN, RecurrentCell, RecurrentLayer
+from seqapps.layers.base import RNN, RecurrentCell, RecurrentLayer, sequence_projection
 from seqapps.layers.gru import GRU, GRUCell
 from seqapps.layers.lstm import LSTM, LSTMCell
 from seqapps.layers.simple_rnn import SimpleRNN, SimpleRNNCell
@@ -54,5 +55,6 @@ __all__ = [
     "LuongAttention",
     "make_cell",
     "make_attention",
+    "sequence_projection",
     "CELLS",
 ]

@@ -1,22 +1,31 @@
 """Common machinery of the seqapps recurrent cells and the fast `RNN` layer.
 
-A seqapps cell splits its work in two, so that the same weights serve three uses:
+A seqapps cell splits its work in two, so that the same weights serve every use:
 
-* ``project_inputs(x)``: the input half, ``x @ kernel (+ input bias)``. It has no time dependence, so
-  for a whole sequence it is one large matrix product instead of T small ones.
-* ``step(x_proj, states)``: the recurrent half for one time step.
-* ``call(x_t, states) = step(project_inputs(x_t), states)``: the Keras cell contract, used by
-  ``keras.layers.RNN``, ``Bidirectional``, ``StackedRNNCells`` and by streaming/step decoders.
+* the input half, ``x @ kernel (+ input bias)``, which has no time dependence;
+* ``step(x_proj, states)``: the recurrent half of one time step.
 
-``seqapps.layers.RNN`` (a ``keras.layers.RNN``) uses the split to project the whole sequence
-first (one large matrix product, time-major so that the big projected tensor is never transposed)
-and loop only over ``step``, which has fewer ops per step than Keras's cells (``make bench`` measures
-both side by side).
+``call(x_t, states) = step(project_inputs(x_t), states)`` is the Keras cell contract, used by
+``keras.layers.RNN``, ``Bidirectional``, ``StackedRNNCells`` and by streaming/step decoders.
+
+``seqapps.layers.RNN`` runs the loop itself, in one of two ways (same weights, same outputs):
+
+* **per step, gate by gate** (TensorFlow on CPU): each step projects its own input, one small
+  matrix product per gate, with the weights split once per sequence. The input products of later
+  steps do not depend on ``h`` and run on free cores while the recurrent chain runs, and the
+  per-gate recurrent products run side by side; this is what beats `keras.layers.LSTM/GRU` on
+  CPU (``make bench``).
+* **whole sequence** (GPU, unrolled loops, and every export, see `sequence_projection`): the
+  input half of all time steps is one large matrix product before the loop (time-major, so the
+  big projected tensor is never transposed) and each step does one recurrent matrix product.
+  Fewer, larger ops: what GPUs and single-threaded TFLite interpreters run best.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import threading
 
 import keras
 import tensorflow as tf
@@ -28,6 +37,29 @@ from keras.src.backend import rnn as _backend_rnn
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 PACKAGE = "seqapps"
+
+_TRACE = threading.local()
+
+
+@contextlib.contextmanager
+def sequence_projection():
+    """Trace `seqapps.layers.RNN` layers with the whole-sequence projection inside the block.
+
+    Exports use it (`seqapps.export`), so that SavedModels and TFLite files get the graph with
+    fewer, larger ops whatever machine writes them. Outputs are the same either way.
+    """
+    previous = getattr(_TRACE, "sequence", False)
+    _TRACE.sequence = True
+    try:
+        yield
+    finally:
+        _TRACE.sequence = previous
+
+
+def _per_step_projection(unroll: bool) -> bool:
+    if unroll or getattr(_TRACE, "sequence", False):
+        return False
+    return not tf.config.list_logical_devices("GPU")
 
 
 def _shape_str(shape) -> str:
@@ -117,38 +149,81 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
         return self.bias
 
     # --- the two halves ------------------------------------------------------------------------
+    def _input_dropout(self, inputs, training, time_major=False):
+        if not (training and 0.0 < self.dropout < 1.0):
+            return inputs
+        if len(inputs.shape) == 2:
+            return inputs * self.get_dropout_mask(inputs)
+        mask = self.get_dropout_mask(inputs[0] if time_major else inputs[:, 0, :])
+        return inputs * ops.expand_dims(mask, 0 if time_major else 1)
+
     def project_inputs(self, inputs, training=False, time_major=False):
         """``inputs @ kernel + input_bias`` for a step (batch, features) or a sequence.
 
         A sequence is (batch, T, features), or (T, batch, features) with ``time_major=True``; the
         dropout mask (one per sample, as in Keras) is shared by every time step.
         """
-        if training and 0.0 < self.dropout < 1.0:
-            if len(inputs.shape) == 2:
-                mask = self.get_dropout_mask(inputs)
-            else:
-                mask = self.get_dropout_mask(inputs[0] if time_major else inputs[:, 0, :])
-                mask = ops.expand_dims(mask, 0 if time_major else 1)
-            inputs = inputs * mask
-        x = ops.matmul(inputs, self.kernel)
+        x = ops.matmul(self._input_dropout(inputs, training, time_major), self.kernel)
         bias = self._input_bias()
         if bias is not None:
             x = x + bias
         return x
+
+    def _blocks(self, weight, per_gate):
+        return ops.split(weight, self.gates, axis=-1) if per_gate and self.gates > 1 else [weight]
+
+    def step_constants(self, per_gate=False):
+        """The loop-invariant tensors of `step`, computed once per sequence instead of every step.
+
+        ``per_gate=True`` splits the kernels (and input bias) into one (.., units) block per gate:
+        one small matrix product per gate, which independent cores run side by side.
+        """
+        bias = self._input_bias()
+        return {
+            "kernel": self._blocks(self.kernel, per_gate),
+            "input_bias": None if bias is None else self._blocks(bias, per_gate),
+            "recurrent_kernel": self._blocks(self.recurrent_kernel, per_gate),
+        }
+
+    def project_step(self, inputs, constants, training=False):
+        """The input half of one step inside the loop: a list of per-gate (batch, units) tensors
+        with ``step_constants(per_gate=True)``, else one (batch, gates*units) tensor."""
+        inputs = self._input_dropout(inputs, training)
+        out = [ops.matmul(inputs, w) for w in constants["kernel"]]
+        if constants["input_bias"] is not None:
+            out = [x + b for x, b in zip(out, constants["input_bias"])]
+        return out if len(out) > 1 else out[0]
+
+    def _gate_inputs(self, x_proj):
+        """``x_proj`` (one tensor or per-gate blocks) as a list of per-gate (batch, units) tensors."""
+        if isinstance(x_proj, (list, tuple)):
+            return list(x_proj)
+        return ops.split(x_proj, self.gates, axis=-1) if self.gates > 1 else [x_proj]
+
+    def _matmul_gates(self, x, kernels):
+        """``x @ k`` for each kernel block, split into per-gate (batch, units) tensors."""
+        out = []
+        for kernel in kernels:
+            y = ops.matmul(x, kernel)
+            n = kernel.shape[-1] // self.units
+            out.extend(ops.split(y, n, axis=-1) if n > 1 else [y])
+        return out
 
     def _recurrent_input(self, h_tm1, training):
         if training and 0.0 < self.recurrent_dropout < 1.0:
             return h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
         return h_tm1
 
-    def step(self, x_proj, states, training=False):  # pragma: no cover - abstract
+    def step(self, x_proj, states, training=False, constants=None):  # pragma: no cover - abstract
+        """One recurrent step. ``x_proj`` is the input half (one tensor, or per-gate blocks from
+        `project_step`); ``constants`` comes from `step_constants` (computed here when None)."""
         raise NotImplementedError
 
     def call(self, inputs, states, training=False):
         nested = isinstance(states, (list, tuple))
         states_list = list(states) if nested else [states]
         self._check_states(states_list)
-        output, new_states = self.step(self.project_inputs(inputs, training), states_list, training)
+        output, new_states = self.step(self.project_inputs(inputs, training), states_list, training=training)
         return output, (new_states if nested or len(new_states) > 1 else new_states[0])
 
     def _check_states(self, states):
@@ -189,12 +264,13 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RNN(keras.layers.RNN):
-    """`keras.layers.RNN` with a fast path for seqapps cells.
+    """`keras.layers.RNN` with a fast loop for seqapps cells.
 
-    For a `RecurrentCell` the input projection ``x_t @ kernel + b`` of every time step is computed
-    in one batched matrix product before the loop, and the loop runs only the recurrent half
-    (``cell.step``). Outputs are identical to the step-by-step loop; any other cell falls back to
-    the standard Keras loop. Accepts every argument of `keras.layers.RNN`.
+    For a `RecurrentCell` the layer runs its own loop over ``cell.step`` with the loop-invariant
+    weights prepared once: per step and gate by gate on CPU, or with the input projection of the
+    whole sequence first on GPU, unrolled and in exports (see the module docstring). Outputs are
+    identical to the step-by-step Keras loop; any other cell falls back to it. Accepts every
+    argument of `keras.layers.RNN`.
 
     Example:
         >>> layer = RNN(GRUCell(32), return_sequences=True)
@@ -219,29 +295,40 @@ class RNN(keras.layers.RNN):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         cell._check_states(list(initial_state))
+        per_step = _per_step_projection(self.unroll)
+        constants = cell.step_constants(per_gate=per_step)
         # Time-major throughout: transposing the (batch, T, features) input is cheap, while
         # transposing the projected (batch, T, gates*units) tensor (and its gradient) is not.
-        projected = cell.project_inputs(ops.transpose(sequences, (1, 0, 2)), training=training, time_major=True)
+        inputs = ops.transpose(sequences, (1, 0, 2))
+        if per_step:
+
+            def step(x_t, states):
+                x_proj = cell.project_step(x_t, constants, training=training)
+                return cell.step(x_proj, list(states), training=training, constants=constants)
+
+        else:
+            inputs = cell.project_inputs(inputs, training=training, time_major=True)
+
+            def step(x_proj, states):
+                return cell.step(x_proj, list(states), training=training, constants=constants)
+
         if mask is not None:
             mask = ops.transpose(mask, (1, 0))
         if self.go_backwards:
             # Reverse here rather than in Keras's loop: its unrolled path (used for TFLite exports)
             # misplaces the outputs of a masked backward layer in a Bidirectional. Outputs come in
             # processing order either way, as Keras's RNN layer expects.
-            projected = ops.flip(projected, axis=0)
+            inputs = ops.flip(inputs, axis=0)
             mask = None if mask is None else ops.flip(mask, axis=0)
-        if sequences.shape[1] is None and projected.shape[1] is not None:
+        if sequences.shape[1] is None and inputs.shape[1] is not None:
             # With ``input_length=None`` Keras's loop takes its length from ``inputs.shape[1]``, the
             # batch axis of a time-major tensor: hide the static batch size so that it counts the
             # steps at run time (as it does for a batch-major input of unknown length).
-            projected = tf.reshape(projected, tf.stack([tf.shape(projected)[0], -1, projected.shape[-1]]))
-
-        def step(x_proj, states):
-            return cell.step(x_proj, list(states), training=training)
+            inputs = tf.reshape(inputs, tf.stack([tf.shape(inputs)[0], -1, inputs.shape[-1]]))
 
         last, outputs, states = _backend_rnn(
             step,
-            projected,
+            inputs,
             list(initial_state),
             go_backwards=False,
             mask=mask,

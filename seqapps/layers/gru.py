@@ -58,23 +58,38 @@ class GRUCell(RecurrentCell):
         u = self.units
         return self.bias[0] + ops.concatenate([self.bias[1][: 2 * u], ops.zeros((u,), self.bias.dtype)])
 
-    def step(self, x_proj, states, training=False):
+    def step_constants(self, per_gate=False):
+        constants = super().step_constants(per_gate)
+        u = self.units
+        if not self.reset_after and not per_gate:
+            # (r * h_{t-1}) U_h needs r first: U_z|U_r is one product, U_h another
+            kernel = self.recurrent_kernel
+            constants["recurrent_kernel"] = [kernel[:, : 2 * u], kernel[:, 2 * u :]]
+        if self.reset_after and self.bias is not None:
+            constants["recurrent_bias_h"] = self.bias[1][2 * u :]
+        return constants
+
+    def step(self, x_proj, states, training=False, constants=None):
+        constants = constants or self.step_constants()
         h_tm1 = states[0]
         h_rec = self._recurrent_input(h_tm1, training)
-        u = self.units
-        x_zr, x_h = ops.split(x_proj, [2 * u], axis=-1)
+        x_z, x_r, x_h = self._gate_inputs(x_proj)
+        kernels = constants["recurrent_kernel"]
         if self.reset_after:
-            inner_zr, inner_h = ops.split(ops.matmul(h_rec, self.recurrent_kernel), [2 * u], axis=-1)
+            r_z, r_r, r_h = self._matmul_gates(h_rec, kernels)
             if self.bias is not None:
-                inner_h = inner_h + self.bias[1][2 * u :]
-            z, r = ops.split(self.recurrent_activation(x_zr + inner_zr), 2, axis=-1)
-            hh = self.activation(x_h + r * inner_h)
+                r_h = r_h + constants["recurrent_bias_h"]
+            z = self.recurrent_activation(x_z + r_z)
+            r = self.recurrent_activation(x_r + r_r)
+            hh = self.activation(x_h + r * r_h)
         else:
-            inner_zr = ops.matmul(h_rec, self.recurrent_kernel[:, : 2 * u])
-            z, r = ops.split(self.recurrent_activation(x_zr + inner_zr), 2, axis=-1)
-            hh = self.activation(x_h + ops.matmul(r * h_rec, self.recurrent_kernel[:, 2 * u :]))
-        # h = z * h_{t-1} + (1 - z) * hh, with one multiplication fewer
-        h = hh + z * (h_tm1 - hh)
+            r_z, r_r = self._matmul_gates(h_rec, kernels[:-1])
+            z = self.recurrent_activation(x_z + r_z)
+            r = self.recurrent_activation(x_r + r_r)
+            hh = self.activation(x_h + ops.matmul(r * h_rec, kernels[-1]))
+        # Keras's form: z * h_{t-1} and (1 - z) run beside the candidate, so the chain from h_{t-1}
+        # to h_t is one op shorter than hh + z * (h_{t-1} - hh).
+        h = z * h_tm1 + (1 - z) * hh
         return h, [h]
 
     def get_config(self):

@@ -59,14 +59,15 @@ class LSTMCell(RecurrentCell):
             shape=(4 * units,), name="bias", initializer=initializer, regularizer=self.bias_regularizer
         )
 
-    def step(self, x_proj, states, training=False):
+    def step(self, x_proj, states, training=False, constants=None):
+        constants = constants or self.step_constants()
         h_tm1, c_tm1 = states
-        z = x_proj + ops.matmul(self._recurrent_input(h_tm1, training), self.recurrent_kernel)
-        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
-        i = self.recurrent_activation(z_i)
-        f = self.recurrent_activation(z_f)
-        c = f * c_tm1 + i * self.activation(z_c)
-        o = self.recurrent_activation(z_o)
+        x_i, x_f, x_c, x_o = self._gate_inputs(x_proj)
+        r_i, r_f, r_c, r_o = self._matmul_gates(self._recurrent_input(h_tm1, training), constants["recurrent_kernel"])
+        i = self.recurrent_activation(x_i + r_i)
+        f = self.recurrent_activation(x_f + r_f)
+        o = self.recurrent_activation(x_o + r_o)
+        c = f * c_tm1 + i * self.activation(x_c + r_c)
         h = o * self.activation(c)
         return h, [h, c]
 

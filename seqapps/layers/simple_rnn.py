@@ -1,7 +1,6 @@
 """Elman recurrent network (`SimpleRNN`)."""
 
 import keras
-from keras import ops
 
 from seqapps.layers.base import PACKAGE, RecurrentCell, RecurrentLayer
 
@@ -37,9 +36,12 @@ class SimpleRNNCell(RecurrentCell):
 
     gates = 1
 
-    def step(self, x_proj, states, training=False):
+    def step(self, x_proj, states, training=False, constants=None):
+        constants = constants or self.step_constants()
         h_tm1 = self._recurrent_input(states[0], training)
-        h = self.activation(x_proj + ops.matmul(h_tm1, self.recurrent_kernel))
+        (x,) = self._gate_inputs(x_proj)
+        (r,) = self._matmul_gates(h_tm1, constants["recurrent_kernel"])
+        h = self.activation(x + r)
         return h, [h]
 
 
