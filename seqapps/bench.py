@@ -58,7 +58,7 @@ def layer_rows(quick: bool = False) -> list[dict]:
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(BATCH, STEPS, FEATURES)).astype("float32"))
     y = tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32"))
-    rounds = 3 if quick else 9
+    rounds = 3 if quick else 15
     rows = []
     for name, ours_cls, keras_cls in pairs:
         theirs = keras_cls(UNITS)

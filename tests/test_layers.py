@@ -4,8 +4,8 @@ import contextlib
 
 import keras
 import numpy as np
-import tensorflow as tf
 import pytest
+import tensorflow as tf
 
 from seqapps import layers as sl
 from tests.helpers import max_diff, outputs_list, run_python

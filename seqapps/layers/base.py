@@ -186,13 +186,16 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
         }
 
     def project_step(self, inputs, constants, training=False):
-        """The input half of one step inside the loop: a list of per-gate (batch, units) tensors
-        with ``step_constants(per_gate=True)``, else one (batch, gates*units) tensor."""
+        """The input half of one step inside the loop, as a list of per-gate (batch, units) tensors."""
         inputs = self._input_dropout(inputs, training)
-        out = [ops.matmul(inputs, w) for w in constants["kernel"]]
-        if constants["input_bias"] is not None:
-            out = [x + b for x, b in zip(out, constants["input_bias"])]
-        return out if len(out) > 1 else out[0]
+        biases = constants["input_bias"] or [None] * len(constants["kernel"])
+        out = []
+        for kernel, bias in zip(constants["kernel"], biases):
+            x = ops.matmul(inputs, kernel)
+            x = x if bias is None else x + bias
+            n = kernel.shape[-1] // self.units
+            out.extend(ops.split(x, n, axis=-1) if n > 1 else [x])
+        return out
 
     def _gate_inputs(self, x_proj):
         """``x_proj`` (one tensor or per-gate blocks) as a list of per-gate (batch, units) tensors."""
