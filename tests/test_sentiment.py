@@ -233,6 +233,99 @@ def test_bag_of_ngrams_against_a_python_oracle():
         model_lib.BagOfNgrams(50000, 10)
 
 
+@pytest.mark.parametrize("order,classes", [(1, 2), (2, 2), (3, 2), (3, 3)])
+def test_hashed_ngram_classifier_equals_its_numpy_twin_and_converts(order, classes):
+    """The graph layer counts each distinct hashed n-gram once, exactly as the features nblr.fit learns from,
+    and converts to TFLite builtins with the same output."""
+    from seqapps.sentiment import nblr
+
+    vocab, buckets = 40, 23
+    layer = model_lib.HashedNgramClassifier(vocab, buckets, order, classes)
+    rng = np.random.default_rng(order)
+    ids = rng.integers(1, 6, (6, 9)).astype("int32")  # few ids: many repeated n-grams
+    ids[1, 5:] = 0
+    ids[2, :] = 0
+    ids[3, 1] = 0  # padding inside a row breaks the n-grams around it
+    ids[4, 1:] = 0
+    layer(ids)
+    table = rng.normal(size=layer.table.shape).astype("float32")
+    table[0] = 0.0
+    bias = rng.normal(size=layer.bias.shape).astype("float32")
+    layer.set_weights([table, bias])
+    want = nblr.logits(nblr.features(ids, vocab, buckets, order), table, bias)
+    np.testing.assert_allclose(layer(ids).numpy(), want, atol=1e-5)
+    for row in ids:  # the python oracle of the rows: distinct n-grams of non-padding ids
+        toks = list(row)
+        grams = {(t,) for t in toks if t} | {
+            g for n in range(2, order + 1) for g in zip(*[toks[i:] for i in range(n)]) if all(g)
+        }
+        assert len(nblr.ngram_rows(row, vocab, buckets, order)) <= len(grams)
+    again = model_lib.HashedNgramClassifier.from_config(layer.get_config())
+    assert (again.vocab_size, again.buckets, again.order, again.classes) == (vocab, buckets, order, classes)
+
+    module = saved_model.KerasModule(layer)
+    module.f = tf.function(lambda x: {"p": layer(x)}, input_signature=[tf.TensorSpec([1, 9], tf.int32, name="x")])
+    blob = tflite.convert_module(module, {"f": module.f})
+    assert not any("Flex" in op for op in tflite.op_names(blob))
+    interp = tflite.interpreter(blob)
+    lite = np.stack([tflite.run(interp, "f", x=ids[i : i + 1])["p"][0] for i in range(len(ids))])
+    np.testing.assert_allclose(lite, want, atol=1e-5)
+
+
+def test_nblr_fit_learns_and_rejects_bad_settings():
+    from seqapps.sentiment import nblr
+
+    rows = synthetic(300)
+    vocab = text.build_vocabulary([tokenizer.tokenize(t) for _, t in rows], 100, 1)
+    seqs = data.encode([tokenizer.tokenize(t) for _, t in rows], vocab, 20, "head")
+    y = np.array([lab == "positive" for lab, _ in rows], np.int32)
+    table, bias, info = nblr.fit(seqs[:200], y[:200], 2, len(vocab), 64, 2)
+    z = nblr.logits(nblr.features(seqs[200:], len(vocab), 64, 2), table, bias)
+    assert (z.argmax(1) == y[200:]).mean() > 0.9
+    oof = nblr.out_of_fold_logits(seqs[:200], y[:200], 2, len(vocab), 64, 2, folds=4)
+    assert oof.shape == (200, 2) and (oof.argmax(1) == y[:200]).mean() > 0.8
+    assert table.shape == (len(vocab) + 64, 1) and not table[0].any() and info["active_rows"] > 10
+    three = np.array([i % 3 for i in range(200)])
+    assert nblr.fit(seqs[:200], three, 3, len(vocab), 64, 2)[0].shape == (len(vocab) + 64, 3)
+    with pytest.raises(ValueError, match="ngram_order must be 1, 2 or 3"):
+        nblr.fit(seqs, y, 2, len(vocab), 64, 4)
+    with pytest.raises(ValueError, match="no training example on one side"):
+        nblr.fit(seqs, np.ones(len(seqs), np.int32), 2, len(vocab), 64, 2)
+    with pytest.raises(ValueError, match="wide must be one of"):
+        model_lib.build_model(dataclasses.replace(tiny(), ngram_buckets=8, wide="svm"), 10, 2)
+
+
+def test_nblr_ensemble_trains_and_exports(tmp_path):
+    """wide=nblr end to end: the n-gram model is fitted first, the recurrent member learns its residual, the
+    correction weight is chosen on validation, and the exported model adds the two in the graph."""
+    from seqapps.sentiment.app import SentimentApp
+
+    csv_path = write_csv(tmp_path / "reviews.csv", synthetic(300))
+    cfg = cfg_for(
+        csv_path,
+        epochs=2,
+        max_len=12,
+        truncate="head",
+        ngram_buckets=64,
+        wide="nblr",
+        ngram_order=3,
+        deep_weight=-1.0,
+        tflite_eval_examples=10,
+    )
+    scores = SentimentApp().train(cfg, tmp_path / "model")
+    assert scores["validation"]["accuracy"] > 0.9
+    meta = json.loads((tmp_path / "model" / "metadata.json").read_text())
+    info = json.loads((tmp_path / "model" / "run" / "train_info.json").read_text())
+    vocab = (tmp_path / "model" / "assets" / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert info["nblr"]["features"] == len(vocab) + 64
+    assert info["nblr"]["validation_accuracy"] > 0.9 and "val_loss" in info["history"]
+    search = info["deep_weight_search"]
+    assert search["chosen"] == meta["config"]["deep_weight"]
+    assert search["validation_accuracy"][str(search["chosen"])] == max(search["validation_accuracy"].values())
+    assert meta["parity"]["float32"]["max_abs_diff_vs_keras"] < 1e-4
+    assert not any("Flex" in op for op in tflite.op_names(tmp_path / "model" / "model.tflite"))
+
+
 def test_deep_and_wide_members_learn_from_their_own_losses():
     import keras
 

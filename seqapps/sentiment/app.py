@@ -101,7 +101,8 @@ class SentimentApp(App):
         )
         with training.strategy(cfg).scope():  # cfg.distribute: build and compile under the strategy
             model = model_lib.build_model(cfg, len(vocab), len(labels))
-            fit_model, outputs = model_lib.training_model(model)
+            residual = model_lib.residual_training_model(model)
+            fit_model, outputs = (residual, 1) if residual is not None else model_lib.training_model(model)
             if outputs > 1:  # deep+wide ensemble: each member learns from its own loss, the mean is reported
                 fit_model.compile(
                     optimizer=training.make_optimizer(cfg),
@@ -113,6 +114,21 @@ class SentimentApp(App):
                 fit_model.compile(
                     optimizer=training.make_optimizer(cfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
                 )
+        nblr_info = None
+        if residual is not None:  # nblr: fit the n-gram model, then train the recurrent member on its residual
+            nblr_info, offsets = self._fit_nblr(model, cfg, seqs, y, idx, len(labels))
+            train_ds, val_ds = (
+                data.make_dataset(
+                    [seqs[i] for i in idx[split]],
+                    y[idx[split]],
+                    cfg.batch_size,
+                    split == "train",
+                    cfg.seed,
+                    cfg.bucket_width,
+                    offsets=offsets[split],
+                )
+                for split in ("train", "val")
+            )
         if outputs > 1:
             train_ds, val_ds = (d.map(lambda x, t: (x, (t,) * outputs)) for d in (train_ds, val_ds))
         print(
@@ -126,8 +142,11 @@ class SentimentApp(App):
             fit_model, train_ds, val_ds, cfg, out_dir / "run", resume=resume, monitor=monitor, callbacks=extra
         )
         weight_search = None
-        if extra and cfg.deep_weight < 0:  # "auto": the weight with the best validation accuracy
+        if residual is not None and cfg.deep_weight < 0:  # the weight of the correction, on validation
+            weight_search = self._choose_correction_weight(model, [seqs[i] for i in idx["val"]], y[idx["val"]], cfg)
+        elif extra and cfg.deep_weight < 0:  # "auto": the weight with the best validation accuracy
             weight_search = self._choose_deep_weight(fit_model, val_ds)
+        if weight_search is not None:
             cfg = dataclasses.replace(cfg, deep_weight=weight_search["chosen"])
             model.get_layer("probabilities").weight = cfg.deep_weight
             print(f"[sentiment] ensemble weight of the recurrent member, chosen on validation: {cfg.deep_weight}")
@@ -174,6 +193,7 @@ class SentimentApp(App):
             "train_seconds": round(history.train_seconds, 1),
             "history": {k: [round(float(x), 5) for x in v] for k, v in history.history.items()},
             "member_best_epochs": extra[0].best_epochs if extra else None,
+            "nblr": nblr_info,
             "deep_weight_search": weight_search,
             "validation": val_rep,
             "test": test_rep,
@@ -183,6 +203,55 @@ class SentimentApp(App):
         self.export(out_dir, out_dir, model=model, cfg=cfg)
         keras.backend.clear_session()
         return {"validation": val_rep, "test": test_rep, "train_seconds": train_info["train_seconds"]}
+
+    @staticmethod
+    def _fit_nblr(model, cfg, seqs, y, idx, num_classes) -> tuple[dict, dict]:
+        """Fits the n-gram model of an nblr model (closed form, before the recurrent member trains).
+
+        Returns (info, base logits per split): out-of-fold logits for the training split (5 folds), the
+        fitted model's logits for validation."""
+        from seqapps.sentiment import model as model_lib
+        from seqapps.sentiment import nblr
+
+        layer = model.get_layer(model_lib.NBLR)
+        args = (num_classes, layer.vocab_size, cfg.ngram_buckets, cfg.ngram_order, cfg.nb_c)
+        train = [seqs[i] for i in idx["train"]]
+        table, bias, info = nblr.fit(train, y[idx["train"]], *args)
+        layer.set_weights([table, bias])
+        val_x = nblr.features([seqs[i] for i in idx["val"]], *args[1:4])
+        offsets = {"train": nblr.out_of_fold_logits(train, y[idx["train"]], *args, seed=cfg.seed)}
+        offsets["val"] = nblr.logits(val_x, table, bias)
+        acc = {k: float((offsets[k].argmax(1) == y[idx[k]]).mean()) for k in offsets}
+        info.update({"out_of_fold_train_accuracy": round(acc["train"], 5), "validation_accuracy": round(acc["val"], 5)})
+        print(
+            f"[sentiment] nblr: 1-{cfg.ngram_order}-grams, {info['mean_ngrams_per_example']} per example, "
+            f"{info['active_rows']:,} of {info['features']:,} rows used; validation accuracy {acc['val']:.4f}, "
+            f"out-of-fold training accuracy {acc['train']:.4f}"
+        )
+        return info, offsets
+
+    @staticmethod
+    def _choose_correction_weight(model, val_seqs, val_y, cfg) -> dict:
+        """Validation accuracy of ``softmax(ngram + w * correction)`` for w = 0, 0.1, ..., 1; the best w."""
+        import keras
+        import tensorflow as tf
+
+        from seqapps.sentiment import data
+        from seqapps.sentiment import model as model_lib
+
+        parts = keras.Model(model.input, [model.get_layer(n).output for n in (model_lib.NBLR, model_lib.DEEP_LOGITS)])
+        run = tf.function(lambda x: parts(x, training=False), reduce_retracing=True)
+        base, corr, ys = [], [], []
+        for xb, yb in data.make_dataset(val_seqs, val_y, 128, False, cfg.seed, cfg.bucket_width):
+            b, c = run(xb)
+            base.append(b.numpy())
+            corr.append(c.numpy())
+            ys.append(yb.numpy())
+        base, corr, ys = np.concatenate(base), np.concatenate(corr), np.concatenate(ys)
+        grid = [round(0.1 * i, 1) for i in range(11)]
+        acc = {w: float(((base + w * corr).argmax(-1) == ys).mean()) for w in grid}
+        best = max(grid, key=lambda w: (acc[w], w))  # ties: the larger correction
+        return {"validation_accuracy": {str(w): round(a, 5) for w, a in acc.items()}, "chosen": best}
 
     @staticmethod
     def _choose_deep_weight(fit_model, val_ds) -> dict:

@@ -26,9 +26,12 @@ class SentimentConfig(TrainConfig):
     layers: int = 1
     bidirectional: bool = True
     pooling: str = "maxmean"  # "maxmean", "max", "mean" or "attention"
-    ngram_buckets: int = 0  # > 0: ensemble the RNN with a bag of unigrams + hashed bigrams (fastText), this many rows
-    ngram_dim: int = 8  # embedding size of that bag
-    ngram_scale: float = 10.0  # learning-rate multiplier of the bag's table (see BagOfNgrams)
+    ngram_buckets: int = 0  # > 0: ensemble the RNN with a bag of unigrams + hashed n-grams (see wide), this many rows
+    wide: str = "fasttext"  # the bag: "fasttext" (trained with the RNN) or "nblr" (NB logistic regression, see nblr.py)
+    ngram_order: int = 2  # nblr: n-grams of 1 to this many tokens (1-3); fasttext always uses bigrams
+    nb_c: float = 0.1  # nblr: inverse L2 strength of the logistic regression
+    ngram_dim: int = 8  # fasttext: embedding size of the bag
+    ngram_scale: float = 10.0  # fasttext: learning-rate multiplier of the bag's table (see BagOfNgrams)
     deep_weight: float = 0.5  # ensemble output = deep_weight * RNN + (1 - deep_weight) * bag; -1 = choose on validation
     hidden: int = 0  # a Dense(relu) layer before the output; 0 = none
     dropout: float = 0.3

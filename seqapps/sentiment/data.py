@@ -350,9 +350,10 @@ def pad(seqs, width: int | None = None) -> np.ndarray:
     return arr
 
 
-def make_dataset(seqs, y, batch_size, shuffle, seed, bucket_width=32):
+def make_dataset(seqs, y, batch_size, shuffle, seed, bucket_width=32, offsets=None):
     """A tf.data pipeline of (ids, label) batches. Examples of similar length are batched together
-    (padding to a multiple of ``bucket_width``), so a batch of short reviews runs a short loop."""
+    (padding to a multiple of ``bucket_width``), so a batch of short reviews runs a short loop.
+    With ``offsets`` (one float vector per example) the batches are ((ids, offsets), label)."""
     import tensorflow as tf
 
     lengths = np.array([len(s) for s in seqs])
@@ -375,9 +376,14 @@ def make_dataset(seqs, y, batch_size, shuffle, seed, bucket_width=32):
             rng.shuffle(idx)
         for b in idx:
             width = int(np.ceil(lengths[b].max() / bucket_width) * bucket_width)
-            yield pad([seqs[i] for i in b], width), y[b]
+            ids = pad([seqs[i] for i in b], width)
+            yield ((ids, offsets[b]) if offsets is not None else ids), y[b]
 
-    sig = (tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32))
+    ids_spec = tf.TensorSpec([None, None], tf.int32)
+    if offsets is not None:
+        offsets = np.asarray(offsets, np.float32)
+        ids_spec = (ids_spec, tf.TensorSpec([None, offsets.shape[1]], tf.float32))
+    sig = (ids_spec, tf.TensorSpec([None], tf.int32))
     n_batches = int(np.ceil(len(seqs) / batch_size))
     ds = tf.data.Dataset.from_generator(batches, output_signature=sig)
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))

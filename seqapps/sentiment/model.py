@@ -14,6 +14,10 @@ embeddings of the unigrams and hashed bigrams -> Dense(classes, softmax) -- and 
 its own loss, so one `fit` trains both as if apart (the wide one would otherwise fit the training
 set within an epoch and starve the recurrent one of gradient).
 
+With ``wide: nblr`` the bag member is instead `HashedNgramClassifier`: an NB-weighted logistic regression
+(NBSVM, Wang & Manning 2012) on the set of hashed 1..``ngram_order``-grams, fitted in closed form
+before the recurrent member trains (`seqapps.sentiment.nblr`); its weights are not trained by `fit`.
+
 ``impl="keras"`` builds the same model with `keras.layers.GRU/LSTM/SimpleRNN` (for the benchmark).
 """
 
@@ -148,6 +152,81 @@ class BagOfNgrams(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="seqapps.sentiment")
+class HashedNgramClassifier(keras.layers.Layer):
+    """Class logits of a linear model over the *set* of hashed n-grams of a 0-padded id sequence.
+
+    The rows are those of `seqapps.sentiment.nblr.ngram_rows` (unigrams, then bigrams and trigrams hashed
+    into ``buckets`` rows after the ``vocab_size`` unigram rows); each distinct row counts once: the rows
+    are sorted (TOPK_V2) and a row equal to its predecessor is dropped. ``z = sum(table[rows]) + bias``;
+    two classes: one logit z of class 1, returned as the class logits ``[0, z]``; more: one-vs-rest
+    logits (a softmax of either gives the class probabilities). Every op is a TFLite builtin and all
+    integer arithmetic stays in int32. The weights come from `nblr.fit` (`set_weights`), not from
+    gradient descent, so they are not trainable.
+
+    Input (batch, T) int32 -> output (batch, classes) logits.
+    """
+
+    def __init__(self, vocab_size, buckets, order=3, classes=2, **kwargs):
+        super().__init__(**kwargs)
+        from seqapps.sentiment import nblr
+
+        nblr.check(vocab_size, buckets, order)
+        if classes < 2:
+            raise ValueError(f"need at least 2 classes, got {classes}")
+        self.vocab_size, self.buckets, self.order, self.classes = (
+            int(vocab_size),
+            int(buckets),
+            int(order),
+            int(classes),
+        )
+        self.prime = nblr.trigram_prime(self.vocab_size)
+
+    def build(self, input_shape):
+        outputs = 1 if self.classes == 2 else self.classes
+        rows = self.vocab_size + self.buckets
+        self.table = self.add_weight(shape=(rows, outputs), name="table", initializer="zeros", trainable=False)
+        self.bias = self.add_weight(shape=(outputs,), name="bias", initializer="zeros", trainable=False)
+
+    def rows(self, ids):
+        """(batch, N) int32 table rows of every n-gram position; 0 where the n-gram touches padding."""
+        ids = ops.cast(ids, "int32")
+        v, parts = self.vocab_size, [ids]
+        if self.order >= 2:
+            a, b = ids[:, :-1], ids[:, 1:]
+            h = v + ops.mod(a * v + b, self.buckets)
+            parts.append(ops.where(ops.logical_and(a > 0, b > 0), h, 0))
+        if self.order >= 3:
+            a, b, c = ids[:, :-2], ids[:, 1:-1], ids[:, 2:]
+            h = v + ops.mod(ops.mod(a * v + b, self.prime) * v + c, self.buckets)
+            parts.append(ops.where(ops.logical_and(ops.logical_and(a > 0, b > 0), c > 0), h, 0))
+        return ops.concatenate(parts, axis=1)
+
+    def call(self, ids):
+        import tensorflow as tf
+
+        rows = self.rows(ids)
+        ranked = tf.math.top_k(rows, k=tf.shape(rows)[1], sorted=True).values  # descending, padding last
+        previous = ops.concatenate([ops.full_like(ranked[:, :1], -1), ranked[:, :-1]], axis=1)
+        first = ops.cast(ops.logical_and(ranked > 0, ranked != previous), self.compute_dtype)
+        z = ops.sum(ops.take(self.table, ranked, axis=0) * ops.expand_dims(first, -1), axis=1) + self.bias
+        return ops.concatenate([ops.zeros_like(z), z], axis=1) if self.classes == 2 else z
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.classes)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "buckets": self.buckets,
+            "order": self.order,
+            "classes": self.classes,
+        }
+
+
+WIDE_KINDS = ("fasttext", "nblr")
+
 _KERAS_LAYERS = {
     "gru": keras.layers.GRU,
     "lstm": keras.layers.LSTM,
@@ -170,6 +249,8 @@ def build_model(cfg, vocab_size: int, num_classes: int, impl: str = "seqapps", l
     """The classifier; ``length`` fixes the number of time steps (needed to trace the RNNs unrolled)."""
     if num_classes < 2:
         raise ValueError(f"need at least 2 classes, got {num_classes}")
+    if cfg.wide not in WIDE_KINDS:
+        raise ValueError(f"wide must be one of {WIDE_KINDS}, got {cfg.wide!r}")
     ids = keras.Input((length,), dtype="int32", name="token_ids")
     x = keras.layers.Embedding(vocab_size, cfg.embedding_dim, mask_zero=True, name="embedding")(ids)
     # word dropout: a dropped token loses its whole embedding vector (one mask value per time step)
@@ -184,10 +265,18 @@ def build_model(cfg, vocab_size: int, num_classes: int, impl: str = "seqapps", l
     if not cfg.ngram_buckets:
         probs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
         return keras.Model(ids, probs, name=f"sentiment_{cfg.cell}")
+    weight = 0.5 if cfg.deep_weight < 0 else cfg.deep_weight  # < 0: chosen on validation after training
+    if cfg.wide == "nblr":
+        # the recurrent member learns a correction of the n-gram model's logits (see residual_training_model)
+        corrections = keras.layers.Dense(num_classes, name=DEEP_LOGITS)(x)
+        ngram_logits = HashedNgramClassifier(vocab_size, cfg.ngram_buckets, cfg.ngram_order, num_classes, name=NBLR)(
+            ids
+        )
+        probs = AddLogits(weight, name="probabilities")([ngram_logits, corrections])
+        return keras.Model(ids, probs, name=f"sentiment_nblr_and_{cfg.cell}")
     deep = keras.layers.Dense(num_classes, activation="softmax", name=DEEP)(x)
     bag = BagOfNgrams(vocab_size, cfg.ngram_buckets, cfg.ngram_dim, cfg.ngram_scale, name="bag_of_ngrams")(ids)
     wide = keras.layers.Dense(num_classes, activation="softmax", name=WIDE)(bag)
-    weight = 0.5 if cfg.deep_weight < 0 else cfg.deep_weight  # < 0: chosen on validation after training
     probs = MixProbabilities(weight, name="probabilities")([deep, wide])
     return keras.Model(ids, probs, name=f"sentiment_{cfg.cell}_and_ngrams")
 
@@ -215,6 +304,42 @@ class MixProbabilities(keras.layers.Layer):
 
 
 DEEP, WIDE = "deep_probabilities", "wide_probabilities"
+NBLR, DEEP_LOGITS = "nblr_logits", "recurrent_correction"
+
+
+@keras.saving.register_keras_serializable(package="seqapps.sentiment")
+class AddLogits(keras.layers.Layer):
+    """``softmax(ngram_logits + weight * correction)``: the n-gram model corrected by the recurrent member
+    (the weight is chosen on the validation split; 0 leaves the n-gram model alone)."""
+
+    def __init__(self, weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"deep_weight must be in [0, 1], got {weight!r}")
+        self.weight = float(weight)
+
+    def call(self, inputs):
+        base, correction = inputs
+        return ops.softmax(base + self.weight * correction, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight}
+
+
+def residual_training_model(model: keras.Model) -> keras.Model | None:
+    """For the nblr model: ``[token_ids, base_logits] -> softmax(base_logits + correction)``, the model that
+    trains the recurrent member on the residual of the n-gram model. ``base_logits`` are out-of-fold n-gram
+    logits for training examples (the fitted n-gram model knows its own training set too well to leave a
+    residual there). None for other models."""
+    if NBLR not in {layer.name for layer in model.layers}:
+        return None
+    base = keras.Input(model.get_layer(NBLR).output.shape[1:], name="base_logits")
+    correction = model.get_layer(DEEP_LOGITS).output
+    probs = keras.layers.Softmax(name="probabilities")(keras.layers.Add()([base, correction]))
+    return keras.Model([model.input, base], probs, name=f"{model.name}_residual_training")
 
 
 def training_model(model: keras.Model) -> tuple[keras.Model, int]:
