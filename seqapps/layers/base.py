@@ -187,15 +187,7 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
 
     def project_step(self, inputs, constants, training=False):
         """The input half of one step inside the loop, as a list of per-gate (batch, units) tensors."""
-        inputs = self._input_dropout(inputs, training)
-        biases = constants["input_bias"] or [None] * len(constants["kernel"])
-        out = []
-        for kernel, bias in zip(constants["kernel"], biases):
-            x = ops.matmul(inputs, kernel)
-            x = x if bias is None else x + bias
-            n = kernel.shape[-1] // self.units
-            out.extend(ops.split(x, n, axis=-1) if n > 1 else [x])
-        return out
+        return self._matmul_gates(self._input_dropout(inputs, training), constants["kernel"], constants["input_bias"])
 
     def _gate_inputs(self, x_proj):
         """``x_proj`` (one tensor or per-gate blocks) as a list of per-gate (batch, units) tensors."""
@@ -203,11 +195,12 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
             return list(x_proj)
         return ops.split(x_proj, self.gates, axis=-1) if self.gates > 1 else [x_proj]
 
-    def _matmul_gates(self, x, kernels):
-        """``x @ k`` for each kernel block, split into per-gate (batch, units) tensors."""
+    def _matmul_gates(self, x, kernels, biases=None):
+        """``x @ k (+ b)`` for each kernel block (and bias block), split into per-gate (batch, units) tensors."""
         out = []
-        for kernel in kernels:
+        for kernel, bias in zip(kernels, biases or [None] * len(kernels)):
             y = ops.matmul(x, kernel)
+            y = y if bias is None else y + bias
             n = kernel.shape[-1] // self.units
             out.extend(ops.split(y, n, axis=-1) if n > 1 else [y])
         return out
