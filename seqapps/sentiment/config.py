@@ -32,7 +32,7 @@ class SentimentConfig(TrainConfig):
     nb_c: float = 0.1  # nblr: inverse L2 strength of the logistic regression
     ngram_dim: int = 8  # fasttext: embedding size of the bag
     ngram_scale: float = 10.0  # fasttext: learning-rate multiplier of the bag's table (see BagOfNgrams)
-    deep_weight: float = 0.5  # ensemble output = deep_weight * RNN + (1 - deep_weight) * bag; -1 = choose on validation
+    deep_weight: float = 0.5  # RNN weight: fasttext mixes w*RNN + (1-w)*bag, nblr adds w*correction; -1 = on validation
     hidden: int = 0  # a Dense(relu) layer before the output; 0 = none
     dropout: float = 0.3
     bucket_width: int = 32  # batches are padded to a multiple of this many tokens
