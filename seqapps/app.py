@@ -35,7 +35,8 @@ class App:
     def predict(self, model_dir: Path, args: argparse.Namespace) -> None:
         raise NotImplementedError
 
-    def export(self, model_dir: Path, out_dir: Path | None = None) -> Path:
+    def export(self, model_dir: Path, out_dir: Path | None = None, model=None, cfg=None) -> Path:
+        """SavedModel + TFLite files of a trained folder; ``cfg`` overrides the folder's config.yaml."""
         raise NotImplementedError
 
     def bench(self, model_dir: Path) -> list[dict]:

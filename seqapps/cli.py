@@ -54,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--model", type=Path, help="trained model folder (default runs/APP)")
     p.add_argument("--out", type=Path, help="export folder (default: the model folder)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of the model's config.yaml for this export (e.g. tflite_int8=true)",
+    )
 
     p = sub.add_parser("bench", help="benchmarks (layers: custom cells vs Keras built-ins)")
     p.add_argument("app", nargs="?", default="all", help="'layers', an app name, or 'all'")
@@ -113,7 +120,14 @@ def main(argv=None) -> int:
             app.evaluate(_model_dir(app, args.model), data=args.data, **options)
         elif args.command == "export":
             model = args.model or Path("runs") / app.name
-            app.export(model, args.out)
+            if args.set:
+                saved = Path(model) / "config.yaml"
+                if not saved.is_file():
+                    raise FileNotFoundError(f"{saved} not found; train first (make train-{app.name})")
+                cfg = config_lib.load(config_lib.read(type(app.default_config()), saved), None, args.set)
+                app.export(model, args.out, cfg=cfg)
+            else:
+                app.export(model, args.out)
     except (KeyError, ValueError, FileNotFoundError, FileExistsError, UnicodeDecodeError, FloatingPointError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"seqapps {args.command}: error: {msg}", file=sys.stderr)

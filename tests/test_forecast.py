@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from seqapps.export import tflite
 from seqapps.forecast import backtest, data, features
 from seqapps.forecast.config import ForecastConfig, tiny
 
@@ -318,6 +319,36 @@ def test_train_exports_checked_artifacts(trained):
     assert set(bt["methods"]) == {"model", "naive", "drift", "seasonal_naive"} and "arima_subset" in bt
     assert results["windows"] == bt["windows"] > 0 and bt["series"] == 1
     assert "## Backtest" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_int8_variant_only_on_request_with_float_front_end(trained, capsys):
+    """`export --set tflite_int8=true` adds a full-integer file calibrated on training windows; the feature
+    engineering stays float (raw prices in int8 would round the moves away)."""
+    root = trained[0]
+    assert "int8" not in json.loads((root / "model" / "metadata.json").read_text())["tflite"]
+    rc, _, err = _cli(
+        capsys,
+        "export",
+        "forecast",
+        "--model",
+        str(root / "model"),
+        "--out",
+        str(root / "int8"),
+        "--set",
+        "tflite_int8=true",
+    )
+    assert rc == 0, err
+    meta = json.loads((root / "int8" / "metadata.json").read_text())
+    r = meta["tflite"]["int8"]
+    assert r["file"] == "model_int8.tflite" and "WHILE" not in r["ops"] and not any("Flex" in op for op in r["ops"])
+    assert {"QUANTIZE", "DEQUANTIZE", "LOG"} <= set(r["ops"])  # int8 network, float log returns around it
+    assert r["max_rel_diff"] < 0.5
+    interp = tflite.interpreter(root / "int8" / "model_int8.tflite")
+    assert any(d["dtype"] == np.int8 for d in interp.get_tensor_details())
+    calibration = np.load(root / "int8" / "assets" / "calibration_windows.npy")
+    assert calibration.shape[1:] == (16, 5)
+    rc, _, err = _cli(capsys, "export", "forecast", "--model", str(root / "model"), "--set", "nope=1")
+    assert rc == 2 and "nope" in err
 
 
 def test_saved_model_runs_without_seqapps_and_flags_bad_windows(trained):

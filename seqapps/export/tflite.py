@@ -61,12 +61,17 @@ def unrolled(model):
             layer.unroll = value
 
 
-def convert_unrolled(model, make_module, variant: str = "float16", representative_dataset=None) -> bytes:
+def convert_unrolled(
+    model, make_module, variant: str = "float16", representative_dataset=None, keep_float=None
+) -> bytes:
     """Convert the module that ``make_module()`` builds around ``model`` with its recurrent layers
-    traced unrolled (``model`` needs a fixed sequence length). float16 gives the GPU-delegate variant."""
+    traced unrolled (``model`` needs a fixed sequence length). float16 gives the GPU-delegate variant;
+    int8 needs it too (the int8 calibrator cannot run a WHILE loop). ``keep_float``: see `convert`."""
     with unrolled(model), sequence_projection():
         module = make_module()
-        blob = convert_module(module, module.signatures(), variant, representative_dataset=representative_dataset)
+        blob = convert_module(
+            module, module.signatures(), variant, representative_dataset=representative_dataset, keep_float=keep_float
+        )
     if "WHILE" in op_names(blob):
         raise ExportError("the unrolled export still has a WHILE loop: give the model a fixed sequence length")
     return blob
@@ -77,8 +82,15 @@ def _has_while_loop(saved_model_dir, signature_keys) -> bool:
     return "WHILE" in op_names(blob)
 
 
-def convert(saved_model_dir, variant: str = "float32", signature_keys=None, representative_dataset=None) -> bytes:
-    """Convert a SavedModel to a TFLite flatbuffer of the given variant (builtin ops only)."""
+def convert(
+    saved_model_dir, variant: str = "float32", signature_keys=None, representative_dataset=None, keep_float=None
+) -> bytes:
+    """Convert a SavedModel to a TFLite flatbuffer of the given variant (builtin ops only).
+
+    ``keep_float`` (int8 only): a predicate on TFLite tensor names; the tensors it accepts stay float32
+    (the TFLite quantization debugger's deny list), the rest run int8. For front ends whose values
+    span decades (a power spectrum, raw prices) that int8 would flatten.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown TFLite variant {variant!r}; choose one of {VARIANTS}")
     if variant == "int8" and representative_dataset is not None and _has_while_loop(saved_model_dir, signature_keys):
@@ -99,19 +111,43 @@ def convert(saved_model_dir, variant: str = "float32", signature_keys=None, repr
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative_dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    if keep_float is not None:
+        if variant != "int8":
+            raise ValueError("keep_float applies to the int8 variant only")
+        return _int8_keeping_float(saved_model_dir, converter, signature_keys, representative_dataset, keep_float)
     try:
         return converter.convert()
     except Exception as exc:  # the converter raises ConverterError and friends
         raise ExportError(f"TFLite {variant} conversion of {saved_model_dir} failed (builtin ops only): {exc}") from exc
 
 
-def convert_module(module: tf.Module, signatures: dict, variant="float32", representative_dataset=None) -> bytes:
+def _int8_keeping_float(saved_model_dir, converter, signature_keys, representative_dataset, keep_float) -> bytes:
+    float_blob = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=signature_keys).convert()
+    names = [t["name"] for t in interpreter(float_blob).get_tensor_details()]
+    denied = [n for n in names if keep_float(n)]
+    if not denied:
+        raise ExportError("int8 export: no tensor matched keep_float, so nothing would stay in float")
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denied)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=representative_dataset, debug_options=options
+    )
+    try:
+        return debugger.get_nondebug_quantized_model()
+    except Exception as exc:
+        raise ExportError(f"TFLite int8 conversion of {saved_model_dir} failed: {exc}") from exc
+
+
+def convert_module(
+    module: tf.Module, signatures: dict, variant="float32", representative_dataset=None, keep_float=None
+) -> bytes:
     """Save ``module`` with ``signatures`` (static shapes) to a temporary SavedModel and convert it
     (recurrent layers traced with the whole-sequence projection: fewer ops for the interpreter)."""
     with tempfile.TemporaryDirectory() as tmp, sequence_projection():
         tf.saved_model.save(module, tmp, signatures=signatures)
         keys = list(signatures)
-        return convert(tmp, variant, signature_keys=keys, representative_dataset=representative_dataset)
+        return convert(
+            tmp, variant, signature_keys=keys, representative_dataset=representative_dataset, keep_float=keep_float
+        )
 
 
 def interpreter(model, num_threads: int = 1):

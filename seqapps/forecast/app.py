@@ -17,6 +17,8 @@ from seqapps.registry import register_app
 
 SPEC_FILE = "feature_spec.json"
 SAMPLE_FILE = "sample_windows.npy"
+CALIBRATION_FILE = "calibration_windows.npy"  # training windows that calibrate the int8 TFLite variant
+CALIBRATION_WINDOWS = 200
 
 
 def parse_quantiles(text) -> list:
@@ -168,6 +170,7 @@ class ForecastApp(App):
             cfg.horizon,
         )
         np.save(out_dir / "assets" / SAMPLE_FILE, test_x)
+        np.save(out_dir / "assets" / CALIBRATION_FILE, _calibration_windows(ds, sp, cfg))
         module = self._module(model, spec)
         print("[forecast] rolling-origin backtest on the test split:")
         results = self._backtest(ds, sp, cfg, quantiles, lambda x: module.forecast(tf.constant(x))["quantiles"].numpy())
@@ -182,6 +185,24 @@ class ForecastApp(App):
         self.export(out_dir, out_dir, model=model, cfg=cfg)
         keras.backend.clear_session()
         return results
+
+    def _calibration(self, model_dir, out_dir, cfg):
+        """Training windows for the int8 calibration: ``assets/calibration_windows.npy``, else read from the
+        training data (then saved to ``out_dir``); None (int8 skipped, said) when the data cannot be read."""
+        from seqapps.forecast import data
+
+        path = Path(model_dir) / "assets" / CALIBRATION_FILE
+        if path.is_file():
+            return np.load(path)
+        try:
+            ds = data.load(cfg)
+            windows = _calibration_windows(ds, data.split(ds, cfg), cfg)
+        except (OSError, ValueError) as exc:
+            print(f"[forecast] int8 TFLite skipped: no {path.name} and the training data is not readable ({exc})")
+            return None
+        (Path(out_dir) / "assets").mkdir(parents=True, exist_ok=True)
+        np.save(Path(out_dir) / "assets" / CALIBRATION_FILE, windows)
+        return windows
 
     def _module(self, model, spec, batch=None):
         from seqapps.forecast.serving import ForecastModule
@@ -253,9 +274,23 @@ class ForecastApp(App):
         lite = self._module(model, spec, batch=1)
         mid = quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
         report = {}
-        for variant in ("float32", "dynamic", "gpu"):
+        calibration = self._calibration(model_dir, out_dir, cfg) if cfg.tflite_int8 else None
+        for variant in ("float32", "dynamic", "int8", "gpu"):
             if variant == "gpu":  # float16, the RNN unrolled over the window: for GPU delegates
                 blob = tflite.convert_unrolled(model, lambda: self._module(model, spec, batch=1))
+            elif variant == "int8":
+                if calibration is None:
+                    continue
+                # int8 weights and activations in the network; the feature engineering (log returns, scaling
+                # by the window's own level) and the decoding back to prices stay float: int8 over raw prices
+                # would round away the day-to-day moves being forecast.
+                blob = tflite.convert_unrolled(
+                    model,
+                    lambda: self._module(model, spec, batch=1),
+                    "int8",
+                    lambda: ([w[None].astype(np.float32)] for w in calibration),
+                    keep_float=lambda name: model.name not in name,
+                )
             else:
                 blob = tflite.convert_module(lite, lite.signatures(), variant)
             ops = sorted(tflite.op_names(blob))
@@ -440,7 +475,7 @@ class ForecastApp(App):
                 "ratio": round(256 / smb / (1e3 / sm1), 2),
             },
         ]
-        for variant in ("float32", "dynamic"):
+        for variant in ("float32", "dynamic", "int8"):
             path = model_dir / tflite.FILE_NAMES[variant]
             if not path.is_file():
                 continue
@@ -461,6 +496,15 @@ class ForecastApp(App):
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+def _calibration_windows(ds, sp, cfg) -> np.ndarray:
+    """Up to CALIBRATION_WINDOWS raw training windows, evenly spread over the training split."""
+    from seqapps.forecast import data
+
+    pairs = sp.train
+    pairs = pairs[np.linspace(0, len(pairs) - 1, min(len(pairs), CALIBRATION_WINDOWS)).round().astype(int)]
+    return data.windows(ds, pairs, cfg.window, cfg.horizon)[0].astype(np.float32)
+
+
 def _fmt_time(t) -> str:
     s = str(np.datetime64(t, "s")).replace("T", " ")
     return s[:10] if s.endswith("00:00:00") else s[:16]

@@ -256,29 +256,12 @@ def int8_model(model, calibration_clips, clip_samples=16000) -> bytes:
     nearly every bin rounds to zero before the log, and accuracy falls to chance), so the TFLite quantisation
     debugger is told to leave every tensor of the ``frontend`` layer in float; the conv, recurrent and dense layers
     run int8. The recurrent loop is traced unrolled: the calibrator cannot run a WHILE loop."""
-    import tempfile
-
     from seqapps.export import tflite
 
     def representative():
         for x in calibration_clips:
             yield [np.asarray(x, np.float32).reshape(1, clip_samples)]
 
-    with tempfile.TemporaryDirectory() as tmp:
-        with tflite.unrolled(model):
-            module = ClipTFLite(model, clip_samples)
-            tf.saved_model.save(module, tmp, signatures=module.signatures())
-        float_blob = tf.lite.TFLiteConverter.from_saved_model(tmp).convert()
-        names = [t["name"] for t in tflite.interpreter(float_blob).get_tensor_details()]
-        frontend = [n for n in names if "frontend" in n]
-        if not frontend:
-            raise tflite.ExportError("int8 export: no front-end tensors found to keep in float")
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=frontend)
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=representative, debug_options=options
-        )
-        return debugger.get_nondebug_quantized_model()
+    return tflite.convert_unrolled(
+        model, lambda: ClipTFLite(model, clip_samples), "int8", representative, keep_float=lambda n: "frontend" in n
+    )
