@@ -14,9 +14,11 @@ embeddings of the unigrams and hashed bigrams -> Dense(classes, softmax) -- and 
 its own loss, so one `fit` trains both as if apart (the wide one would otherwise fit the training
 set within an epoch and starve the recurrent one of gradient).
 
-With ``wide: nblr`` the bag member is instead `HashedNgramClassifier`: an NB-weighted logistic regression
-(NBSVM, Wang & Manning 2012) on the set of hashed 1..``ngram_order``-grams, fitted in closed form
-before the recurrent member trains (`seqapps.sentiment.nblr`); its weights are not trained by `fit`.
+With ``wide: nblr`` the n-gram part is instead `HashedNgramClassifier`: an NB-weighted logistic regression
+(NBSVM, Wang & Manning 2012) on the set of hashed 1..``ngram_order``-grams, fitted in closed form before the
+recurrent member trains (`seqapps.sentiment.nblr`; `fit` does not change it). The recurrent member then ends in
+linear logits, a correction: output ``softmax(ngram_logits + deep_weight * correction)`` (`AddLogits`), and it
+is trained on the residual of out-of-fold n-gram logits (`residual_training_model`).
 
 ``impl="keras"`` builds the same model with `keras.layers.GRU/LSTM/SimpleRNN` (for the benchmark).
 """
