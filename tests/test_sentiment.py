@@ -254,12 +254,21 @@ def test_hashed_ngram_classifier_equals_its_numpy_twin_and_converts(order, class
     layer.set_weights([table, bias])
     want = nblr.logits(nblr.features(ids, vocab, buckets, order), table, bias)
     np.testing.assert_allclose(layer(ids).numpy(), want, atol=1e-5)
+    prime = nblr.trigram_prime(vocab)
+
+    def hashed(g):  # the documented hash, in Python integers
+        if len(g) == 1:
+            return g[0]
+        if len(g) == 2:
+            return vocab + (g[0] * vocab + g[1]) % buckets
+        return vocab + (((g[0] * vocab + g[1]) % prime) * vocab + g[2]) % buckets
+
     for row in ids:  # the python oracle of the rows: distinct n-grams of non-padding ids
-        toks = list(row)
+        toks = [int(t) for t in row]
         grams = {(t,) for t in toks if t} | {
             g for n in range(2, order + 1) for g in zip(*[toks[i:] for i in range(n)]) if all(g)
         }
-        assert len(nblr.ngram_rows(row, vocab, buckets, order)) <= len(grams)
+        assert set(nblr.ngram_rows(row, vocab, buckets, order).tolist()) == {hashed(g) for g in grams}
     again = model_lib.HashedNgramClassifier.from_config(layer.get_config())
     assert (again.vocab_size, again.buckets, again.order, again.classes) == (vocab, buckets, order, classes)
 
