@@ -291,7 +291,7 @@ def test_nblr_fit_learns_and_rejects_bad_settings():
     table, bias, info = nblr.fit(seqs[:200], y[:200], 2, len(vocab), 64, 2)
     z = nblr.logits(nblr.features(seqs[200:], len(vocab), 64, 2), table, bias)
     assert (z.argmax(1) == y[200:]).mean() > 0.9
-    oof = nblr.out_of_fold_logits(seqs[:200], y[:200], 2, len(vocab), 64, 2, folds=4)
+    oof = nblr.out_of_fold_logits(nblr.features(seqs[:200], len(vocab), 64, 2), y[:200], 2, folds=4)
     assert oof.shape == (200, 2) and (oof.argmax(1) == y[:200]).mean() > 0.8
     assert table.shape == (len(vocab) + 64, 1) and not table[0].any() and info["active_rows"] > 10
     three = np.array([i % 3 for i in range(200)])

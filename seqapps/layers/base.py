@@ -175,19 +175,21 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
     def step_constants(self, per_gate=False):
         """The loop-invariant tensors of `step`, computed once per sequence instead of every step.
 
-        ``per_gate=True`` splits the kernels (and input bias) into one (.., units) block per gate:
-        one small matrix product per gate, which independent cores run side by side.
+        ``per_gate=True`` splits the recurrent kernel into one (units, units) block per gate: one small
+        matrix product per gate, which independent cores run side by side.
         """
-        bias = self._input_bias()
-        return {
-            "kernel": self._blocks(self.kernel, per_gate),
-            "input_bias": None if bias is None else self._blocks(bias, per_gate),
-            "recurrent_kernel": self._blocks(self.recurrent_kernel, per_gate),
-        }
+        return {"recurrent_kernel": self._blocks(self.recurrent_kernel, per_gate)}
 
-    def project_step(self, inputs, constants, training=False):
-        """The input half of one step inside the loop, as a list of per-gate (batch, units) tensors."""
-        return self._matmul_gates(self._input_dropout(inputs, training), constants["kernel"], constants["input_bias"])
+    def input_blocks(self):
+        """(kernels, input biases) split per gate, for `project_step`; computed once per sequence."""
+        bias = self._input_bias()
+        return self._blocks(self.kernel, True), None if bias is None else self._blocks(bias, True)
+
+    def project_step(self, inputs, blocks, training=False):
+        """The input half of one step inside the loop, as a list of per-gate (batch, units) tensors;
+        ``blocks`` comes from `input_blocks`."""
+        kernels, biases = blocks
+        return self._matmul_gates(self._input_dropout(inputs, training), kernels, biases)
 
     def _gate_inputs(self, x_proj):
         """``x_proj`` (one tensor or per-gate blocks) as a list of per-gate (batch, units) tensors."""
@@ -293,13 +295,14 @@ class RNN(keras.layers.RNN):
         cell._check_states(list(initial_state))
         per_step = _per_step_projection(self.unroll)
         constants = cell.step_constants(per_gate=per_step)
+        blocks = cell.input_blocks() if per_step else None
         # Time-major throughout: transposing the (batch, T, features) input is cheap, while
         # transposing the projected (batch, T, gates*units) tensor (and its gradient) is not.
         inputs = ops.transpose(sequences, (1, 0, 2))
         if per_step:
 
             def step(x_t, states):
-                x_proj = cell.project_step(x_t, constants, training=training)
+                x_proj = cell.project_step(x_t, blocks, training=training)
                 return cell.step(x_proj, list(states), training=training, constants=constants)
 
         else:

@@ -31,6 +31,14 @@ def compiled_predict(model):
     return tf.function(lambda ids: model(ids, training=False), reduce_retracing=True)
 
 
+def _weight_search(combine, ys, tie_break) -> dict:
+    """Validation accuracy of ``combine(w)`` (class scores) for w = 0, 0.1, ..., 1, and the best w."""
+    grid = [round(0.1 * i, 1) for i in range(11)]
+    acc = {w: float((combine(w).argmax(-1) == ys).mean()) for w in grid}
+    best = max(grid, key=lambda w: (acc[w], tie_break(w)))
+    return {"validation_accuracy": {str(w): round(a, 5) for w, a in acc.items()}, "chosen": best}
+
+
 @register_app("sentiment")
 class SentimentApp(App):
     config_class = SentimentConfig
@@ -93,12 +101,6 @@ class SentimentApp(App):
         out_dir = Path(out_dir)
         training.set_seed(cfg.seed)
         ds, idx, labels, vocab, seqs, y, info = self.prepare(cfg)
-        train_ds = data.make_dataset(
-            [seqs[i] for i in idx["train"]], y[idx["train"]], cfg.batch_size, True, cfg.seed, cfg.bucket_width
-        )
-        val_ds = data.make_dataset(
-            [seqs[i] for i in idx["val"]], y[idx["val"]], cfg.batch_size, False, cfg.seed, cfg.bucket_width
-        )
         with training.strategy(cfg).scope():  # cfg.distribute: build and compile under the strategy
             model = model_lib.build_model(cfg, len(vocab), len(labels))
             residual = model_lib.residual_training_model(model)
@@ -114,21 +116,21 @@ class SentimentApp(App):
                 fit_model.compile(
                     optimizer=training.make_optimizer(cfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
                 )
-        nblr_info = None
+        nblr_info, offsets = None, {"train": None, "val": None}
         if residual is not None:  # nblr: fit the n-gram model, then train the recurrent member on its residual
             nblr_info, offsets = self._fit_nblr(model, cfg, seqs, y, idx, len(labels))
-            train_ds, val_ds = (
-                data.make_dataset(
-                    [seqs[i] for i in idx[split]],
-                    y[idx[split]],
-                    cfg.batch_size,
-                    split == "train",
-                    cfg.seed,
-                    cfg.bucket_width,
-                    offsets=offsets[split],
-                )
-                for split in ("train", "val")
+        train_ds, val_ds = (
+            data.make_dataset(
+                [seqs[i] for i in idx[split]],
+                y[idx[split]],
+                cfg.batch_size,
+                split == "train",
+                cfg.seed,
+                cfg.bucket_width,
+                offsets=offsets[split],
             )
+            for split in ("train", "val")
+        )
         if outputs > 1:
             train_ds, val_ds = (d.map(lambda x, t: (x, (t,) * outputs)) for d in (train_ds, val_ds))
         print(
@@ -214,13 +216,20 @@ class SentimentApp(App):
         from seqapps.sentiment import nblr
 
         layer = model.get_layer(model_lib.NBLR)
-        args = (num_classes, layer.vocab_size, cfg.ngram_buckets, cfg.ngram_order, cfg.nb_c)
-        train = [seqs[i] for i in idx["train"]]
-        table, bias, info = nblr.fit(train, y[idx["train"]], *args)
+
+        def features(split):
+            return nblr.features([seqs[i] for i in idx[split]], layer.vocab_size, cfg.ngram_buckets, cfg.ngram_order)
+
+        t0 = time.time()
+        x = {"train": features("train")}
+        table, bias, info = nblr.fit_features(x["train"], y[idx["train"]], num_classes, cfg.nb_c)
+        info["fit_seconds"] = round(time.time() - t0, 1)
+        x["val"] = features("val")
         layer.set_weights([table, bias])
-        val_x = nblr.features([seqs[i] for i in idx["val"]], *args[1:4])
-        offsets = {"train": nblr.out_of_fold_logits(train, y[idx["train"]], *args, seed=cfg.seed)}
-        offsets["val"] = nblr.logits(val_x, table, bias)
+        offsets = {
+            "train": nblr.out_of_fold_logits(x["train"], y[idx["train"]], num_classes, cfg.nb_c, seed=cfg.seed),
+            "val": nblr.logits(x["val"], table, bias),
+        }
         acc = {k: float((offsets[k].argmax(1) == y[idx[k]]).mean()) for k in offsets}
         info.update({"out_of_fold_train_accuracy": round(acc["train"], 5), "validation_accuracy": round(acc["val"], 5)})
         print(
@@ -248,10 +257,7 @@ class SentimentApp(App):
             corr.append(c.numpy())
             ys.append(yb.numpy())
         base, corr, ys = np.concatenate(base), np.concatenate(corr), np.concatenate(ys)
-        grid = [round(0.1 * i, 1) for i in range(11)]
-        acc = {w: float(((base + w * corr).argmax(-1) == ys).mean()) for w in grid}
-        best = max(grid, key=lambda w: (acc[w], w))  # ties: the larger correction
-        return {"validation_accuracy": {str(w): round(a, 5) for w, a in acc.items()}, "chosen": best}
+        return _weight_search(lambda w: base + w * corr, ys, tie_break=lambda w: w)  # ties: the larger correction
 
     @staticmethod
     def _choose_deep_weight(fit_model, val_ds) -> dict:
@@ -266,10 +272,8 @@ class SentimentApp(App):
             wide.append(w.numpy())
             ys.append(np.asarray(yb[0] if isinstance(yb, tuple) else yb))
         deep, wide, ys = np.concatenate(deep), np.concatenate(wide), np.concatenate(ys)
-        grid = [round(0.1 * i, 1) for i in range(11)]
-        acc = {w: float(((w * deep + (1 - w) * wide).argmax(-1) == ys).mean()) for w in grid}
-        best = max(grid, key=lambda w: (acc[w], -abs(w - 0.5)))  # ties: the more balanced mix
-        return {"validation_accuracy": {str(w): round(a, 5) for w, a in acc.items()}, "chosen": best}
+        # ties: the more balanced mix
+        return _weight_search(lambda w: w * deep + (1 - w) * wide, ys, tie_break=lambda w: -abs(w - 0.5))
 
     @staticmethod
     def tokenizer_spec(cfg) -> dict:

@@ -74,11 +74,17 @@ def features(seqs, vocab_size: int, buckets: int, order: int):
 def fit(seqs, labels, num_classes: int, vocab_size: int, buckets: int, order: int, c: float = 0.1):
     """(table (rows, outputs), bias (outputs,), info). ``outputs`` = 1 for two classes (the logit of
     class 1), else one one-vs-rest logit per class."""
-    from sklearn.linear_model import LogisticRegression
-
     check(vocab_size, buckets, order)
     t0 = time.time()
-    x = features(seqs, vocab_size, buckets, order)
+    table, bias, info = fit_features(features(seqs, vocab_size, buckets, order), labels, num_classes, c)
+    info["fit_seconds"] = round(time.time() - t0, 1)
+    return table, bias, info
+
+
+def fit_features(x, labels, num_classes: int, c: float = 0.1):
+    """`fit` on a feature matrix from `features` (what cross-fitting reuses instead of hashing again)."""
+    from sklearn.linear_model import LogisticRegression
+
     y = np.asarray(labels)
     targets = [1] if num_classes == 2 else list(range(num_classes))
     table = np.zeros((x.shape[1], len(targets)), np.float32)
@@ -100,7 +106,6 @@ def fit(seqs, labels, num_classes: int, vocab_size: int, buckets: int, order: in
         "active_rows": int((np.abs(table).sum(1) > 0).sum()),
         "mean_ngrams_per_example": round(float(x.getnnz(axis=1).mean()), 1),
         "c": c,
-        "fit_seconds": round(time.time() - t0, 1),
     }
     return table, bias, info
 
@@ -112,16 +117,16 @@ def logits(x, table, bias) -> np.ndarray:
     return np.concatenate([np.zeros_like(z), z], axis=1) if z.shape[1] == 1 else z
 
 
-def out_of_fold_logits(seqs, labels, num_classes, vocab_size, buckets, order, c=0.1, folds=5, seed=0):
-    """Class logits of every example from a model fitted without its fold (what the n-gram model says
-    about reviews it has not seen: the residual the recurrent member learns to correct)."""
+def out_of_fold_logits(x, labels, num_classes: int, c: float = 0.1, folds: int = 5, seed: int = 0):
+    """Class logits of every row of the feature matrix ``x`` from a model fitted without its fold (what the
+    n-gram model says about reviews it has not seen: the residual the recurrent member learns to correct)."""
     labels = np.asarray(labels)
-    fold = np.random.default_rng(seed).permutation(len(seqs)) % folds
-    out = np.zeros((len(seqs), num_classes), np.float32)
+    fold = np.random.default_rng(seed).permutation(x.shape[0]) % folds
+    out = np.zeros((x.shape[0], num_classes), np.float32)
     for k in range(folds):
         train, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        table, bias, _ = fit([seqs[i] for i in train], labels[train], num_classes, vocab_size, buckets, order, c)
-        out[held] = logits(features([seqs[i] for i in held], vocab_size, buckets, order), table, bias)
+        table, bias, _ = fit_features(x[train], labels[train], num_classes, c)
+        out[held] = logits(x[held], table, bias)
     return out
 
 
