@@ -65,6 +65,27 @@ def test_quantized_variants_convert_and_run():
         tflite.convert("/nonexistent", "int4")
 
 
+def test_int8_keeps_tensors_with_an_empty_calibrated_range_in_float(tmp_path):
+    """A product that is zero on every calibration sample (here of relu(-|x|); in an unrolled RNN, of the zero
+    initial state) gets a degenerate int8 scale, and XNNPACK then refuses the model. `convert` keeps it float."""
+    inp = keras.Input((8,), batch_size=1)
+    zero = keras.layers.Lambda(lambda v: keras.ops.relu(-keras.ops.abs(v)))(inp)
+    out = keras.layers.Dense(4, name="live")(inp) + keras.layers.Dense(4, name="dead")(zero)
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(0)
+    samples = [rng.normal(size=(1, 8)).astype("float32") for _ in range(16)]
+    rep = lambda: ([s] for s in samples)  # noqa: E731
+    module = SingleFn(model, (1, 8))
+    tf.saved_model.save(module, str(tmp_path), signatures=module.signatures())
+    plain = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path))
+    plain.optimizations, plain.representative_dataset = [tf.lite.Optimize.DEFAULT], rep
+    assert tflite.degenerate_int8_tensors(plain.convert())  # what the second pass repairs
+    blob = tflite.convert(tmp_path, "int8", representative_dataset=rep)
+    assert not tflite.degenerate_int8_tensors(blob)
+    y = tflite.run(tflite.interpreter(blob), "serving_default", x=samples[0])["y"]  # XNNPACK builds it
+    assert max_diff(y, model(samples[0])) < 0.05
+
+
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_saved_model_serving_layout_runs_without_project(tmp_path, kind):
     model = _model(kind)

@@ -87,9 +87,10 @@ def convert(
 ) -> bytes:
     """Convert a SavedModel to a TFLite flatbuffer of the given variant (builtin ops only).
 
-    ``keep_float`` (int8 only): a predicate on TFLite tensor names; the tensors it accepts stay float32
-    (the TFLite quantization debugger's deny list), the rest run int8. For front ends whose values
-    span decades (a power spectrum, raw prices) that int8 would flatten.
+    int8: calibrated on ``representative_dataset``; ranges that calibration left empty are widened first
+    (see EMPTY_RANGE). ``keep_float`` (int8 only): a predicate on TFLite tensor names; the tensors it
+    accepts stay float32 (the quantizer's deny list), the rest run int8. For values that span decades (a
+    power spectrum, raw prices) or that carry a -1e9 attention mask, which one int8 scale would flatten.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown TFLite variant {variant!r}; choose one of {VARIANTS}")
@@ -98,43 +99,120 @@ def convert(
             "full int8 quantization of a graph with a WHILE loop crashes the TFLite calibrator; trace the model "
             "unrolled for this variant (build the module inside `with seqapps.export.tflite.unrolled(model):`)"
         )
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=signature_keys)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if variant == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif variant == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif variant == "int8":
-        if representative_dataset is None:
-            raise ValueError("the int8 variant needs a representative_dataset")
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    if keep_float is not None:
-        if variant != "int8":
-            raise ValueError("keep_float applies to the int8 variant only")
-        return _int8_keeping_float(saved_model_dir, converter, signature_keys, representative_dataset, keep_float)
+
+    def make_converter():
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=signature_keys)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if variant == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif variant == "dynamic":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif variant == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = representative_dataset
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                tf.lite.OpsSet.TFLITE_BUILTINS,
+            ]
+        return converter
+
+    if variant == "int8" and representative_dataset is None:
+        raise ValueError("the int8 variant needs a representative_dataset")
+    if keep_float is not None and variant != "int8":
+        raise ValueError("keep_float applies to the int8 variant only")
+    if variant == "int8":
+        return _int8(saved_model_dir, make_converter(), signature_keys, keep_float)
     try:
-        return converter.convert()
+        return make_converter().convert()
     except Exception as exc:  # the converter raises ConverterError and friends
         raise ExportError(f"TFLite {variant} conversion of {saved_model_dir} failed (builtin ops only): {exc}") from exc
 
 
-def _int8_keeping_float(saved_model_dir, converter, signature_keys, representative_dataset, keep_float) -> bytes:
-    float_blob = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=signature_keys).convert()
-    names = [t["name"] for t in interpreter(float_blob).get_tensor_details()]
-    denied = [n for n in names if keep_float(n)]
-    if not denied:
-        raise ExportError("int8 export: no tensor matched keep_float, so nothing would stay in float")
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denied)
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=representative_dataset, debug_options=options
-    )
+# Calibrated ranges narrower than this are widened to +-EMPTY_RANGE before quantization. Such a tensor was
+# (nearly) constant on every calibration sample: e.g. the product of a recurrent kernel with the zero initial
+# state, in an unrolled loop. Quantized as calibrated its scale degenerates (~1e-8), and XNNPACK, the default
+# CPU delegate, then refuses to build the model ("failed to create XNNPACK runtime").
+EMPTY_RANGE, DEGENERATE_SCALE = 0.1, 1e-7
+
+
+def _int8(saved_model_dir, converter, signature_keys, keep_float) -> bytes:
+    """Calibrate, widen empty ranges, quantize (the tensors ``keep_float`` accepts stay float)."""
+    from tensorflow.lite.python import convert as lite_convert
+
+    denied = None
+    if keep_float is not None:
+        float_blob = tf.lite.TFLiteConverter.from_saved_model(
+            str(saved_model_dir), signature_keys=signature_keys
+        ).convert()
+        denied = [n for n in tensor_names(float_blob) if keep_float(n)]
+        if not denied:
+            raise ExportError("int8 export: no tensor matched keep_float, so nothing would stay in float")
+    converter._experimental_calibrate_only = True  # as tf.lite.experimental.QuantizationDebugger does
     try:
-        return debugger.get_nondebug_quantized_model()
+        calibrated = converter.convert()
+        blob = lite_convert.mlir_quantize(
+            _widen_empty_ranges(calibrated),
+            disable_per_channel=converter._experimental_disable_per_channel,
+            denylisted_nodes=denied,
+        )
     except Exception as exc:
         raise ExportError(f"TFLite int8 conversion of {saved_model_dir} failed: {exc}") from exc
+    left = degenerate_int8_tensors(blob)
+    if left:
+        raise ExportError(f"int8 export: tensors with a degenerate int8 scale remain: {sorted(left)[:5]}")
+    return blob
+
+
+def _widen_empty_ranges(calibrated: bytes) -> bytes:
+    """The calibrated flatbuffer with every min/max range narrower than 1e-6 widened to +-EMPTY_RANGE."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(calibrated)
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            q = tensor.quantization
+            if q is None or q.min is None or q.max is None or not len(q.min):
+                continue
+            lo, hi = float(np.min(q.min)), float(np.max(q.max))
+            if hi - lo < 1e-6:
+                q.min = [min(lo, -EMPTY_RANGE)] * len(q.min)
+                q.max = [max(hi, EMPTY_RANGE)] * len(q.max)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def degenerate_int8_tensors(model) -> set[str]:
+    """Names of the int8 activations (op outputs, every subgraph) of ``model`` whose quantization scale is
+    below DEGENERATE_SCALE."""
+    wrapper = _inspector(model)
+    out = set()
+    for g, (names, operators) in enumerate(_graphs(model)):
+        for t in {i for op in operators for i in op.outputs if i >= 0}:
+            if wrapper.TensorType(t, g) is not np.int8:
+                continue
+            scales = np.asarray(wrapper.TensorQuantizationParameters(t, g)[0])
+            if scales.size and float(scales.min()) < DEGENERATE_SCALE:
+                out.add(names[t])
+    return out
+
+
+def _graphs(model):
+    """(tensor names, operators) of every subgraph of a flatbuffer (TFLite's own schema reader)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    buf = bytes(model) if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
+    root = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
+    return [([t.name.decode() for t in graph.tensors], graph.operators or []) for graph in root.subgraphs]
+
+
+def _inspector(model):
+    """The interpreter wrapper of a flatbuffer, for reading tensor metadata: no delegate, nothing allocated."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kind = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if isinstance(model, (bytes, bytearray)):
+        return Interpreter(model_content=bytes(model), experimental_op_resolver_type=kind)._interpreter
+    return Interpreter(model_path=str(model), experimental_op_resolver_type=kind)._interpreter
 
 
 def convert_module(
@@ -173,6 +251,13 @@ def run(interp, signature: str | None = None, **inputs) -> dict:
     details = runner.get_input_details()
     feed = {k: np.asarray(v, dtype=details[k]["dtype"]) for k, v in inputs.items()}
     return runner(**feed)
+
+
+def tensor_names(model) -> list[str]:
+    """Names of the tensors of every subgraph (every signature) of a flatbuffer, in order, without repeats."""
+    wrapper = _inspector(model)
+    names = [wrapper.TensorName(t, g) for g in range(wrapper.NumSubgraphs()) for t in range(wrapper.NumTensors(g))]
+    return list(dict.fromkeys(names))
 
 
 def op_names(model) -> set[str]:
