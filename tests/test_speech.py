@@ -95,6 +95,35 @@ def test_frontend_matches_numpy_oracle():
     np.testing.assert_allclose(got, want, atol=2e-3, rtol=1e-3)
 
 
+def test_dynamic_range_tflite_keeps_the_mel_product_in_float():
+    """Quantized, the mel product quantizes the power spectrum (~10 decades) to int8 and the log-mel frames fall
+    apart; traced in small blocks (mel_in_small_blocks) its weights stay float and the frames match Keras."""
+    import keras
+
+    from seqapps.export import tflite
+    from seqapps.export.saved_model import KerasModule
+
+    inp = keras.Input((16000,), batch_size=1)
+    model = keras.Model(inp, model_lib.LogMelFrontEnd(name="frontend")(inp))
+    x = (np.random.default_rng(0).standard_normal((1, 16000)) * np.linspace(0.001, 0.5, 16000)).astype(np.float32)
+    want = model(x).numpy()
+
+    def dynamic_frames():
+        module = KerasModule(model)
+        module.fn = tf.function(lambda w: {"logmel": model(w)}, input_signature=[tf.TensorSpec([1, 16000])])
+        blob = tflite.convert_module(module, {"serving_default": module.fn.get_concrete_function()}, "dynamic")
+        interp = tflite.interpreter(blob)
+        return np.array(tflite.run(interp, "serving_default", w=x)["logmel"])
+
+    with model_lib.mel_in_small_blocks(model):
+        np.testing.assert_allclose(model(x).numpy(), want, atol=1e-4)  # same function in Keras
+        blocked = dynamic_frames()
+    assert model.get_layer("frontend")._mel_block_rows == 0  # restored
+    plain = dynamic_frames()
+    assert np.abs(blocked - want).max() < 1e-3
+    assert np.abs(plain - want).max() > 0.1  # what the blocks prevent
+
+
 @pytest.mark.parametrize("cell,conv", [("gru", 8), ("lstm", 0)])
 def test_streaming_steps_equal_the_clip_model(cell, conv):
     cfg = SpeechConfig(num_mel=12, conv_filters=conv, conv_kernel=3, units=10, rnn_layers=2, cell=cell, dropout=0.0)
@@ -239,7 +268,8 @@ def test_trained_model_artifacts_and_parity(trained):
     assert "FLEX" not in " ".join(checks["float32"]["ops"] + checks["stream"]["ops"] + checks["int8"]["ops"])
     assert {"RFFT2D", "COMPLEX_ABS"} <= set(checks["float32"]["ops"])
     assert "int8_accuracy_change" in checks
-    for name in ("model.tflite", "model_int8.tflite", "stream.tflite", "assets/labels.txt", "MODEL_CARD.md"):
+    assert checks["dynamic"]["max_abs_diff_vs_keras"] < 0.1 and "FLEX" not in " ".join(checks["dynamic"]["ops"])
+    for name in ("model.tflite", "model_dynamic.tflite", "model_int8.tflite", "stream.tflite", "MODEL_CARD.md"):
         assert (trained / name).is_file(), name
 
 

@@ -14,6 +14,8 @@ a clip from the zero state gives, after the last hop, the non-streaming result.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -22,6 +24,23 @@ from keras import ops
 from seqapps import layers as seq_layers
 
 PACKAGE = "seqapps_speech"
+
+
+@contextlib.contextmanager
+def mel_in_small_blocks(model, max_weights: int = 1024):
+    """Trace the front end's mel projection as a sum of products with blocks of fewer than ``max_weights``
+    weights each (same values up to float rounding).
+
+    TFLite's dynamic-range quantizer leaves weight tensors that small in float. Quantized, the mel product
+    would also quantize its input, the power spectrum, per frame to int8; that spectrum spans ~10 decades, so
+    most bins would round to zero before the log. Measured on the shipped model: 75.8% accuracy with the
+    quantized front end, 93.1% (= float) with this one."""
+    fe = model.get_layer("frontend")
+    fe._mel_block_rows = max(1, (max_weights - 1) // fe.num_mel)
+    try:
+        yield
+    finally:
+        fe._mel_block_rows = 0
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -57,8 +76,15 @@ class LogMelFrontEnd(keras.layers.Layer):
     def frame_features(self, frames, normalize=True):
         """[..., 2*hop] -> [..., num_mel] log-mel (normalised with the stored mean/std)."""
         x = frames * self._window
-        spec = tf.abs(tf.signal.rfft(x, fft_length=[self.fft_length]))
-        mel = tf.tensordot(tf.square(spec), tf.constant(self._mel), axes=1)
+        power = tf.square(tf.abs(tf.signal.rfft(x, fft_length=[self.fft_length])))
+        rows = getattr(self, "_mel_block_rows", 0)
+        if rows:  # see mel_in_small_blocks: the same product, as a sum over blocks of frequency bins
+            blocks = range(0, self._mel.shape[0], rows)
+            mel = tf.add_n(
+                [tf.tensordot(power[..., i : i + rows], tf.constant(self._mel[i : i + rows]), 1) for i in blocks]
+            )
+        else:
+            mel = tf.tensordot(power, tf.constant(self._mel), axes=1)
         logmel = tf.math.log(mel + self.floor)
         if not normalize:
             return logmel
