@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from seqapps.export import saved_model
+from seqapps.export import saved_model, tflite
 from seqapps.registry import get_app
 from seqapps.translate import corpus, data, text
 from seqapps.translate.config import TranslateConfig, tiny
@@ -152,6 +152,8 @@ def test_train_writes_a_complete_model_folder(trained):
         "metadata.json",
         "model.tflite",
         "model_dynamic.tflite",
+        "model_int8.tflite",
+        "model_gpu.tflite",
         "assets/src_vocab.txt",
         "assets/tgt_vocab.txt",
         "assets/tokenizer.json",
@@ -162,6 +164,10 @@ def test_train_writes_a_complete_model_folder(trained):
     assert meta["data_spec"] == "default" and meta["config"]["units"] == 24
     assert meta["tflite"]["float32"]["greedy_identical_to_keras"] == "100/100"
     assert not any(op.startswith("Flex") for op in meta["tflite"]["float32"]["ops"])
+    int8 = meta["tflite"]["int8"]  # calibrated int8 with the attention in float: close to the float32 file
+    assert not any(op.startswith("Flex") for op in int8["ops"]) and "WHILE" not in int8["ops"]
+    assert int8["bleu_greedy"] > meta["tflite"]["float32"]["bleu_greedy"] - 10, meta["tflite"]
+    assert not tflite.degenerate_int8_tensors(out / "model_int8.tflite")
     assert scores["examples"] >= 100
     assert scores["chrf_greedy"] > 10.0  # non-empty outputs, so the parity checks compare real translations
 

@@ -186,6 +186,15 @@ class TranslateApp(App):
         return result
 
     # ------------------------------------------------------------------ export
+    @staticmethod
+    def _calibration_sentences(cfg) -> list[str]:
+        """``cfg.int8_calibration_sentences`` source sentences of the training split, a fixed random sample."""
+        from seqapps.translate import data as data_lib
+
+        train = data_lib.split_pairs(data_lib.load_corpus(cfg).pairs, cfg.val_fraction, cfg.test_fraction)["train"]
+        pick = np.random.default_rng(cfg.seed).permutation(len(train))[: cfg.int8_calibration_sentences]
+        return [train[i][0] for i in pick]
+
     def export(self, model_dir, out_dir=None, model=None, cfg=None, test_pairs=None, train_info=None):
         import sacrebleu
         import tensorflow as tf
@@ -235,15 +244,23 @@ class TranslateApp(App):
         sm_path = saved_model.write(module, out_dir, module.signatures(), version=1)
         print(f"[translate] SavedModel -> {sm_path}")
 
-        # TFLite: float32 and dynamic-range, checked against the Keras greedy decoder
+        # TFLite: float32, dynamic-range, int8 and GPU (float16), checked against the Keras greedy decoder
         sentences = [s for s, _ in test_pairs][: cfg.tflite_eval_examples]
         refs = [t for _, t in test_pairs][: cfg.tflite_eval_examples]
         keras_greedy = self._keras_greedy_ids(module, sentences)
         lite_module = TFLiteModule(model, cfg.max_src_len)
         report = {}
-        for variant in ("float32", "dynamic", "gpu"):
+        variants = (
+            ("float32", "dynamic", "int8", "gpu") if cfg.int8_calibration_sentences else ("float32", "dynamic", "gpu")
+        )
+        for variant in variants:
             if variant == "gpu":  # float16, the encoder unrolled over max_src_len: for GPU delegates
                 blob = tflite.convert_unrolled(model, lambda: TFLiteModule(model, cfg.max_src_len))
+            elif variant == "int8":  # calibrated on training sentences run through the float32 file
+                from seqapps.translate.serving import int8_model
+
+                float_runner = TFLiteTranslator(out_dir, tflite.FILE_NAMES["float32"])
+                blob = int8_model(model, cfg.max_src_len, float_runner, self._calibration_sentences(cfg))
             else:
                 blob = tflite.convert_module(lite_module, lite_module.signatures(), variant)
             path = out_dir / tflite.FILE_NAMES[variant]
@@ -275,7 +292,10 @@ class TranslateApp(App):
             [text.py_detokenize([tgt_vocab[i] for i in seq]) for seq in keras_greedy], [refs]
         ).score
         report["keras_greedy_bleu_same_sentences"] = round(keras_bleu, 2)
-        report["dynamic_bleu_change"] = round(report["dynamic"]["bleu_greedy"] - report["float32"]["bleu_greedy"], 2)
+        for variant in ("dynamic", "int8"):
+            if variant in report:
+                change = report[variant]["bleu_greedy"] - report["float32"]["bleu_greedy"]
+                report[f"{variant}_bleu_change"] = round(change, 2)
         metadata.write(
             out_dir / "metadata.json",
             app="translate",
@@ -367,6 +387,16 @@ class TranslateApp(App):
             f"change {lite['dynamic_bleu_change']:+.2f} against float32 on the same sentences.",
             *(
                 [
+                    f"- TFLite int8 (`{lite['int8']['file']}`, {lite['int8']['bytes'] / 1e6:.1f} MB; int8 weights and "
+                    "activations calibrated on training sentences, attention in float, encoder unrolled): greedy output "
+                    f"identical on {lite['int8']['greedy_identical_to_keras']}; BLEU {lite['int8']['bleu_greedy']}, "
+                    f"change {lite['int8_bleu_change']:+.2f} against float32 on the same sentences.",
+                ]
+                if "int8" in lite
+                else []
+            ),
+            *(
+                [
                     f"- TFLite GPU variant (`{lite['gpu']['file']}`, {lite['gpu']['bytes'] / 1e6:.1f} MB; float16 weights, "
                     f"encoder unrolled, no WHILE): greedy output identical on {lite['gpu']['greedy_identical_to_keras']}; "
                     f"BLEU {lite['gpu']['bleu_greedy']}. GPU-delegate report: `gpu_compatibility.json`.",
@@ -418,23 +448,26 @@ class TranslateApp(App):
         fn = served.signatures["serving_default"]
         one = tf.constant(SAMPLES[:1])
         batch = tf.constant((SAMPLES * 7)[:32])
-        lite = {
-            v: TFLiteTranslator(model_dir, f)
-            for v, f in (("float32", "model.tflite"), ("dynamic", "model_dynamic.tflite"))
+        files = {
+            v: f
+            for v, f in (
+                ("float32", "model.tflite"),
+                ("dynamic", "model_dynamic.tflite"),
+                ("int8", "model_int8.tflite"),
+            )
+            if (model_dir / f).is_file()
         }
+        lite = {v: TFLiteTranslator(model_dir, f) for v, f in files.items()}
         t = interleaved(
             {
                 "sm1": lambda: fn(text=one),
                 "sm32": lambda: fn(text=batch),
-                "float32": lambda: lite["float32"].translate(SAMPLES[0]),
-                "dynamic": lambda: lite["dynamic"].translate(SAMPLES[0]),
+                **{v: (lambda r=r: r.translate(SAMPLES[0])) for v, r in lite.items()},
             },
             rounds=5,
         )
-        sizes = {
-            v: (model_dir / f).stat().st_size / 1e6
-            for v, f in (("float32", "model.tflite"), ("dynamic", "model_dynamic.tflite"))
-        }
+        sizes = {v: (model_dir / f).stat().st_size / 1e6 for v, f in files.items()}
+        names = {"dynamic": "dynamic-range", "int8": "int8 (weights and activations)"}
         return [
             {"benchmark": "SavedModel beam search, batch 1 (ms per request)", "value": t["sm1"] * 1e3, "unit": "ms"},
             {
@@ -449,13 +482,17 @@ class TranslateApp(App):
                 "value": t["float32"] * 1e3,
                 "unit": "ms/sentence",
             },
-            {
-                "benchmark": f"TFLite dynamic-range greedy, 1 thread ({sizes['dynamic']:.1f} MB)",
-                "value": t["dynamic"] * 1e3,
-                "unit": "ms/sentence",
-                "baseline": t["float32"] * 1e3,
-                "ratio": t["dynamic"] / t["float32"],
-            },
+            *(
+                {
+                    "benchmark": f"TFLite {names[v]} greedy, 1 thread ({sizes[v]:.1f} MB)",
+                    "value": t[v] * 1e3,
+                    "unit": "ms/sentence",
+                    "baseline": t["float32"] * 1e3,
+                    "ratio": t[v] / t["float32"],
+                }
+                for v in ("dynamic", "int8")
+                if v in lite
+            ),
         ]
 
     # ------------------------------------------------------------------ evaluate / predict

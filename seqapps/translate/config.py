@@ -28,6 +28,7 @@ class TranslateConfig(TrainConfig):
     length_penalty: float = 0.6  # GNMT alpha; 0 = plain log-probability
     eval_examples: int = 0  # test pairs decoded for BLEU at the end of training; 0 = all
     tflite_eval_examples: int = 200  # test sentences used for TFLite parity and the quantized BLEU change
+    int8_calibration_sentences: int = 100  # training sentences that calibrate model_int8.tflite; 0: no int8 file
 
 
 def tiny() -> TranslateConfig:
@@ -45,6 +46,7 @@ def tiny() -> TranslateConfig:
         dropout=0.0,
         eval_examples=0,
         tflite_eval_examples=100,
+        int8_calibration_sentences=20,
         beam_width=3,
         verbose=0,
         patience=0,

@@ -93,3 +93,30 @@ class TFLiteModule(KerasModule):
 
     def signatures(self):
         return {"encode": self.encode, "decode_step": self.decode_step}
+
+
+def int8_model(model, max_src_len: int, float_translator, sentences) -> bytes:
+    """Full-integer TFLite translator (builtin ops only): ``encode`` and ``decode_step`` calibrated on the calls
+    that the float32 TFLite ``float_translator`` makes while it translates ``sentences`` greedily.
+
+    The attention layer stays float: its scores carry the -1e9 mask of padded positions, and on one int8
+    scale for [-1e9, scores] every real score rounds to the same value (greedy BLEU fell from 42 to 0.7
+    on the shipped model). The encoder is traced unrolled: the calibrator cannot run a WHILE loop."""
+    from seqapps.export import tflite
+
+    samples = []
+    for sentence in sentences:
+        float_translator.greedy_ids(sentence, record=samples)
+    if not samples:
+        raise ValueError("int8 calibration needs at least one source sentence")
+
+    def representative():
+        yield from samples
+
+    return tflite.convert_unrolled(
+        model,
+        lambda: TFLiteModule(model, max_src_len),
+        "int8",
+        representative,
+        keep_float=lambda name: model.attention.name in name,
+    )

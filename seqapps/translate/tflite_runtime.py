@@ -45,17 +45,24 @@ class TFLiteTranslator:
         arr[0, : len(ids)] = ids
         return arr, len(tokens), len(tokens) > self.max_src_len
 
-    def greedy_ids(self, sentence: str) -> list[int]:
+    def greedy_ids(self, sentence: str, record: list | None = None) -> list[int]:
+        """Greedy decoding; ``record`` (a list) receives every signature call as (signature, inputs), the
+        samples that calibrate an int8 variant."""
         ids, n, _ = self.source_ids(sentence)
         enc = self._encode(source_ids=ids)
+        if record is not None:
+            record.append(("encode", {"source_ids": ids}))
         state, token, out = enc["state"], START_ID, []
         for _ in range(self.max_tgt_len + 1):
-            step = self._step(
-                token=np.array([token], np.int32),
-                state=state,
-                encoder_outputs=enc["encoder_outputs"],
-                source_mask=enc["source_mask"],
-            )
+            inputs = {
+                "token": np.array([token], np.int32),
+                "state": state,
+                "encoder_outputs": enc["encoder_outputs"],
+                "source_mask": enc["source_mask"],
+            }
+            if record is not None:
+                record.append(("decode_step", {k: np.array(v) for k, v in inputs.items()}))
+            step = self._step(**inputs)
             state = step["state"]
             token = int(np.argmax(step["logits"][0]))
             if token in (END_ID, PAD_ID):
