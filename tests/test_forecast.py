@@ -471,6 +471,10 @@ def test_weather_linear_baseline_recovers_a_linear_signal_and_checks_columns(tmp
     mae, naive, windows = wl.ridge_mae(cols, ["TEMP", "DEWP"], lam=1e-6)
     assert windows == int((years[wl.WINDOW - 1 : n - wl.HORIZON] == 2014).sum())
     assert mae < 0.05 * naive
+    for name in ("hour_sin", "hour_cos", "doy_sin", "doy_cos"):
+        cols[name] = np.zeros(n)
+    tree_mae, tree_naive, tree_windows = wl.boosted_trees_mae(cols, ["TEMP", "DEWP"])
+    assert (tree_naive, tree_windows) == (naive, windows) and tree_mae < 0.3 * naive  # trees: close, not exact
     bad = tmp_path / "bad.csv"
     bad.write_text("year,month,day,hour,TEMP\n2010,1,1,0,3\n")
     with pytest.raises(ValueError, match="expected the Beijing PM2.5 columns"):

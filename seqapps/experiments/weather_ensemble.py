@@ -1,0 +1,69 @@
+"""Does averaging several weather models reach the 24 h target? Median forecasts of trained folders, averaged.
+
+Train more models like the shipped one with other seeds, then score each and their average on the test
+windows of the shipped model's config (2014) against the seasonal-naive forecast (same hour yesterday):
+
+    for s in 1 2 3; do
+      seqapps train forecast --config seqapps/forecast/configs/weather.yaml --set seed=$s \\
+          --set arima_windows=0 --out runs/weather-seed$s
+    done
+    python -m seqapps.experiments.weather_ensemble trained/weather runs/weather-seed1 runs/weather-seed2 \\
+        runs/weather-seed3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m seqapps.experiments.weather_ensemble", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("models", nargs="+", help="trained forecast folders (each with saved_model/ and config.yaml)")
+    parser.add_argument("--config", default=None, help="config whose data and test split to use (default: the first)")
+    args = parser.parse_args(argv)
+
+    import tensorflow as tf
+
+    from seqapps import config as config_lib
+    from seqapps.export import saved_model
+    from seqapps.forecast import data as data_lib
+    from seqapps.forecast.app import parse_quantiles
+    from seqapps.forecast.config import ForecastConfig
+
+    for d in args.models:
+        if not saved_model.version_dirs(Path(d)):
+            parser.error(f"{d}: no SavedModel (saved_model/<version>) in this folder; train it first")
+    cfg = config_lib.read(ForecastConfig, args.config or Path(args.models[0]) / "config.yaml")
+    ds = data_lib.load(cfg)
+    sp = data_lib.split(ds, cfg)
+    x, y = data_lib.windows(ds, sp.test, cfg.window, cfg.horizon)
+    steps = np.arange(1, cfg.horizon + 1)  # seasonal naive: the value one season before each target row
+    season = np.stack([ds.series[si].target[t + steps - cfg.season] for si, t in sp.test])
+    base = np.abs(season - y).mean(0)
+    print(f"{len(x):,} test windows; target {cfg.target}; seasonal naive MAE at {cfg.horizon} h {base[-1]:.3f}")
+    print(f"| model | MAE at {cfg.horizon} h | lower by | MAE over 1..{cfg.horizon} h | lower by |")
+    print("|---|---:|---:|---:|---:|")
+    medians = []
+    for d in args.models:
+        fn = tf.saved_model.load(str(saved_model.latest(Path(d)))).signatures["serving_default"]
+        q = np.concatenate(
+            [fn(window=tf.constant(x[i : i + 2048]))["quantiles"].numpy() for i in range(0, len(x), 2048)]
+        )
+        medians.append(q[..., parse_quantiles(cfg.quantiles).index(0.5)])
+    for label, m in [*zip(args.models, medians), (f"average of {len(medians)}", np.mean(medians, 0))]:
+        mae = np.abs(m - y).mean(0)
+        print(
+            f"| {label} | {mae[-1]:.3f} | {100 * (1 - mae[-1] / base[-1]):.1f}% | {mae.mean():.3f} | "
+            f"{100 * (1 - mae.mean() / base.mean()):.1f}% |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
