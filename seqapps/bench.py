@@ -107,12 +107,12 @@ def _variant_metric(name: str, meta: dict, file: str):
                 return "accuracy (held-out)", rep.get("accuracy"), p.get("keras_accuracy")
     if name == "speech":
         c = meta.get("export_checks", {})
-        for rep in (c.get(k, {}) for k in ("float32", "int8", "gpu")):
+        for rep in (c.get(k, {}) for k in ("float32", "dynamic", "int8", "gpu")):
             if rep.get("file") == file:
                 return "accuracy (held-out speakers)", rep.get("accuracy"), c.get("keras_accuracy")
     if name == "translate":
         t = meta.get("tflite", {})
-        for rep in (t.get(k, {}) for k in ("float32", "dynamic", "gpu")):
+        for rep in (t.get(k, {}) for k in ("float32", "dynamic", "int8", "gpu")):
             if rep.get("file") == file:
                 return (
                     "greedy BLEU (200 test sentences)",
@@ -141,10 +141,40 @@ def _tflite_inputs(details, example: dict, rng) -> dict:
     return out
 
 
+# Variants an app builds on request but does not ship (too inaccurate, or too large for the repository):
+# ``make bench`` exports each from the shipped model into a temporary folder and measures it with the rest.
+ON_REQUEST = {
+    "sentiment": ("sentiment", ["int8_mode=full"], "model_int8.tflite"),
+    "forecast": ("forecast", ["tflite_int8=true"], "model_int8.tflite"),
+    "weather": ("forecast", ["tflite_int8=true"], "model_int8.tflite"),
+}
+
+
+def _build_on_request(name: str, folder: Path, tmp: Path):
+    """(path of the variant built from ``folder``, the export's metadata), or None when none is defined."""
+    import json
+
+    from seqapps import cli
+
+    if name not in ON_REQUEST:
+        return None
+    app, overrides, file = ON_REQUEST[name]
+    out = tmp / name
+    args = ["export", app, "--model", str(folder), "--out", str(out)]
+    for kv in overrides:
+        args += ["--set", kv]
+    print(f"[bench] building {file} of {name} (not shipped): seqapps {' '.join(args)}", flush=True)
+    if cli.main(args) != 0 or not (out / file).is_file():
+        raise RuntimeError(f"bench: building {file} for {name} failed")
+    return out / file, json.loads((out / "metadata.json").read_text())
+
+
 def shipped_model_rows(quick: bool = False) -> list[dict]:
     """For every shipped model: SavedModel latency at batch 1 and 32, and for every .tflite its size,
-    latency with 1 thread (each signature) and its task metric next to the Keras model's."""
+    latency with 1 thread (each signature) and its task metric next to the Keras model's; plus the
+    ON_REQUEST variants, built for this run (not in quick mode)."""
     import json
+    import tempfile
 
     import tensorflow as tf
 
@@ -153,39 +183,49 @@ def shipped_model_rows(quick: bool = False) -> list[dict]:
     reps = 3 if quick else 10
     rng = np.random.default_rng(0)
     rows = []
-    for name in examples.shipped():
-        folder = examples.ROOT / "trained" / name
-        meta = json.loads((folder / "metadata.json").read_text())
-        example = examples.EXAMPLES[name]()
-        fn = tf.saved_model.load(str(saved_model.latest(folder))).signatures["serving_default"]
-        for batch in (1, 32):
-            args = {
-                k: tf.constant(np.resize(np.asarray(v), (batch, *np.asarray(v).shape[1:]))) for k, v in example.items()
-            }
-            ms = 1000 * median_seconds(lambda args=args, fn=fn: fn(**args), reps if batch == 1 else max(3, reps // 3))
-            rows.append({"model": name, "artifact": f"SavedModel, batch {batch}", "mb": None, "ms": ms})
-        for path in sorted(folder.glob("*.tflite")):
-            interp = tflite.interpreter(path, num_threads=1)
-            parts = []
-            for sig in interp.get_signature_list():
-                runner = interp.get_signature_runner(sig)
-                details = runner.get_input_details()
-                feed = _tflite_inputs(details, example, rng)
-                parts.append((sig, 1000 * median_seconds(lambda r=runner, f=feed: r(**f), reps)))
-            metric, value, keras_value = _variant_metric(name, meta, path.name)
-            rows.append(
-                {
-                    "model": name,
-                    "artifact": path.name,
-                    "mb": path.stat().st_size / 1e6,
-                    "ms": sum(ms for _, ms in parts),
-                    "per_signature": " + ".join(f"{s} {ms:.3g}" for s, ms in parts) if len(parts) > 1 else "",
-                    "metric": metric,
-                    "value": value,
-                    "keras": keras_value,
+
+    def tflite_row(name, path, meta, example, label):
+        interp = tflite.interpreter(path, num_threads=1)
+        parts = []
+        for sig in interp.get_signature_list():
+            runner = interp.get_signature_runner(sig)
+            feed = _tflite_inputs(runner.get_input_details(), example, rng)
+            parts.append((sig, 1000 * median_seconds(lambda r=runner, f=feed: r(**f), reps)))
+        metric, value, keras_value = _variant_metric(name, meta, path.name)
+        return {
+            "model": name,
+            "artifact": label,
+            "mb": path.stat().st_size / 1e6,
+            "ms": sum(ms for _, ms in parts),
+            "per_signature": " + ".join(f"{s} {ms:.3g}" for s, ms in parts) if len(parts) > 1 else "",
+            "metric": metric,
+            "value": value,
+            "keras": keras_value,
+        }
+
+    with tempfile.TemporaryDirectory(prefix="seqapps-bench-") as tmp:
+        for name in examples.shipped():
+            folder = examples.ROOT / "trained" / name
+            meta = json.loads((folder / "metadata.json").read_text())
+            example = examples.EXAMPLES[name]()
+            fn = tf.saved_model.load(str(saved_model.latest(folder))).signatures["serving_default"]
+            for batch in (1, 32):
+                args = {
+                    k: tf.constant(np.resize(np.asarray(v), (batch, *np.asarray(v).shape[1:])))
+                    for k, v in example.items()
                 }
-            )
-        print(f"[bench] shipped {name}: {len([r for r in rows if r['model'] == name])} rows", flush=True)
+                n = reps if batch == 1 else max(3, reps // 3)
+                ms = 1000 * median_seconds(lambda args=args, fn=fn: fn(**args), n)
+                rows.append({"model": name, "artifact": f"SavedModel, batch {batch}", "mb": None, "ms": ms})
+            for path in sorted(folder.glob("*.tflite")):
+                rows.append(tflite_row(name, path, meta, example, path.name))
+            built = None if quick else _build_on_request(name, folder, Path(tmp))
+            if built is not None:
+                path, built_meta = built
+                rows.append(
+                    tflite_row(name, path, built_meta, example, f"{path.name} (built for this run, not shipped)")
+                )
+            print(f"[bench] shipped {name}: {len([r for r in rows if r['model'] == name])} rows", flush=True)
     return rows
 
 
@@ -193,7 +233,11 @@ def shipped_markdown(rows: list[dict]) -> str:
     lines = [
         "## Shipped models: SavedModel and TFLite (1 thread) latency, size, task metric vs Keras\n\n"
         "SavedModel rows: the example request of `seqapps.export.examples`; TFLite rows: one call of each "
-        "signature with the example input (or random valid ids) at its fixed shape.\n",
+        "signature with the example input (or random valid ids) at its fixed shape. TFLite variants: "
+        "`model.tflite` float32; `model_gpu.tflite` float16 weights (recurrent loops unrolled, for GPU "
+        "delegates); `model_dynamic.tflite` dynamic-range (int8 weights, float activations); "
+        "`model_int8.tflite` int8 weights and activations, calibrated (tensors that int8 would flatten stay "
+        "float). Rows marked *built for this run* are variants the app makes on request but does not ship.\n",
         "| model | artifact | size MB | latency ms | task metric | this artifact | Keras model |",
         "|---|---|---:|---:|---|---:|---:|",
     ]

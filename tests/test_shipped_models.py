@@ -69,3 +69,22 @@ def test_shipped_benchmark_table_pieces():
         [{"model": "m", "artifact": "a.tflite", "mb": 1.5, "ms": 2.0, "metric": "acc", "value": 0.9, "keras": 0.91}]
     )
     assert "| m | a.tflite | 1.50 | 2 | acc | 0.9 | 0.91 |" in md
+
+
+@pytest.mark.parametrize("name", examples.shipped())
+def test_benchmark_covers_every_variant_with_its_task_metric(name):
+    """`make bench` measures float32, float16 (the GPU file), dynamic-range and int8 for every shipped model:
+    shipped, or built for the run (bench.ON_REQUEST); each shipped file has its task metric in metadata.json."""
+    import json
+
+    from seqapps import bench
+
+    folder = examples.ROOT / "trained" / name
+    meta = json.loads((folder / "metadata.json").read_text())
+    shipped = {p.name for p in folder.glob("*.tflite")}
+    built = {bench.ON_REQUEST[name][2]} if name in bench.ON_REQUEST else set()
+    assert not shipped & built, "a shipped variant is also rebuilt by the benchmark"
+    assert {"model.tflite", "model_gpu.tflite", "model_dynamic.tflite", "model_int8.tflite"} <= shipped | built
+    for file in shipped - {"stream.tflite"}:
+        metric, value, keras_value = bench._variant_metric(name, meta, file)
+        assert metric and value is not None and keras_value is not None, file
