@@ -102,7 +102,7 @@ def _variant_metric(name: str, meta: dict, file: str):
     """(metric name, value of the artifact ``file``, value of the Keras model) from an export's metadata.json."""
     if name == "sentiment":
         p = meta.get("parity", {})
-        for rep in (p.get(k, {}) for k in ("float32", "int8", "gpu")):
+        for rep in (p.get(k, {}) for k in ("float32", "dynamic", "int8", "gpu")):
             if rep.get("file") == file:
                 return "accuracy (held-out)", rep.get("accuracy"), p.get("keras_accuracy")
     if name == "speech":
@@ -144,7 +144,6 @@ def _tflite_inputs(details, example: dict, rng) -> dict:
 # Variants an app builds on request but does not ship (too inaccurate, or too large for the repository):
 # ``make bench`` exports each from the shipped model into a temporary folder and measures it with the rest.
 ON_REQUEST = {
-    "sentiment": ("sentiment", ["int8_mode=full"], "model_int8.tflite"),
     "forecast": ("forecast", ["tflite_int8=true"], "model_int8.tflite"),
     "weather": ("forecast", ["tflite_int8=true"], "model_int8.tflite"),
 }

@@ -86,6 +86,28 @@ def test_int8_keeps_tensors_with_an_empty_calibrated_range_in_float(tmp_path):
     assert max_diff(y, model(samples[0])) < 0.05
 
 
+def test_long_tensor_names_are_shortened_without_changing_the_model():
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = _model("gru")
+    x = _x()
+    blob, y = tflite_outputs(model, x)
+    assert max(len(n) for n in tflite.tensor_names(blob)) <= tflite.MAX_NAME  # converted files are already short
+    fat = flatbuffer_utils.convert_bytearray_to_object(blob)
+    inputs = set(fat.subgraphs[0].inputs)
+    for i, tensor in enumerate(fat.subgraphs[0].tensors):  # names like an unrolled loop's fused ops
+        if i not in inputs:
+            tensor.name = b";".join([tensor.name] * 40)
+    fat = bytes(flatbuffer_utils.convert_object_to_bytearray(fat))
+    slim = tflite.shorten_long_names(fat)
+    names = tflite.tensor_names(slim)
+    assert len(slim) < len(fat) and max(len(n) for n in names) <= tflite.MAX_NAME
+    assert len(set(names)) == len(names)  # still unique
+    y_slim = tflite.run(tflite.interpreter(slim), "serving_default", x=x)["y"]
+    np.testing.assert_array_equal(y_slim, y)
+    assert tflite.shorten_long_names(blob) is blob  # nothing to do: unchanged
+
+
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_saved_model_serving_layout_runs_without_project(tmp_path, kind):
     model = _model(kind)

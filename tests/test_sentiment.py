@@ -434,8 +434,9 @@ def test_training_learns_and_exports_checked_artifacts(trained):
     assert parity["saved_model"]["max_abs_diff_vs_keras"] < 1e-5
     assert parity["saved_model"]["python_tokenizer_ids_identical"] == "20/20"
     assert parity["float32"]["max_abs_diff_vs_keras"] < 1e-4
-    assert abs(parity["int8"]["accuracy_change_vs_keras_points"]) <= 15  # 20 texts: 1 text = 5 points
-    assert parity["int8"]["file"] == "model_dynamic.tflite" and "int8 weights" in parity["int8"]["quantization"]
+    assert abs(parity["dynamic"]["accuracy_change_vs_keras_points"]) <= 15  # 20 texts: 1 text = 5 points
+    assert parity["dynamic"]["file"] == "model_dynamic.tflite" and "int8 weights" in parity["dynamic"]["quantization"]
+    assert "int8" not in parity  # int8_mode "dynamic": no full-int8 file
     for name in ("model.tflite", "model_dynamic.tflite"):
         assert not any("Flex" in op for op in tflite.op_names(model_dir / name))
     assert "WHILE" in tflite.op_names(model_dir / "model.tflite")

@@ -402,12 +402,15 @@ class SentimentApp(App):
         if report["saved_model"]["max_abs_diff_vs_keras"] > 1e-4:
             raise RuntimeError(f"SavedModel differs from the Keras model: {report['saved_model']}")
 
-        # --- TFLite float32 and int8, checked against the Keras model on the same texts
+        # --- TFLite float32, dynamic-range, full int8 (int8_mode: full) and GPU, checked against Keras on the same texts
         rep_ids = [np.array([tok.encode(t)[0]], np.int32) for t in rep_texts]
         files = {}
-        for variant in ("float32", cfg.int8_mode, "gpu"):
+        if cfg.int8_mode not in ("dynamic", "full"):
+            raise ValueError(f"int8_mode must be 'dynamic' or 'full', got {cfg.int8_mode!r}")
+        variants = ("float32", "dynamic", "full", "gpu") if cfg.int8_mode == "full" else ("float32", "dynamic", "gpu")
+        for variant in variants:
             blob = tflite_blob(model, cfg, len(vocab), len(labels), variant, rep_ids)
-            key = "int8" if variant in ("dynamic", "full") else variant
+            key = {"full": "int8"}.get(variant, variant)
             path = out_dir / tflite.FILE_NAMES[{"full": "int8"}.get(variant, variant)]
             atomic_write_bytes(path, blob)
             files[key] = path.name

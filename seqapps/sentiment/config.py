@@ -40,7 +40,9 @@ class SentimentConfig(TrainConfig):
     batch_size: int = 64
     learning_rate: float = 2e-3
     patience: int = 2
-    int8_mode: str = "dynamic"  # TFLite int8 variant: "dynamic" (int8 weights) or "full" (unrolled, int8 activations)
+    # TFLite quantized files: "dynamic" writes model_dynamic.tflite (int8 weights); "full" also writes
+    # model_int8.tflite (int8 weights and activations, calibrated, the RNN unrolled over max_len)
+    int8_mode: str = "dynamic"
     tflite_eval_examples: int = 1000  # held-out texts used to compare the TFLite variants with Keras
     representative_examples: int = 200  # training texts used to calibrate the int8 variant
 
