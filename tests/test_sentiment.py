@@ -552,6 +552,9 @@ def test_cli_export_from_a_model_folder(trained, tmp_path, monkeypatch):
     again = json.loads((tmp_path / "again" / "metadata.json").read_text())
     assert again["parity"]["float32"]["accuracy"] == meta["parity"]["float32"]["accuracy"]
     assert again["training"] == meta["training"]  # the training figures are kept
+    # a bad quantization mode stops before anything is written
+    assert cli.main(["export", "sentiment", "--model", str(shipped), "--out", "bad", "--set", "int8_mode=int4"]) == 2
+    assert not (tmp_path / "bad").exists()
 
 
 def test_evaluate_default_is_the_held_out_test_split(trained):

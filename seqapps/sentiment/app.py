@@ -325,6 +325,8 @@ class SentimentApp(App):
             else {}
         )
         cfg = cfg or config_lib.read(SentimentConfig, model_dir / "config.yaml")
+        if cfg.int8_mode not in ("dynamic", "full"):  # before anything is written
+            raise ValueError(f"int8_mode must be 'dynamic' or 'full', got {cfg.int8_mode!r}")
         from seqapps.sentiment import model as model_lib  # (registers MaskedPooling etc. for load_model)
 
         vocab = text.read_vocab(model_dir / "assets" / "vocab.txt")
@@ -405,8 +407,6 @@ class SentimentApp(App):
         # --- TFLite float32, dynamic-range, full int8 (int8_mode: full) and GPU, checked against Keras on the same texts
         rep_ids = [np.array([tok.encode(t)[0]], np.int32) for t in rep_texts]
         files = {}
-        if cfg.int8_mode not in ("dynamic", "full"):
-            raise ValueError(f"int8_mode must be 'dynamic' or 'full', got {cfg.int8_mode!r}")
         variants = ("float32", "dynamic", "full", "gpu") if cfg.int8_mode == "full" else ("float32", "dynamic", "gpu")
         for variant in variants:
             blob = tflite_blob(model, cfg, len(vocab), len(labels), variant, rep_ids)
