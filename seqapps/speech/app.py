@@ -259,7 +259,7 @@ class SpeechApp(App):
         }
         print(f"[speech] SavedModel -> {sm_path} (max |diff| vs Keras {report['saved_model']['max_abs_diff']:.2e})")
 
-        # TFLite: clip classifier float32 and int8, streaming step float32
+        # TFLite: clip classifier float32, dynamic-range, int8 and GPU (float16); streaming step float32
         clip_mod = ClipTFLite(model, CLIP)
 
         for variant in ("float32", "dynamic", "int8", "gpu"):
