@@ -141,7 +141,7 @@ def _tflite_inputs(details, example: dict, rng) -> dict:
     return out
 
 
-# Variants an app builds on request but does not ship (too inaccurate, or too large for the repository):
+# Variants an app builds on request but does not ship (they move the forecasts too much):
 # ``make bench`` exports each from the shipped model into a temporary folder and measures it with the rest.
 ON_REQUEST = {
     "forecast": ("forecast", ["tflite_int8=true"], "model_int8.tflite"),
