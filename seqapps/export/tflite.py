@@ -99,36 +99,25 @@ def convert(
             "full int8 quantization of a graph with a WHILE loop crashes the TFLite calibrator; trace the model "
             "unrolled for this variant (build the module inside `with seqapps.export.tflite.unrolled(model):`)"
         )
-
-    def make_converter():
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=signature_keys)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if variant == "float16":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        elif variant == "dynamic":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        elif variant == "int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = representative_dataset
-            converter.target_spec.supported_ops = [
-                tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                tf.lite.OpsSet.TFLITE_BUILTINS,
-            ]
-        return converter
-
     if variant == "int8" and representative_dataset is None:
         raise ValueError("the int8 variant needs a representative_dataset")
     if keep_float is not None and variant != "int8":
         raise ValueError("keep_float applies to the int8 variant only")
-    if variant == "int8":
-        return shorten_long_names(_int8(saved_model_dir, make_converter(), signature_keys, keep_float))
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=signature_keys)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if variant != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "int8":
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        return shorten_long_names(_int8(saved_model_dir, converter, signature_keys, keep_float))
     try:
-        return shorten_long_names(make_converter().convert())
-    except ExportError:
-        raise
+        blob = converter.convert()
     except Exception as exc:  # the converter raises ConverterError and friends
         raise ExportError(f"TFLite {variant} conversion of {saved_model_dir} failed (builtin ops only): {exc}") from exc
+    return shorten_long_names(blob)
 
 
 MAX_NAME = 128
@@ -139,7 +128,7 @@ def shorten_long_names(blob: bytes) -> bytes:
     ``;``) and a ``~<index>`` suffix. The converter names a fused tensor after every op folded into it; in a loop
     unrolled over hundreds of steps those names reach kilobytes each (42 of the 47 MB of the unrolled int8
     sentiment model). Names are not used to run a model: signatures refer to tensors by index."""
-    if all(len(name) <= MAX_NAME for names, _ in _graphs(blob) for name in names):
+    if all(len(name) <= MAX_NAME for name in tensor_names(blob)):
         return blob
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -206,35 +195,26 @@ def _widen_empty_ranges(calibrated: bytes) -> bytes:
 def degenerate_int8_tensors(model) -> set[str]:
     """Names of the int8 activations (op outputs, every subgraph) of ``model`` whose quantization scale is
     below DEGENERATE_SCALE."""
-    wrapper = _inspector(model)
+    from tensorflow.lite.python import schema_py_generated as schema
+
     out = set()
-    for g, (names, operators) in enumerate(_graphs(model)):
-        for t in {i for op in operators for i in op.outputs if i >= 0}:
-            if wrapper.TensorType(t, g) is not np.int8:
-                continue
-            scales = np.asarray(wrapper.TensorQuantizationParameters(t, g)[0])
-            if scales.size and float(scales.min()) < DEGENERATE_SCALE:
-                out.add(names[t])
+    for graph in _graphs(model):
+        for t in {i for op in graph.operators or [] for i in op.outputs if i >= 0}:
+            tensor = graph.tensors[t]
+            q = tensor.quantization
+            scale = None if q is None or q.scale is None else np.asarray(q.scale)
+            if tensor.type == schema.TensorType.INT8 and scale is not None and scale.size:
+                if float(scale.min()) < DEGENERATE_SCALE:
+                    out.add(tensor.name.decode())
     return out
 
 
 def _graphs(model):
-    """(tensor names, operators) of every subgraph of a flatbuffer (TFLite's own schema reader)."""
+    """The subgraphs (every signature) of a flatbuffer, as TFLite's own schema reader unpacks them."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     buf = bytes(model) if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
-    root = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
-    return [([t.name.decode() for t in graph.tensors], graph.operators or []) for graph in root.subgraphs]
-
-
-def _inspector(model):
-    """The interpreter wrapper of a flatbuffer, for reading tensor metadata: no delegate, nothing allocated."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kind = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    if isinstance(model, (bytes, bytearray)):
-        return Interpreter(model_content=bytes(model), experimental_op_resolver_type=kind)._interpreter
-    return Interpreter(model_path=str(model), experimental_op_resolver_type=kind)._interpreter
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0)).subgraphs
 
 
 def convert_module(
@@ -277,9 +257,7 @@ def run(interp, signature: str | None = None, **inputs) -> dict:
 
 def tensor_names(model) -> list[str]:
     """Names of the tensors of every subgraph (every signature) of a flatbuffer, in order, without repeats."""
-    wrapper = _inspector(model)
-    names = [wrapper.TensorName(t, g) for g in range(wrapper.NumSubgraphs()) for t in range(wrapper.NumTensors(g))]
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(t.name.decode() for graph in _graphs(model) for t in graph.tensors))
 
 
 def op_names(model) -> set[str]:

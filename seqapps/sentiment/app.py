@@ -411,7 +411,7 @@ class SentimentApp(App):
         for variant in variants:
             blob = tflite_blob(model, cfg, len(vocab), len(labels), variant, rep_ids)
             key = {"full": "int8"}.get(variant, variant)
-            path = out_dir / tflite.FILE_NAMES[{"full": "int8"}.get(variant, variant)]
+            path = out_dir / tflite.FILE_NAMES[key]
             atomic_write_bytes(path, blob)
             files[key] = path.name
             clf = TFLiteClassifier(out_dir, path.name)

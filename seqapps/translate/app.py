@@ -136,7 +136,9 @@ class TranslateApp(App):
         }
         (out_dir / "run" / "train_info.json").write_text(json.dumps(train_info, indent=2))
         training.clear_backup(out_dir / "run")
-        self.export(out_dir, out_dir, model=model, cfg=cfg, test_pairs=test, train_info=train_info)
+        self.export(
+            out_dir, out_dir, model=model, cfg=cfg, test_pairs=test, train_info=train_info, train_pairs=splits["train"]
+        )
         keras.backend.clear_session()
         return scores
 
@@ -187,15 +189,17 @@ class TranslateApp(App):
 
     # ------------------------------------------------------------------ export
     @staticmethod
-    def _calibration_sentences(cfg) -> list[str]:
-        """``cfg.int8_calibration_sentences`` source sentences of the training split, a fixed random sample."""
+    def _calibration_sentences(cfg, train=None) -> list[str]:
+        """``cfg.int8_calibration_sentences`` source sentences of the training split (``train``, else read from
+        the data), a fixed random sample."""
         from seqapps.translate import data as data_lib
 
-        train = data_lib.split_pairs(data_lib.load_corpus(cfg).pairs, cfg.val_fraction, cfg.test_fraction)["train"]
+        if train is None:
+            train = data_lib.split_pairs(data_lib.load_corpus(cfg).pairs, cfg.val_fraction, cfg.test_fraction)["train"]
         pick = np.random.default_rng(cfg.seed).permutation(len(train))[: cfg.int8_calibration_sentences]
         return [train[i][0] for i in pick]
 
-    def export(self, model_dir, out_dir=None, model=None, cfg=None, test_pairs=None, train_info=None):
+    def export(self, model_dir, out_dir=None, model=None, cfg=None, test_pairs=None, train_info=None, train_pairs=None):
         import sacrebleu
         import tensorflow as tf
 
@@ -260,7 +264,7 @@ class TranslateApp(App):
                 from seqapps.translate.serving import int8_model
 
                 float_runner = TFLiteTranslator(out_dir, tflite.FILE_NAMES["float32"])
-                blob = int8_model(model, cfg.max_src_len, float_runner, self._calibration_sentences(cfg))
+                blob = int8_model(model, cfg.max_src_len, float_runner, self._calibration_sentences(cfg, train_pairs))
             else:
                 blob = tflite.convert_module(lite_module, lite_module.signatures(), variant)
             path = out_dir / tflite.FILE_NAMES[variant]
@@ -441,6 +445,7 @@ class TranslateApp(App):
         import tensorflow as tf
 
         from seqapps.bench import interleaved
+        from seqapps.export import tflite
         from seqapps.translate.tflite_runtime import TFLiteTranslator
 
         model_dir = Path(model_dir)
@@ -449,13 +454,9 @@ class TranslateApp(App):
         one = tf.constant(SAMPLES[:1])
         batch = tf.constant((SAMPLES * 7)[:32])
         files = {
-            v: f
-            for v, f in (
-                ("float32", "model.tflite"),
-                ("dynamic", "model_dynamic.tflite"),
-                ("int8", "model_int8.tflite"),
-            )
-            if (model_dir / f).is_file()
+            v: tflite.FILE_NAMES[v]
+            for v in ("float32", "dynamic", "int8")
+            if (model_dir / tflite.FILE_NAMES[v]).is_file()
         }
         lite = {v: TFLiteTranslator(model_dir, f) for v, f in files.items()}
         t = interleaved(
