@@ -437,6 +437,77 @@ def test_bench_rows(trained):
         assert set(r) == {"benchmark", "value", "unit", "baseline", "ratio"} and r["value"] > 0
 
 
+def test_ensemble_averages_members_blends_ridge_and_resume_keeps_finished_ones(tmp_path, capsys):
+    """`ensemble: 2` trains two seeded networks and the saved model averages their quantiles; with
+    `linear_blend: 0.5` those move halfway to the ridge forecast. The exports match that model, and --resume
+    reuses the members already trained instead of training them again."""
+    import keras
+
+    from seqapps.forecast.app import ForecastApp
+
+    csv = write_csv(tmp_path / "s.csv", gbm(220, seed=5))
+    cfg = cfg_for(csv, ensemble=2, linear_blend=0.5, epochs=1, arima_windows=0, backtest_max_windows=20)
+    ForecastApp().train(cfg, tmp_path / "m")
+    model = keras.saving.load_model(tmp_path / "m" / "model.keras", compile=False)
+    ensemble = model.get_layer("forecaster_ensemble")
+    members = [layer for layer in ensemble.layers if isinstance(layer, keras.Model)]
+    assert [m.name for m in members] == ["forecaster_0", "forecaster_1"]
+    x = np.random.default_rng(0).normal(size=(4, 15, 5)).astype("float32")
+    outs = [m.predict(x, verbose=0) for m in members]
+    assert not np.allclose(outs[0], outs[1])  # different seeds, different networks
+    mean = (outs[0] + outs[1]) / 2
+    np.testing.assert_allclose(ensemble.predict(x, verbose=0), mean, rtol=1e-5, atol=1e-6)
+    kernel, bias = model.get_layer("ridge").get_weights()
+    ridge = x.reshape(4, -1) @ kernel + bias
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), mean + 0.5 * (ridge - mean[:, :, 1])[..., None], rtol=1e-4, atol=1e-5
+    )
+    ev = json.loads((tmp_path / "m" / "evaluation.json").read_text())["training"]
+    assert [m["seed"] for m in ev["members"]] == [cfg.seed, cfg.seed + 1]
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert (
+        meta["saved_model"]["plain_tensorflow_max_abs_diff"] < 1e-3 and meta["tflite"]["float32"]["max_rel_diff"] < 1e-2
+    )
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert "average of 2 such networks" in card and "0.5 x (ridge forecast - median)" in card
+
+    capsys.readouterr()
+    ForecastApp().train(cfg, tmp_path / "m", resume=True)
+    assert capsys.readouterr().out.count("trained in the earlier run") == 2
+    again = keras.saving.load_model(tmp_path / "m" / "model.keras", compile=False)
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="ensemble must be >= 1"):
+        ForecastApp().train(dataclasses.replace(cfg, ensemble=0), tmp_path / "bad")
+    with pytest.raises(ValueError, match="linear_blend must be in"):
+        ForecastApp().train(dataclasses.replace(cfg, linear_blend=1.5), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_ridge_fit_recovers_a_linear_map_and_blend_moves_quantiles_together():
+    import keras
+
+    from seqapps.forecast import model as model_lib
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 4, 3)).astype("float32")
+    true = rng.normal(size=(12, 2))
+    y = x.reshape(500, -1) @ true + np.array([0.5, -1.0])
+    kernel, bias = model_lib.fit_ridge(x, y, l2=0.0)
+    np.testing.assert_allclose(kernel, true, atol=1e-4)
+    np.testing.assert_allclose(bias, [0.5, -1.0], atol=1e-4)
+
+    inputs = keras.Input((4, 3))
+    flat = keras.layers.Flatten()(inputs)
+    zero = keras.layers.Dense(6, kernel_initializer="zeros", bias_initializer="zeros")(flat)
+    net = keras.Model(inputs, model_lib.MonotoneQuantiles(2, 3)(zero))  # quantiles 0, 1, 2
+    blended = model_lib.with_linear_blend(net, kernel, bias, weight=[0.5, 0.2], median_index=1)
+    q, b = net.predict(x[:5], verbose=0), blended.predict(x[:5], verbose=0)
+    shift = np.array([0.5, 0.2]) * (x[:5].reshape(5, -1) @ kernel + bias - q[:, :, 1])
+    np.testing.assert_allclose(b, q + shift[..., None], rtol=1e-5, atol=1e-5)
+    assert np.all(np.diff(b, axis=-1) > 0)
+    assert not blended.get_layer("ridge").trainable
+
+
 def test_quantile_and_config_validation():
     from seqapps.forecast.app import parse_quantiles
 

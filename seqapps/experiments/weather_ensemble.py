@@ -1,14 +1,15 @@
 """Does averaging several weather models reach the 24 h target? Median forecasts of trained folders, averaged.
 
-Train more models like the shipped one with other seeds, then score each and their average on the test
-windows of the shipped model's config (2014) against the seasonal-naive forecast (same hour yesterday):
+The forecast app now trains such an average itself (``ensemble: K`` in the config; the shipped weather
+config uses 5 networks plus a ridge blend). This script scores trained folders one by one and averaged, on
+the test windows of the first folder's config (2014) against the seasonal-naive forecast (same hour
+yesterday), e.g. single networks with other seeds:
 
     for s in 1 2 3; do
       seqapps train forecast --config seqapps/forecast/configs/weather.yaml --set seed=$s \\
-          --set arima_windows=0 --out runs/weather-seed$s
+          --set ensemble=1 --set linear_blend=0 --set arima_windows=0 --out runs/weather-seed$s
     done
-    python -m seqapps.experiments.weather_ensemble trained/weather runs/weather-seed1 runs/weather-seed2 \\
-        runs/weather-seed3
+    python -m seqapps.experiments.weather_ensemble runs/weather-seed1 runs/weather-seed2 runs/weather-seed3
 """
 
 from __future__ import annotations

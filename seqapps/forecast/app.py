@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,10 @@ def parse_quantiles(text) -> list:
 def _check_cfg(cfg):
     if cfg.window < 3 or cfg.horizon < 1:
         raise ValueError(f"window must be >= 3 and horizon >= 1 (got {cfg.window}, {cfg.horizon})")
+    if cfg.ensemble < 1:
+        raise ValueError(f"ensemble must be >= 1 (networks trained and averaged), got {cfg.ensemble}")
+    if not 0.0 <= cfg.linear_blend <= 1.0 or cfg.ridge_l2 < 0:
+        raise ValueError(f"linear_blend must be in [0, 1] and ridge_l2 >= 0 (got {cfg.linear_blend}, {cfg.ridge_l2})")
     for key, allowed in (
         ("missing", ("error", "ffill")),
         ("unsorted", ("error", "sort")),
@@ -131,30 +136,61 @@ class ForecastApp(App):
                 "leave mixed_precision at none"
             )
         # a tf.distribute strategy (cfg.distribute) when the shared training module offers one
-        scope = training.strategy(cfg).scope() if hasattr(training, "strategy") else contextlib.nullcontext()
-        with scope:
-            model = model_lib.build_model(cfg, spec.steps, spec.num_features, quantiles)
-            model.compile(
-                optimizer=training.make_optimizer(cfg),
-                loss=model_lib.PinballLoss(quantiles),
-                jit_compile=bool(getattr(cfg, "jit_compile", False)),
-            )
-        print(
-            f"[forecast] model: {model.count_params():,} parameters ({cfg.cell} x{cfg.num_layers}, {cfg.units} units)"
-            f", input {spec.steps} steps x {spec.num_features} features -> {cfg.horizon} x {len(quantiles)} quantiles"
-        )
+        strategy = training.strategy(cfg) if hasattr(training, "strategy") else None
         fx, fz = arrays["train"]
-        train_ds = (
-            tf.data.Dataset.from_tensor_slices((fx, fz))
-            .shuffle(min(len(fx), 200_000), seed=cfg.seed)
-            .batch(cfg.batch_size)
-            .prefetch(2)
-        )
         val_ds = None
         if len(arrays["val"][0]):
             val_ds = tf.data.Dataset.from_tensor_slices(arrays["val"]).batch(cfg.batch_size * 4)
         run_dir = Path(cfg.run_dir) if cfg.run_dir else out_dir / "run"
-        history = training.fit(model, train_ds, val_ds, cfg, run_dir, resume=resume)
+        members, histories = [], []
+        for i in range(cfg.ensemble):
+            seed = cfg.seed + i
+            member_dir = run_dir if cfg.ensemble == 1 else run_dir / f"member{i}"
+            done = member_dir / "member.keras"  # a finished member of an ensemble (kept for --resume)
+            if cfg.ensemble > 1 and resume and done.is_file():
+                print(f"[forecast] member {i + 1}/{cfg.ensemble}: trained in the earlier run ({done})")
+                members.append(keras.saving.load_model(done, compile=False))
+                history = json.loads((member_dir / "member_history.json").read_text())
+                histories.append(types.SimpleNamespace(**history))
+                continue
+            done.unlink(missing_ok=True)  # an earlier run's member is not this run's
+            training.set_seed(seed)
+            with strategy.scope() if strategy is not None else contextlib.nullcontext():
+                name = "forecaster" if cfg.ensemble == 1 else f"forecaster_{i}"
+                model = model_lib.build_model(cfg, spec.steps, spec.num_features, quantiles, name=name)
+                model.compile(
+                    optimizer=training.make_optimizer(cfg),
+                    loss=model_lib.PinballLoss(quantiles),
+                    jit_compile=bool(getattr(cfg, "jit_compile", False)),
+                )
+            print(
+                f"[forecast] model{f' {i + 1}/{cfg.ensemble} (seed {seed})' if cfg.ensemble > 1 else ''}: "
+                f"{model.count_params():,} parameters ({cfg.cell} x{cfg.num_layers}, {cfg.units} units), input "
+                f"{spec.steps} steps x {spec.num_features} features -> {cfg.horizon} x {len(quantiles)} quantiles"
+            )
+            train_ds = (
+                tf.data.Dataset.from_tensor_slices((fx, fz))
+                .shuffle(min(len(fx), 200_000), seed=seed)
+                .batch(cfg.batch_size)
+                .prefetch(2)
+            )
+            history = training.fit(model, train_ds, val_ds, cfg, member_dir, resume=resume)
+            if cfg.ensemble > 1:
+                model.save(done)
+                (member_dir / "member_history.json").write_text(
+                    json.dumps({"history": history.history, "train_seconds": history.train_seconds})
+                )
+            members.append(model)
+            histories.append(history)
+        model = model_lib.average(members)
+        if cfg.linear_blend > 0:
+            kernel, bias = model_lib.fit_ridge(fx, fz, cfg.ridge_l2)
+            mid = quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
+            model = model_lib.with_linear_blend(model, kernel, bias, [cfg.linear_blend] * cfg.horizon, mid)
+            print(
+                f"[forecast] ridge regression solved on {len(fx):,} training windows; the quantiles move by "
+                f"{cfg.linear_blend} x (ridge forecast - median)"
+            )
 
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "assets").mkdir(exist_ok=True)
@@ -176,12 +212,23 @@ class ForecastApp(App):
         results = self._backtest(ds, sp, cfg, quantiles, lambda x: module.forecast(tf.constant(x))["quantiles"].numpy())
         train_info = {
             "data": info,
-            "epochs_run": len(history.history.get("loss", [])),
-            "train_seconds": round(history.train_seconds, 1),
-            "final": {k: float(v[-1]) for k, v in history.history.items()},
+            "epochs_run": len(histories[0].history.get("loss", [])),
+            "train_seconds": round(sum(h.train_seconds for h in histories), 1),
+            "final": {k: float(v[-1]) for k, v in histories[0].history.items()},
         }
+        if cfg.ensemble > 1:
+            train_info["members"] = [
+                {
+                    "seed": cfg.seed + i,
+                    "epochs_run": len(h.history.get("loss", [])),
+                    "train_seconds": round(h.train_seconds, 1),
+                    "final": {k: float(v[-1]) for k, v in h.history.items()},
+                }
+                for i, h in enumerate(histories)
+            ]
         (out_dir / "evaluation.json").write_text(json.dumps({"training": train_info, "backtest": results}, indent=1))
-        training.clear_backup(run_dir)
+        for i in range(cfg.ensemble):
+            training.clear_backup(run_dir if cfg.ensemble == 1 else run_dir / f"member{i}")
         self.export(out_dir, out_dir, model=model, cfg=cfg)
         keras.backend.clear_session()
         return results
@@ -563,11 +610,21 @@ def model_card(meta: dict, cfg) -> str:
     bt = meta.get("backtest") or {}
     tr = meta.get("training") or {}
     H = meta["horizon"]
+    ensemble = ""
+    if cfg.ensemble > 1:
+        seeds = f"{cfg.seed}..{cfg.seed + cfg.ensemble - 1}"
+        ensemble = f"; average of {cfg.ensemble} such networks trained with seeds {seeds}"
+    if cfg.linear_blend > 0:
+        ensemble += (
+            f"; quantiles moved by {cfg.linear_blend} x (ridge forecast - median), the ridge regression (L2 "
+            f"{cfg.ridge_l2}) of the scaled targets on the window solved on the training windows"
+        )
     lines = [
         f"# forecast model: {meta['target']} from {cfg.data}",
         "",
-        f"Recurrent quantile forecaster (seqapps.layers {cfg.cell.upper()}, {cfg.units} units x {cfg.num_layers}) "
-        f"trained with the pinball loss. Input: the last {meta['window']} rows of {meta['input_columns']} (raw "
+        f"Recurrent quantile forecaster (seqapps.layers {cfg.cell.upper()}, {cfg.units} units x {cfg.num_layers}"
+        f"{ensemble}"
+        f") trained with the pinball loss. Input: the last {meta['window']} rows of {meta['input_columns']} (raw "
         f"values; features and scaling are inside the model). Output: quantiles {meta['quantiles']} of "
         f"`{meta['target']}` for 1..{H} steps ahead, in the target's units.",
         "",
@@ -587,7 +644,11 @@ def model_card(meta: dict, cfg) -> str:
         if "test" in roles:
             lines.append(f"- held-out test series ({len(roles['test'])}): {', '.join(roles['test'])}")
     if tr:
-        lines.append(f"- training: {tr.get('epochs_run')} epochs, {tr.get('train_seconds')} s on a 2-core CPU")
+        if tr.get("members"):
+            epochs = ", ".join(str(m["epochs_run"]) for m in tr["members"])
+            lines.append(f"- training: {epochs} epochs (members), {tr.get('train_seconds')} s in all on a 2-core CPU")
+        else:
+            lines.append(f"- training: {tr.get('epochs_run')} epochs, {tr.get('train_seconds')} s on a 2-core CPU")
     lines += [
         "",
         "## Backtest (rolling origin, test split)",

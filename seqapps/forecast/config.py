@@ -36,6 +36,12 @@ class ForecastConfig(TrainConfig):
     units: int = 32
     num_layers: int = 1
     dropout: float = 0.1
+    ensemble: int = 1  # members trained with seeds seed, seed+1, ...; the saved model averages their quantiles
+    # 0..1: blend a ridge forecast into the median: the quantiles move by linear_blend x (ridge - median); the
+    # ridge regression of the scaled targets on the flattened window is solved on the training windows
+    # (ridge_l2: its L2 penalty). 0 = off
+    linear_blend: float = 0.0
+    ridge_l2: float = 10.0
     # ---- backtest
     backtest_step: int = 1  # rows between rolling origins in the test split
     backtest_max_windows: int = 0  # 0 = all origins

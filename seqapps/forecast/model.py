@@ -4,6 +4,14 @@
                            -> RNN(cell, units) -> Dropout -> Dense(units, relu) -> Dense(H * Q)
                            -> MonotoneQuantiles -> z (batch, H, Q), non-decreasing along Q
 
+With ``ensemble: K`` (config), K such networks are trained with seeds seed..seed+K-1 and `average`
+joins them into one model whose quantiles are the members' quantiles averaged (quantile averaging keeps
+them non-decreasing).
+
+With ``linear_blend: w`` (config), a ridge regression of the scaled targets on the flattened window
+(closed form on the training windows, `fit_ridge`) moves every quantile by w * (ridge - median):
+a linear forecast blended into the median, the spread left to the network (`with_linear_blend`).
+
 Trained with the pinball (quantile) loss on scaled targets (see `features.py`), across all series
 at once: the model only ever sees scale-free features, so one set of weights serves every ticker.
 """
@@ -42,7 +50,7 @@ class MonotoneQuantiles(keras.layers.Layer):
         return {**super().get_config(), "horizon": self.horizon, "num_quantiles": self.num_quantiles}
 
 
-def build_model(cfg, steps: int, num_features: int, quantiles) -> keras.Model:
+def build_model(cfg, steps: int, num_features: int, quantiles, name: str = "forecaster") -> keras.Model:
     """The forecaster; the head's bias starts at the standard normal quantiles (a calibrated prior)."""
     num_quantiles = len(quantiles)
     inputs = keras.Input((steps, num_features), name="features")
@@ -54,7 +62,7 @@ def build_model(cfg, steps: int, num_features: int, quantiles) -> keras.Model:
     x = keras.layers.Dense(cfg.units, activation="relu", name="hidden")(x)
     x = keras.layers.Dense(cfg.horizon * num_quantiles, name="head", kernel_initializer="zeros")(x)
     out = MonotoneQuantiles(cfg.horizon, num_quantiles, name="quantiles")(x)
-    model = keras.Model(inputs, out, name="forecaster")
+    model = keras.Model(inputs, out, name=name)
     from statistics import NormalDist
 
     z = [NormalDist().inv_cdf(q) for q in quantiles]
@@ -62,6 +70,59 @@ def build_model(cfg, steps: int, num_features: int, quantiles) -> keras.Model:
     head = model.get_layer("head")
     head.bias.assign(np.tile(np.asarray(bias, "float32"), cfg.horizon))
     return model
+
+
+def average(members) -> keras.Model:
+    """One model from trained members with the same input: the mean of their quantiles [batch, H, Q]."""
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input(tuple(members[0].inputs[0].shape[1:]), name="features")
+    outs = [m(inputs) for m in members]
+    return keras.Model(inputs, keras.layers.Average(name="ensemble_mean")(outs), name="forecaster_ensemble")
+
+
+@keras.saving.register_keras_serializable(package="seqapps")
+class ShiftTowards(keras.layers.Layer):
+    """(quantiles [B, H, Q], point [B, H]) -> quantiles + weight_h * (point - median) with one weight per
+    horizon: every quantile of a horizon moves by the same amount, so they stay ordered."""
+
+    def __init__(self, weight, median_index, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = [float(w) for w in weight]
+        self.median_index = int(median_index)
+
+    def call(self, inputs):
+        q, point = inputs
+        w = ops.convert_to_tensor(self.weight, dtype=q.dtype)
+        return q + ops.expand_dims(w * (point - q[:, :, self.median_index]), -1)
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight, "median_index": self.median_index}
+
+
+def fit_ridge(features: np.ndarray, targets: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge regression of targets [N, H] on the flattened windows [N, S, F] (intercept not penalised):
+    (kernel [S*F, H], bias [H]), solved in float64."""
+    x = features.reshape(len(features), -1).astype(np.float64)
+    y = targets.astype(np.float64)
+    x_mean, y_mean = x.mean(0), y.mean(0)
+    xc = x - x_mean
+    kernel = np.linalg.solve(xc.T @ xc + l2 * np.eye(x.shape[1]), xc.T @ (y - y_mean))
+    return kernel.astype(np.float32), (y_mean - x_mean @ kernel).astype(np.float32)
+
+
+def with_linear_blend(model: keras.Model, kernel, bias, weight, median_index: int) -> keras.Model:
+    """``model`` with its quantiles at horizon h moved by ``weight[h]`` * (linear forecast - median); the
+    linear layer is frozen (fitted by `fit_ridge`, not by gradient descent)."""
+    inputs = keras.Input(tuple(model.inputs[0].shape[1:]), name="features")
+    linear = keras.layers.Dense(len(bias), trainable=False, name="ridge")
+    point = linear(keras.layers.Flatten(name="flat_window")(inputs))
+    linear.set_weights([kernel, bias])
+    out = ShiftTowards(weight, median_index, name="linear_blend")([model(inputs), point])
+    return keras.Model(inputs, out, name="forecaster_blend")
 
 
 @keras.saving.register_keras_serializable(package="seqapps")
