@@ -508,6 +508,35 @@ def test_ridge_fit_recovers_a_linear_map_and_blend_moves_quantiles_together():
     assert not blended.get_layer("ridge").trainable
 
 
+def test_dynamic_range_tflite_keeps_the_ridge_forecast_in_float():
+    """FrozenLinear multiplies in blocks of < 1,024 weights, which the dynamic-range quantizer leaves float:
+    its TFLite output matches Keras; the same weights in one Dense layer are rounded to int8."""
+    import keras
+    import tensorflow as tf
+
+    from seqapps.export.saved_model import KerasModule
+    from seqapps.forecast import model as model_lib
+
+    rng = np.random.default_rng(0)
+    kernel, bias = rng.normal(size=(720, 24)).astype("float32"), rng.normal(size=24).astype("float32")
+    x = rng.normal(size=(1, 720)).astype("float32")
+
+    def dynamic(layer):
+        inp = keras.Input((720,), batch_size=1)
+        model = keras.Model(inp, layer(inp))
+        layer.set_weights([kernel, bias])
+        module = KerasModule(model)
+        module.fn = tf.function(lambda w: {"y": model(w)}, input_signature=[tf.TensorSpec([1, 720])])
+        blob = tflite.convert_module(module, {"serving_default": module.fn.get_concrete_function()}, "dynamic")
+        return np.array(tflite.run(tflite.interpreter(blob), "serving_default", w=x)["y"]), model(x).numpy()
+
+    got, keras_out = dynamic(model_lib.FrozenLinear(24))
+    np.testing.assert_allclose(keras_out, x @ kernel + bias, rtol=1e-4, atol=1e-3)
+    assert np.abs(got - keras_out).max() < 1e-3
+    got, keras_out = dynamic(keras.layers.Dense(24))
+    assert np.abs(got - keras_out).max() > 0.05  # what the blocks prevent
+
+
 def test_quantile_and_config_validation():
     from seqapps.forecast.app import parse_quantiles
 

@@ -103,6 +103,43 @@ class ShiftTowards(keras.layers.Layer):
         return {**super().get_config(), "weight": self.weight, "median_index": self.median_index}
 
 
+@keras.saving.register_keras_serializable(package="seqapps")
+class FrozenLinear(keras.layers.Layer):
+    """[B, D] -> [B, units] = x @ kernel + bias with weights set, not trained (`fit_ridge`).
+
+    The product is computed as a sum over row blocks of fewer than 1,024 weights (same values up to float
+    rounding): TFLite's dynamic-range quantizer leaves weight tensors that small in float, so the ridge
+    forecast is not rounded to int8 in ``model_dynamic.tflite``."""
+
+    max_block_weights = 1024
+
+    def __init__(self, units, **kwargs):
+        kwargs["trainable"] = False
+        super().__init__(**kwargs)
+        self.units = int(units)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel", trainable=False)
+        self.bias = self.add_weight(shape=(self.units,), name="bias", initializer="zeros", trainable=False)
+
+    def call(self, x):
+        rows = max(1, (self.max_block_weights - 1) // self.units)
+        depth = self.kernel.shape[0]
+        blocks = [ops.matmul(x[:, i : i + rows], self.kernel[i : i + rows]) for i in range(0, depth, rows)]
+        out = blocks[0]
+        for b in blocks[1:]:
+            out = out + b
+        return out + self.bias
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("trainable", None)
+        return {**config, "units": self.units}
+
+
 def fit_ridge(features: np.ndarray, targets: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
     """Ridge regression of targets [N, H] on the flattened windows [N, S, F] (intercept not penalised):
     (kernel [S*F, H], bias [H]), solved in float64."""
@@ -118,7 +155,7 @@ def with_linear_blend(model: keras.Model, kernel, bias, weight, median_index: in
     """``model`` with its quantiles at horizon h moved by ``weight[h]`` * (linear forecast - median); the
     linear layer is frozen (fitted by `fit_ridge`, not by gradient descent)."""
     inputs = keras.Input(tuple(model.inputs[0].shape[1:]), name="features")
-    linear = keras.layers.Dense(len(bias), trainable=False, name="ridge")
+    linear = FrozenLinear(len(bias), name="ridge")
     point = linear(keras.layers.Flatten(name="flat_window")(inputs))
     linear.set_weights([kernel, bias])
     out = ShiftTowards(weight, median_index, name="linear_blend")([model(inputs), point])
