@@ -500,9 +500,9 @@ def test_ridge_fit_recovers_a_linear_map_and_blend_moves_quantiles_together():
     flat = keras.layers.Flatten()(inputs)
     zero = keras.layers.Dense(6, kernel_initializer="zeros", bias_initializer="zeros")(flat)
     net = keras.Model(inputs, model_lib.MonotoneQuantiles(2, 3)(zero))  # quantiles 0, 1, 2
-    blended = model_lib.with_linear_blend(net, kernel, bias, weight=[0.5, 0.2], median_index=1)
+    blended = model_lib.with_linear_blend(net, kernel, bias, weight=0.5, median_index=1)
     q, b = net.predict(x[:5], verbose=0), blended.predict(x[:5], verbose=0)
-    shift = np.array([0.5, 0.2]) * (x[:5].reshape(5, -1) @ kernel + bias - q[:, :, 1])
+    shift = 0.5 * (x[:5].reshape(5, -1) @ kernel + bias - q[:, :, 1])
     np.testing.assert_allclose(b, q + shift[..., None], rtol=1e-5, atol=1e-5)
     assert np.all(np.diff(b, axis=-1) > 0)
     assert not blended.get_layer("ridge").trainable

@@ -41,6 +41,18 @@ FILE_NAMES = {
 }
 
 
+# TFLite's dynamic-range quantizer leaves weight tensors with fewer elements than this in float.
+DYNAMIC_FLOAT_WEIGHTS = 1024
+
+
+def matmul_in_small_blocks(x, w, max_weights: int = DYNAMIC_FLOAT_WEIGHTS):
+    """x [..., D] @ w [D, N], as a sum over row blocks of w with fewer than ``max_weights`` weights each
+    (same values up to float rounding). Traced this way, a product stays float in ``model_dynamic.tflite``:
+    for weights or inputs that int8 would flatten."""
+    rows = max(1, (max_weights - 1) // int(w.shape[1]))
+    return tf.add_n([tf.tensordot(x[..., i : i + rows], w[i : i + rows], 1) for i in range(0, int(w.shape[0]), rows)])
+
+
 class ExportError(RuntimeError):
     """A TFLite conversion that did not produce a builtin-only model."""
 
@@ -128,16 +140,13 @@ def shorten_long_names(blob: bytes) -> bytes:
     ``;``) and a ``~<index>`` suffix. The converter names a fused tensor after every op folded into it; in a loop
     unrolled over hundreds of steps those names reach kilobytes each (42 of the 47 MB of the unrolled int8
     sentiment model). Names are not used to run a model: signatures refer to tensors by index."""
-    if all(len(name) <= MAX_NAME for name in tensor_names(blob)):
+    model = _unpack(blob)
+    long = [(i, t) for graph in model.subgraphs for i, t in enumerate(graph.tensors) if len(t.name) > MAX_NAME]
+    if not long:
         return blob
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(blob)
-    for graph in model.subgraphs:
-        for i, tensor in enumerate(graph.tensors):
-            if len(tensor.name) > MAX_NAME:
-                tensor.name = tensor.name.split(b";")[0][: MAX_NAME - 12] + f"~{i}".encode()
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    for i, tensor in long:
+        tensor.name = tensor.name.split(b";")[0][: MAX_NAME - 12] + f"~{i}".encode()
+    return _pack(model)
 
 
 # Calibrated ranges narrower than this are widened to +-EMPTY_RANGE before quantization. Such a tensor was
@@ -177,9 +186,7 @@ def _int8(saved_model_dir, converter, signature_keys, keep_float) -> bytes:
 
 def _widen_empty_ranges(calibrated: bytes) -> bytes:
     """The calibrated flatbuffer with every min/max range narrower than 1e-6 widened to +-EMPTY_RANGE."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(calibrated)
+    model = _unpack(calibrated)
     for graph in model.subgraphs:
         for tensor in graph.tensors:
             q = tensor.quantization
@@ -189,7 +196,7 @@ def _widen_empty_ranges(calibrated: bytes) -> bytes:
             if hi - lo < 1e-6:
                 q.min = [min(lo, -EMPTY_RANGE)] * len(q.min)
                 q.max = [max(hi, EMPTY_RANGE)] * len(q.max)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return _pack(model)
 
 
 def degenerate_int8_tensors(model) -> set[str]:
@@ -198,7 +205,7 @@ def degenerate_int8_tensors(model) -> set[str]:
     from tensorflow.lite.python import schema_py_generated as schema
 
     out = set()
-    for graph in _graphs(model):
+    for graph in _unpack(model).subgraphs:
         for t in {i for op in graph.operators or [] for i in op.outputs if i >= 0}:
             tensor = graph.tensors[t]
             q = tensor.quantization
@@ -209,12 +216,18 @@ def degenerate_int8_tensors(model) -> set[str]:
     return out
 
 
-def _graphs(model):
-    """The subgraphs (every signature) of a flatbuffer, as TFLite's own schema reader unpacks them."""
-    from tensorflow.lite.python import schema_py_generated as schema
+def _unpack(model):
+    """A flatbuffer (bytes or a path) as TFLite's own schema objects (``.subgraphs``: every signature)."""
+    from tensorflow.lite.tools import flatbuffer_utils
 
     buf = bytes(model) if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
-    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0)).subgraphs
+    return flatbuffer_utils.convert_bytearray_to_object(buf)
+
+
+def _pack(model) -> bytes:
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def convert_module(
@@ -257,7 +270,7 @@ def run(interp, signature: str | None = None, **inputs) -> dict:
 
 def tensor_names(model) -> list[str]:
     """Names of the tensors of every subgraph (every signature) of a flatbuffer, in order, without repeats."""
-    return list(dict.fromkeys(t.name.decode() for graph in _graphs(model) for t in graph.tensors))
+    return list(dict.fromkeys(t.name.decode() for graph in _unpack(model).subgraphs for t in graph.tensors))
 
 
 def op_names(model) -> set[str]:

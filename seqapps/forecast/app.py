@@ -142,10 +142,10 @@ class ForecastApp(App):
         if len(arrays["val"][0]):
             val_ds = tf.data.Dataset.from_tensor_slices(arrays["val"]).batch(cfg.batch_size * 4)
         run_dir = Path(cfg.run_dir) if cfg.run_dir else out_dir / "run"
+        member_dirs = [run_dir] if cfg.ensemble == 1 else [run_dir / f"member{i}" for i in range(cfg.ensemble)]
         members, histories = [], []
-        for i in range(cfg.ensemble):
+        for i, member_dir in enumerate(member_dirs):
             seed = cfg.seed + i
-            member_dir = run_dir if cfg.ensemble == 1 else run_dir / f"member{i}"
             done = member_dir / "member.keras"  # a finished member of an ensemble (kept for --resume)
             if cfg.ensemble > 1 and resume and done.is_file():
                 print(f"[forecast] member {i + 1}/{cfg.ensemble}: trained in the earlier run ({done})")
@@ -186,7 +186,7 @@ class ForecastApp(App):
         if cfg.linear_blend > 0:
             kernel, bias = model_lib.fit_ridge(fx, fz, cfg.ridge_l2)
             mid = quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
-            model = model_lib.with_linear_blend(model, kernel, bias, [cfg.linear_blend] * cfg.horizon, mid)
+            model = model_lib.with_linear_blend(model, kernel, bias, cfg.linear_blend, mid)
             print(
                 f"[forecast] ridge regression solved on {len(fx):,} training windows; the quantiles move by "
                 f"{cfg.linear_blend} x (ridge forecast - median)"
@@ -227,8 +227,8 @@ class ForecastApp(App):
                 for i, h in enumerate(histories)
             ]
         (out_dir / "evaluation.json").write_text(json.dumps({"training": train_info, "backtest": results}, indent=1))
-        for i in range(cfg.ensemble):
-            training.clear_backup(run_dir if cfg.ensemble == 1 else run_dir / f"member{i}")
+        for member_dir in member_dirs:
+            training.clear_backup(member_dir)
         self.export(out_dir, out_dir, model=model, cfg=cfg)
         keras.backend.clear_session()
         return results

@@ -83,18 +83,17 @@ def average(members) -> keras.Model:
 
 @keras.saving.register_keras_serializable(package="seqapps")
 class ShiftTowards(keras.layers.Layer):
-    """(quantiles [B, H, Q], point [B, H]) -> quantiles + weight_h * (point - median) with one weight per
-    horizon: every quantile of a horizon moves by the same amount, so they stay ordered."""
+    """(quantiles [B, H, Q], point [B, H]) -> quantiles + weight * (point - median): every quantile of a
+    horizon moves by the same amount, so they stay ordered."""
 
     def __init__(self, weight, median_index, **kwargs):
         super().__init__(**kwargs)
-        self.weight = [float(w) for w in weight]
+        self.weight = float(weight)
         self.median_index = int(median_index)
 
     def call(self, inputs):
         q, point = inputs
-        w = ops.convert_to_tensor(self.weight, dtype=q.dtype)
-        return q + ops.expand_dims(w * (point - q[:, :, self.median_index]), -1)
+        return q + self.weight * ops.expand_dims(point - q[:, :, self.median_index], -1)
 
     def compute_output_shape(self, input_shapes):
         return input_shapes[0]
@@ -107,11 +106,9 @@ class ShiftTowards(keras.layers.Layer):
 class FrozenLinear(keras.layers.Layer):
     """[B, D] -> [B, units] = x @ kernel + bias with weights set, not trained (`fit_ridge`).
 
-    The product is computed as a sum over row blocks of fewer than 1,024 weights (same values up to float
-    rounding): TFLite's dynamic-range quantizer leaves weight tensors that small in float, so the ridge
-    forecast is not rounded to int8 in ``model_dynamic.tflite``."""
-
-    max_block_weights = 1024
+    The product is traced in blocks that TFLite's dynamic-range quantizer leaves in float
+    (`seqapps.export.tflite.matmul_in_small_blocks`), so the ridge forecast is not rounded to int8 in
+    ``model_dynamic.tflite``."""
 
     def __init__(self, units, **kwargs):
         kwargs["trainable"] = False
@@ -123,13 +120,9 @@ class FrozenLinear(keras.layers.Layer):
         self.bias = self.add_weight(shape=(self.units,), name="bias", initializer="zeros", trainable=False)
 
     def call(self, x):
-        rows = max(1, (self.max_block_weights - 1) // self.units)
-        depth = self.kernel.shape[0]
-        blocks = [ops.matmul(x[:, i : i + rows], self.kernel[i : i + rows]) for i in range(0, depth, rows)]
-        out = blocks[0]
-        for b in blocks[1:]:
-            out = out + b
-        return out + self.bias
+        from seqapps.export.tflite import matmul_in_small_blocks
+
+        return matmul_in_small_blocks(x, self.kernel) + self.bias
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
@@ -151,9 +144,9 @@ def fit_ridge(features: np.ndarray, targets: np.ndarray, l2: float) -> tuple[np.
     return kernel.astype(np.float32), (y_mean - x_mean @ kernel).astype(np.float32)
 
 
-def with_linear_blend(model: keras.Model, kernel, bias, weight, median_index: int) -> keras.Model:
-    """``model`` with its quantiles at horizon h moved by ``weight[h]`` * (linear forecast - median); the
-    linear layer is frozen (fitted by `fit_ridge`, not by gradient descent)."""
+def with_linear_blend(model: keras.Model, kernel, bias, weight: float, median_index: int) -> keras.Model:
+    """``model`` with its quantiles moved by ``weight`` * (linear forecast - median); the linear layer is
+    frozen (fitted by `fit_ridge`, not by gradient descent)."""
     inputs = keras.Input(tuple(model.inputs[0].shape[1:]), name="features")
     linear = FrozenLinear(len(bias), name="ridge")
     point = linear(keras.layers.Flatten(name="flat_window")(inputs))
