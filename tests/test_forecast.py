@@ -579,3 +579,49 @@ def test_weather_linear_baseline_recovers_a_linear_signal_and_checks_columns(tmp
     bad.write_text("year,month,day,hour,TEMP\n2010,1,1,0,3\n")
     with pytest.raises(ValueError, match="expected the Beijing PM2.5 columns"):
         wl.load(bad)
+
+
+def test_weather_sweep_scores_variants_on_the_dev_year_and_reuses_finished_networks(tmp_path, capsys, monkeypatch):
+    """`weather_sweep` drops the rows after the development year, tests on that year, prints one row per
+    variant plus all networks together, keeps each network's forecasts, and refuses a folder whose networks
+    were trained with other settings."""
+    from seqapps.experiments import weather_sweep
+    from seqapps.forecast.app import ForecastApp
+
+    days = np.arange(np.datetime64("2010-01-01"), np.datetime64("2014-01-01"))
+    rng = np.random.default_rng(0)
+    temp = 10 * np.sin(2 * np.pi * np.arange(len(days)) / 365.25) + rng.normal(0, 1, len(days)).cumsum() * 0.3
+    lines = [f"{d},{t:.3f},{1000 + 5 * np.cos(i / 9):.2f}" for i, (d, t) in enumerate(zip(days, temp))]
+    csv = write_csv(tmp_path / "daily.csv", lines, header="Date,TEMP,PRES")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data: {csv}\nmode: generic\ntarget: TEMP\nfeatures: PRES\nwindow: 16\nhorizon: 3\nseason: 7\n"
+        "units: 8\nepochs: 1\npatience: 0\nbatch_size: 64\narima_windows: 0\n"
+    )
+    out = tmp_path / "sweep"
+    argv = ["--config", str(config), "--dev-year", "2012", "--seeds", "1,2", "--out", str(out)]
+    argv += ["--variant", "plain=", "--variant", "small=units:4"]
+    assert weather_sweep.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "364 windows of 2012" in text  # origins 2011-12-31 .. 2012-12-28: 2013 rows are gone
+    assert sorted(p.name for p in (out / "small").glob("seed*.npy")) == ["seed1.npy", "seed2.npy"]
+    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[0] for row in table] == ["| plain", "| small", "| all 4 networks"]
+    # the "average" column is the mean of the kept forecasts, scored against the seasonal naive
+    ds = data.load(cfg_for(csv, mode="generic", target="TEMP", features="PRES", window=16, horizon=3))
+    t = ds.series[0].target
+    first = int(np.searchsorted(ds.series[0].times, np.datetime64("2012-01-01")))
+    origins = np.arange(first - 1, first - 1 + 364)
+    y, naive = t[origins + 3], np.abs(t[origins + 3 - 7] - t[origins + 3]).mean()
+    avg = np.mean([np.load(out / "plain" / f"seed{s}.npy") for s in (1, 2)], 0)
+    assert f"| {100 * (1 - np.abs(avg - y).mean() / naive):.1f}% |" in table[0]
+
+    monkeypatch.setattr(ForecastApp, "fit_network", lambda *a, **k: pytest.fail("a finished network was retrained"))
+    assert weather_sweep.main(argv) == 0
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:] == table
+    with pytest.raises(SystemExit):
+        weather_sweep.main([*argv, "--set", "dropout=0.3"])
+    assert "holds networks trained with other settings" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        weather_sweep.main([*argv[:-4], "--variant", "units:4"])
+    assert "expected NAME=key:value" in capsys.readouterr().err

@@ -66,12 +66,14 @@ class ForecastApp(App):
         return tiny()
 
     # ------------------------------------------------------------------ data
-    def prepare(self, cfg):
+    def prepare(self, cfg, ds=None):
+        """Data, split, fitted feature spec, quantiles and the train/val arrays; ``ds`` (a `data.Dataset`
+        already loaded, e.g. cut to a development year) instead of reading ``cfg.data``."""
         from seqapps.forecast import data, features
 
         _check_cfg(cfg)
         t0 = time.time()
-        ds = data.load(cfg)
+        ds = data.load(cfg) if ds is None else ds
         sp = data.split(ds, cfg)
         quantiles = parse_quantiles(cfg.quantiles)
         spec = features.FeatureSpec(
@@ -135,12 +137,7 @@ class ForecastApp(App):
                 "forecast trains in float32 (quantile outputs and the exported features need it); "
                 "leave mixed_precision at none"
             )
-        # a tf.distribute strategy (cfg.distribute) when the shared training module offers one
-        strategy = training.strategy(cfg) if hasattr(training, "strategy") else None
         fx, fz = arrays["train"]
-        val_ds = None
-        if len(arrays["val"][0]):
-            val_ds = tf.data.Dataset.from_tensor_slices(arrays["val"]).batch(cfg.batch_size * 4)
         run_dir = Path(cfg.run_dir) if cfg.run_dir else out_dir / "run"
         member_dirs = [run_dir] if cfg.ensemble == 1 else [run_dir / f"member{i}" for i in range(cfg.ensemble)]
         members, histories = [], []
@@ -154,27 +151,11 @@ class ForecastApp(App):
                 histories.append(types.SimpleNamespace(**history))
                 continue
             done.unlink(missing_ok=True)  # an earlier run's member is not this run's
-            training.set_seed(seed)
-            with strategy.scope() if strategy is not None else contextlib.nullcontext():
-                name = "forecaster" if cfg.ensemble == 1 else f"forecaster_{i}"
-                model = model_lib.build_model(cfg, spec.steps, spec.num_features, quantiles, name=name)
-                model.compile(
-                    optimizer=training.make_optimizer(cfg),
-                    loss=model_lib.PinballLoss(quantiles),
-                    jit_compile=bool(getattr(cfg, "jit_compile", False)),
-                )
-            print(
-                f"[forecast] model{f' {i + 1}/{cfg.ensemble} (seed {seed})' if cfg.ensemble > 1 else ''}: "
-                f"{model.count_params():,} parameters ({cfg.cell} x{cfg.num_layers}, {cfg.units} units), input "
-                f"{spec.steps} steps x {spec.num_features} features -> {cfg.horizon} x {len(quantiles)} quantiles"
+            name = "forecaster" if cfg.ensemble == 1 else f"forecaster_{i}"
+            label = f" {i + 1}/{cfg.ensemble} (seed {seed})" if cfg.ensemble > 1 else ""
+            model, history = self.fit_network(
+                cfg, spec, quantiles, arrays, seed, member_dir, name=name, label=label, resume=resume
             )
-            train_ds = (
-                tf.data.Dataset.from_tensor_slices((fx, fz))
-                .shuffle(min(len(fx), 200_000), seed=seed)
-                .batch(cfg.batch_size)
-                .prefetch(2)
-            )
-            history = training.fit(model, train_ds, val_ds, cfg, member_dir, resume=resume)
             if cfg.ensemble > 1:
                 model.save(done)
                 (member_dir / "member_history.json").write_text(
@@ -232,6 +213,41 @@ class ForecastApp(App):
         self.export(out_dir, out_dir, model=model, cfg=cfg)
         keras.backend.clear_session()
         return results
+
+    def fit_network(self, cfg, spec, quantiles, arrays, seed, run_dir, name="forecaster", label="", resume=False):
+        """Build, compile and train one network (seed ``seed``) on ``arrays`` from `prepare`, early-stopped on
+        its val windows; checkpoints and logs in ``run_dir``. Returns (model, history)."""
+        import tensorflow as tf
+
+        from seqapps import training
+        from seqapps.forecast import model as model_lib
+
+        training.set_seed(seed)
+        # a tf.distribute strategy (cfg.distribute) when the shared training module offers one
+        strategy = training.strategy(cfg) if hasattr(training, "strategy") else None
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            model = model_lib.build_model(cfg, spec.steps, spec.num_features, quantiles, name=name)
+            model.compile(
+                optimizer=training.make_optimizer(cfg),
+                loss=model_lib.PinballLoss(quantiles),
+                jit_compile=bool(getattr(cfg, "jit_compile", False)),
+            )
+        print(
+            f"[forecast] model{label}: {model.count_params():,} parameters ({cfg.cell} x{cfg.num_layers}, "
+            f"{cfg.units} units), input {spec.steps} steps x {spec.num_features} features -> {cfg.horizon} x "
+            f"{len(quantiles)} quantiles"
+        )
+        fx, fz = arrays["train"]
+        train_ds = (
+            tf.data.Dataset.from_tensor_slices((fx, fz))
+            .shuffle(min(len(fx), 200_000), seed=seed)
+            .batch(cfg.batch_size)
+            .prefetch(2)
+        )
+        val_ds = None
+        if len(arrays["val"][0]):
+            val_ds = tf.data.Dataset.from_tensor_slices(arrays["val"]).batch(cfg.batch_size * 4)
+        return model, training.fit(model, train_ds, val_ds, cfg, run_dir, resume=resume)
 
     def _calibration(self, model_dir, out_dir, cfg):
         """Training windows for the int8 calibration: ``assets/calibration_windows.npy``, else read from the

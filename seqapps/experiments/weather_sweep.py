@@ -1,0 +1,154 @@
+"""Which weather settings help at 24 h? Networks trained per setting and seed, scored on a development year.
+
+The 2014 test year must not choose the settings, so this script cuts the data before the year after
+``--dev-year`` and uses that year as the test split (default: train 2010-2012, test 2013). For every
+variant (config overrides) and seed it trains one network as the forecast app does (`ForecastApp.fit_network`,
+early-stopped on the last 10% before the dev year), and prints, at the last horizon, each network's
+MAE against the seasonal-naive forecast (same hour yesterday), the average of its seeds, that average
+moved ``--blend`` of the way to the ridge forecast (as ``linear_blend`` does), and the same for all
+networks of all variants together:
+
+    python -m seqapps.experiments.weather_sweep [--config seqapps/forecast/configs/weather.yaml] \\
+        [--dev-year 2013] [--seeds 42,43,44,45,46] [--variant lstm=cell:lstm ...] [--out runs/weather-sweep]
+
+Each network's median forecasts are kept in ``--out`` (``VARIANT/seedS.npy``), so an interrupted or
+extended sweep trains only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_VARIANTS = {
+    "shipped settings": "",
+    "lstm": "cell:lstm",
+    "lr 0.001, 25 epochs": "learning_rate:0.001,epochs:25,patience:4",
+    "32 units": "units:32",
+    "batch 64": "batch_size:64",
+    "2 layers": "num_layers:2",
+}
+
+
+def parse_variant(text: str) -> tuple[str, list]:
+    """``NAME=key:value,key:value`` -> (NAME, ["key=value", ...]); ``NAME=`` is the config unchanged."""
+    name, sep, body = text.partition("=")
+    if not sep or not name.strip():
+        raise ValueError(f"--variant {text!r}: expected NAME=key:value[,key:value...], e.g. lstm=cell:lstm")
+    sets = []
+    for item in filter(None, (p.strip() for p in body.split(","))):
+        key, colon, value = item.partition(":")
+        if not colon or not key:
+            raise ValueError(f"--variant {text!r}: {item!r} is not key:value")
+        sets.append(f"{key.strip()}={value.strip()}")
+    return name.strip(), sets
+
+
+def cut_before(ds, end):
+    """The dataset with every series cut to its rows before ``end`` (numpy datetime64)."""
+    series = [dataclasses.replace(s, times=s.times[s.times < end], values=s.values[s.times < end]) for s in ds.series]
+    return dataclasses.replace(ds, series=series)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m seqapps.experiments.weather_sweep",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="default variants: " + "; ".join(f"{k} ({v or 'the config'})" for k, v in DEFAULT_VARIANTS.items()),
+    )
+    parser.add_argument("--config", default="seqapps/forecast/configs/weather.yaml", help="forecast config (YAML)")
+    parser.add_argument("--dev-year", type=int, default=2013, help="test year; later rows are dropped (default 2013)")
+    parser.add_argument("--seeds", default="42,43,44,45,46", help="comma-separated seeds per variant")
+    parser.add_argument("--variant", action="append", default=[], help="NAME=key:value,... (repeatable)")
+    parser.add_argument("--blend", type=float, default=0.5, help="ridge blend weight for the blended column")
+    parser.add_argument("--set", action="append", default=[], help="key=value override for every variant")
+    parser.add_argument("--out", default="runs/weather-sweep", help="folder for the networks and their forecasts")
+    args = parser.parse_args(argv)
+    try:
+        variants = dict(parse_variant(v) for v in args.variant) or {
+            k: parse_variant(f"x={v}")[1] for k, v in DEFAULT_VARIANTS.items()
+        }
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not seeds:
+        parser.error("--seeds: give at least one seed")
+    if not 0 <= args.blend <= 1:
+        parser.error(f"--blend must be in [0, 1], got {args.blend}")
+
+    import keras
+    import yaml
+
+    from seqapps import config as config_lib
+    from seqapps.forecast import data as data_lib
+    from seqapps.forecast import features
+    from seqapps.forecast import model as model_lib
+    from seqapps.forecast.app import ForecastApp
+
+    app = ForecastApp()
+    start = f"{args.dev_year}-01-01"
+    base = config_lib.load(app.config_class(), args.config, [*args.set, f"test_start={start}", "verbose=0"])
+    ds = cut_before(data_lib.load(base), np.datetime64(f"{args.dev_year + 1}-01-01", "s"))
+    out = Path(args.out)
+    rows, all_medians, y, naive, ridge = [], [], None, None, None
+    for name, sets in variants.items():
+        cfg = config_lib.load(app.config_class(), args.config, [*args.set, *sets, f"test_start={start}", "verbose=0"])
+        _, sp, spec, quantiles, arrays, _ = app.prepare(cfg, ds=ds)
+        x, y = data_lib.windows(ds, sp.test, cfg.window, cfg.horizon)
+        naive = np.abs(np.array([ds.series[si].target[t + cfg.horizon - cfg.season] for si, t in sp.test]) - y[:, -1])
+        naive = naive.mean()  # seasonal naive at the last horizon: the same hour one season earlier
+        test_f, anchor, scale = features.batched(x, spec)
+        if ridge is None:  # one ridge forecast for the blends (the variants share the input features)
+            kernel, bias = model_lib.fit_ridge(*arrays["train"], cfg.ridge_l2)
+            ridge = anchor + scale[:, -1] * (test_f.reshape(len(x), -1) @ kernel[:, -1] + bias[-1])
+        mid = quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
+        folder = out / _slug(name)
+        settings = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=True)
+        if (folder / "config.yaml").is_file() and (folder / "config.yaml").read_text() != settings:
+            parser.error(f"{folder} holds networks trained with other settings: pass another --out, or delete it")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.yaml").write_text(settings)
+        medians = []
+        for seed in seeds:
+            path = folder / f"seed{seed}.npy"
+            if not path.is_file():
+                model, _ = app.fit_network(cfg, spec, quantiles, arrays, seed, path.parent / f"run{seed}")
+                z = model.predict(test_f, batch_size=4096, verbose=0)[:, -1, mid]
+                tmp = path.with_suffix(".tmp.npy")
+                np.save(tmp, (anchor + scale[:, -1] * z).astype(np.float64))
+                tmp.replace(path)
+                keras.backend.clear_session()
+            medians.append(np.load(path))
+        all_medians += medians
+        rows.append((name, medians))
+    if len(rows) > 1:
+        rows.append((f"all {len(all_medians)} networks", all_medians))
+
+    def lower(pred):
+        return 100 * (1 - np.abs(pred - y[:, -1]).mean() / naive)
+
+    h = base.horizon
+    print(
+        f"\n{len(y):,} windows of {args.dev_year}; seasonal naive MAE at {h} h: {naive:.3f}; ridge alone {lower(ridge):.1f}%"
+    )
+    print(f"| variant | single networks, % lower at {h} h | average | average + ridge x{args.blend:g} |")
+    print("|---|---|---:|---:|")
+    for name, medians in rows:
+        singles = " / ".join(f"{lower(m):.1f}" for m in medians) if len(medians) <= 10 else f"{len(medians)} nets"
+        avg = np.mean(medians, 0)
+        blended = (1 - args.blend) * avg + args.blend * ridge
+        print(f"| {name} | {singles} | {lower(avg):.1f}% | {lower(blended):.1f}% |")
+    return 0
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "variant"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
