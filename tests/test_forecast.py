@@ -625,3 +625,6 @@ def test_weather_sweep_scores_variants_on_the_dev_year_and_reuses_finished_netwo
     with pytest.raises(SystemExit):
         weather_sweep.main([*argv[:-4], "--variant", "units:4"])
     assert "expected NAME=key:value" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # another horizon scores other targets: not comparable in one table
+        weather_sweep.main([*argv[:-4], "--variant", "plain=", "--variant", "h2=horizon:2"])
+    assert "'h2' changes the test windows or targets" in capsys.readouterr().err

@@ -5,8 +5,9 @@ The 2014 test year must not choose the settings, so this script cuts the data be
 variant (config overrides) and seed it trains one network as the forecast app does (`ForecastApp.fit_network`,
 early-stopped on the last 10% before the dev year), and prints, at the last horizon, each network's
 MAE against the seasonal-naive forecast (same hour yesterday), the average of its seeds, that average
-moved ``--blend`` of the way to the ridge forecast (as ``linear_blend`` does), and the same for all
-networks of all variants together:
+moved ``--blend`` of the way to the ridge forecast on the variant's inputs (as ``linear_blend`` does),
+and the same for all networks of all variants together (blended with the first variant's ridge). The
+variants must share the test windows and targets (same horizon and data):
 
     python -m seqapps.experiments.weather_sweep [--config seqapps/forecast/configs/weather.yaml] \\
         [--dev-year 2013] [--seeds 42,43,44,45,46] [--variant lstm=cell:lstm ...] [--out runs/weather-sweep]
@@ -95,17 +96,20 @@ def main(argv=None) -> int:
     base = config_lib.load(app.config_class(), args.config, [*args.set, f"test_start={start}", "verbose=0"])
     ds = cut_before(data_lib.load(base), np.datetime64(f"{args.dev_year + 1}-01-01", "s"))
     out = Path(args.out)
-    rows, all_medians, y, naive, ridge = [], [], None, None, None
+    rows, all_medians, y, naive, ridges = [], [], None, None, []
     for name, sets in variants.items():
         cfg = config_lib.load(app.config_class(), args.config, [*args.set, *sets, f"test_start={start}", "verbose=0"])
         _, sp, spec, quantiles, arrays, _ = app.prepare(cfg, ds=ds)
-        x, y = data_lib.windows(ds, sp.test, cfg.window, cfg.horizon)
-        naive = np.abs(np.array([ds.series[si].target[t + cfg.horizon - cfg.season] for si, t in sp.test]) - y[:, -1])
-        naive = naive.mean()  # seasonal naive at the last horizon: the same hour one season earlier
+        x, target = data_lib.windows(ds, sp.test, cfg.window, cfg.horizon)
+        if y is None:
+            y, pairs = target, sp.test
+            naive = np.abs(np.array([ds.series[si].target[t + cfg.horizon - cfg.season] for si, t in pairs]) - y[:, -1])
+            naive = naive.mean()  # seasonal naive at the last horizon: the same hour one season earlier
+        elif not (np.array_equal(sp.test, pairs) and np.array_equal(target, y)):
+            parser.error(f"variant {name!r} changes the test windows or targets (horizon or data): sweep it separately")
         test_f, anchor, scale = features.batched(x, spec)
-        if ridge is None:  # one ridge forecast for the blends (the variants share the input features)
-            kernel, bias = model_lib.fit_ridge(*arrays["train"], cfg.ridge_l2)
-            ridge = anchor + scale[:, -1] * (test_f.reshape(len(x), -1) @ kernel[:, -1] + bias[-1])
+        kernel, bias = model_lib.fit_ridge(*arrays["train"], cfg.ridge_l2)  # this variant's inputs
+        ridges.append(anchor + scale[:, -1] * (test_f.reshape(len(x), -1) @ kernel[:, -1] + bias[-1]))
         mid = quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
         folder = out / _slug(name)
         settings = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=True)
@@ -125,20 +129,20 @@ def main(argv=None) -> int:
                 keras.backend.clear_session()
             medians.append(np.load(path))
         all_medians += medians
-        rows.append((name, medians))
-    if len(rows) > 1:
-        rows.append((f"all {len(all_medians)} networks", all_medians))
+        rows.append((name, medians, ridges[-1]))
+    if len(rows) > 1:  # blended with the first variant's ridge
+        rows.append((f"all {len(all_medians)} networks", all_medians, ridges[0]))
 
     def lower(pred):
         return 100 * (1 - np.abs(pred - y[:, -1]).mean() / naive)
 
     h = base.horizon
     print(
-        f"\n{len(y):,} windows of {args.dev_year}; seasonal naive MAE at {h} h: {naive:.3f}; ridge alone {lower(ridge):.1f}%"
+        f"\n{len(y):,} windows of {args.dev_year}; seasonal naive MAE at {h} h: {naive:.3f}; ridge alone {lower(ridges[0]):.1f}%"
     )
     print(f"| variant | single networks, % lower at {h} h | average | average + ridge x{args.blend:g} |")
     print("|---|---|---:|---:|")
-    for name, medians in rows:
+    for name, medians, ridge in rows:
         singles = " / ".join(f"{lower(m):.1f}" for m in medians) if len(medians) <= 10 else f"{len(medians)} nets"
         avg = np.mean(medians, 0)
         blended = (1 - args.blend) * avg + args.blend * ridge
