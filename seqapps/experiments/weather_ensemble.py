@@ -33,8 +33,9 @@ def main(argv=None) -> int:
 
     from seqapps import config as config_lib
     from seqapps.export import saved_model
+    from seqapps.forecast import backtest
     from seqapps.forecast import data as data_lib
-    from seqapps.forecast.app import parse_quantiles
+    from seqapps.forecast.app import median_index, parse_quantiles
     from seqapps.forecast.config import ForecastConfig
 
     for d in args.models:
@@ -44,9 +45,7 @@ def main(argv=None) -> int:
     ds = data_lib.load(cfg)
     sp = data_lib.split(ds, cfg)
     x, y = data_lib.windows(ds, sp.test, cfg.window, cfg.horizon)
-    steps = np.arange(1, cfg.horizon + 1)  # seasonal naive: the value one season before each target row
-    season = np.stack([ds.series[si].target[t + steps - cfg.season] for si, t in sp.test])
-    base = np.abs(season - y).mean(0)
+    base = np.abs(backtest.seasonal_naive(ds, sp.test, cfg.horizon, cfg.season) - y).mean(0)
     print(f"{len(x):,} test windows; target {cfg.target}; seasonal naive MAE at {cfg.horizon} h {base[-1]:.3f}")
     print(f"| model | MAE at {cfg.horizon} h | lower by | MAE over 1..{cfg.horizon} h | lower by |")
     print("|---|---:|---:|---:|---:|")
@@ -56,7 +55,7 @@ def main(argv=None) -> int:
         q = np.concatenate(
             [fn(window=tf.constant(x[i : i + 2048]))["quantiles"].numpy() for i in range(0, len(x), 2048)]
         )
-        medians.append(q[..., parse_quantiles(cfg.quantiles).index(0.5)])
+        medians.append(q[..., median_index(parse_quantiles(cfg.quantiles))])
     for label, m in [*zip(args.models, medians), (f"average of {len(medians)}", np.mean(medians, 0))]:
         mae = np.abs(m - y).mean(0)
         print(

@@ -86,10 +86,10 @@ def main(argv=None) -> int:
     import yaml
 
     from seqapps import config as config_lib
+    from seqapps.forecast import backtest, features
     from seqapps.forecast import data as data_lib
-    from seqapps.forecast import features
     from seqapps.forecast import model as model_lib
-    from seqapps.forecast.app import ForecastApp
+    from seqapps.forecast.app import ForecastApp, median_index
 
     app = ForecastApp()
     start = f"{args.dev_year}-01-01"
@@ -103,14 +103,13 @@ def main(argv=None) -> int:
         x, target = data_lib.windows(ds, sp.test, cfg.window, cfg.horizon)
         if y is None:
             y, pairs = target, sp.test
-            naive = np.abs(np.array([ds.series[si].target[t + cfg.horizon - cfg.season] for si, t in pairs]) - y[:, -1])
-            naive = naive.mean()  # seasonal naive at the last horizon: the same hour one season earlier
+            naive = np.abs(backtest.seasonal_naive(ds, pairs, cfg.horizon, cfg.season)[:, -1] - y[:, -1]).mean()
         elif not (np.array_equal(sp.test, pairs) and np.array_equal(target, y)):
             parser.error(f"variant {name!r} changes the test windows or targets (horizon or data): sweep it separately")
         test_f, anchor, scale = features.batched(x, spec)
         kernel, bias = model_lib.fit_ridge(*arrays["train"], cfg.ridge_l2)  # this variant's inputs
         ridges.append(anchor + scale[:, -1] * (test_f.reshape(len(x), -1) @ kernel[:, -1] + bias[-1]))
-        mid = quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
+        mid = median_index(quantiles)
         folder = out / _slug(name)
         settings = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=True)
         if (folder / "config.yaml").is_file() and (folder / "config.yaml").read_text() != settings:
@@ -121,7 +120,7 @@ def main(argv=None) -> int:
         for seed in seeds:
             path = folder / f"seed{seed}.npy"
             if not path.is_file():
-                model, _ = app.fit_network(cfg, spec, quantiles, arrays, seed, path.parent / f"run{seed}")
+                model, _ = app.fit_network(cfg, spec, quantiles, arrays, seed, folder / f"run{seed}")
                 z = model.predict(test_f, batch_size=4096, verbose=0)[:, -1, mid]
                 tmp = path.with_suffix(".tmp.npy")
                 np.save(tmp, (anchor + scale[:, -1] * z).astype(np.float64))

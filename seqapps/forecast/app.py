@@ -32,6 +32,11 @@ def parse_quantiles(text) -> list:
     return qs
 
 
+def median_index(quantiles) -> int:
+    """Index of the 0.5 quantile (the point forecast); the middle one when 0.5 is not among them."""
+    return quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
+
+
 def _check_cfg(cfg):
     if cfg.window < 3 or cfg.horizon < 1:
         raise ValueError(f"window must be >= 3 and horizon >= 1 (got {cfg.window}, {cfg.horizon})")
@@ -166,8 +171,7 @@ class ForecastApp(App):
         model = model_lib.average(members)
         if cfg.linear_blend > 0:
             kernel, bias = model_lib.fit_ridge(fx, fz, cfg.ridge_l2)
-            mid = quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
-            model = model_lib.with_linear_blend(model, kernel, bias, cfg.linear_blend, mid)
+            model = model_lib.with_linear_blend(model, kernel, bias, cfg.linear_blend, median_index(quantiles))
             print(
                 f"[forecast] ridge regression solved on {len(fx):,} training windows; the quantiles move by "
                 f"{cfg.linear_blend} x (ridge forecast - median)"
@@ -191,22 +195,23 @@ class ForecastApp(App):
         module = self._module(model, spec)
         print("[forecast] rolling-origin backtest on the test split:")
         results = self._backtest(ds, sp, cfg, quantiles, lambda x: module.forecast(tf.constant(x))["quantiles"].numpy())
+        runs = [
+            {
+                "seed": cfg.seed + i,
+                "epochs_run": len(h.history.get("loss", [])),
+                "train_seconds": round(h.train_seconds, 1),
+                "final": {k: float(v[-1]) for k, v in h.history.items()},
+            }
+            for i, h in enumerate(histories)
+        ]
         train_info = {
             "data": info,
-            "epochs_run": len(histories[0].history.get("loss", [])),
+            "epochs_run": runs[0]["epochs_run"],
             "train_seconds": round(sum(h.train_seconds for h in histories), 1),
-            "final": {k: float(v[-1]) for k, v in histories[0].history.items()},
+            "final": runs[0]["final"],
         }
         if cfg.ensemble > 1:
-            train_info["members"] = [
-                {
-                    "seed": cfg.seed + i,
-                    "epochs_run": len(h.history.get("loss", [])),
-                    "train_seconds": round(h.train_seconds, 1),
-                    "final": {k: float(v[-1]) for k, v in h.history.items()},
-                }
-                for i, h in enumerate(histories)
-            ]
+            train_info["members"] = runs
         (out_dir / "evaluation.json").write_text(json.dumps({"training": train_info, "backtest": results}, indent=1))
         for member_dir in member_dirs:
             training.clear_backup(member_dir)
@@ -335,7 +340,7 @@ class ForecastApp(App):
         print(f"[forecast] SavedModel -> {sm_path} (plain-TensorFlow run: max |diff| vs Keras {sm_diff:.2e})")
 
         lite = self._module(model, spec, batch=1)
-        mid = quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
+        mid = median_index(quantiles)
         report = {}
         calibration = self._calibration(model_dir, out_dir, cfg) if cfg.tflite_int8 else None
         for variant in ("float32", "dynamic", "int8", "gpu"):

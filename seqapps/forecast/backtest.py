@@ -30,12 +30,22 @@ def history(ds, si, t, n):
     return y[max(0, t - n + 1) : t + 1]
 
 
+def seasonal_naive(ds, pairs, horizon, season) -> np.ndarray:
+    """Seasonal-naive forecasts [N, H]: for target row t+h, the row at the same phase of the last season
+    observed by origin t (t+h-season for h <= season, two seasons back beyond that, ...)."""
+    hs = np.arange(1, horizon + 1)
+    back = hs - season * np.ceil(hs / season).astype(int)  # <= 0: never after the origin
+    out = np.empty((len(pairs), horizon))
+    for k, (si, t) in enumerate(pairs):
+        out[k] = ds.series[si].target[np.maximum(t + back, 0)]
+    return out
+
+
 def baselines(ds, pairs, horizon, season, hist, log_space):
     """naive, drift, seasonal naive point forecasts [N, H] and the naive 80% interval [N, H, 2]."""
     N = len(pairs)
     naive = np.empty((N, horizon))
     drift = np.empty((N, horizon))
-    snaive = np.empty((N, horizon))
     nint = np.empty((N, horizon, 2))
     hs = np.arange(1, horizon + 1)
     for k, (si, t) in enumerate(pairs):
@@ -44,9 +54,6 @@ def baselines(ds, pairs, horizon, season, hist, log_space):
         naive[k] = y[t]
         slope = (h[-1] - h[0]) / (len(h) - 1) if len(h) > 1 else 0.0
         drift[k] = y[t] + hs * slope
-        lag = season * np.ceil(hs / season).astype(int)
-        idx = t + hs - lag
-        snaive[k] = y[np.maximum(idx, 0)]
         g = np.log(h) if log_space else h
         sd = float(np.std(np.diff(g))) if len(g) > 2 else 0.0
         half = Z80 * sd * np.sqrt(hs)
@@ -54,7 +61,7 @@ def baselines(ds, pairs, horizon, season, hist, log_space):
             nint[k, :, 0], nint[k, :, 1] = y[t] * np.exp(-half), y[t] * np.exp(half)
         else:
             nint[k, :, 0], nint[k, :, 1] = y[t] - half, y[t] + half
-    return naive, drift, snaive, nint
+    return naive, drift, seasonal_naive(ds, pairs, horizon, season), nint
 
 
 def arima_forecasts(ds, pairs, horizon, hist, log_space):

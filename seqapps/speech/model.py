@@ -31,10 +31,9 @@ def mel_in_small_blocks(model):
     """Trace the front end's mel projection in blocks that TFLite's dynamic-range quantizer leaves in float
     (`seqapps.export.tflite.matmul_in_small_blocks`).
 
-    Quantized, the mel product
-    would also quantize its input, the power spectrum, per frame to int8; that spectrum spans ~10 decades, so
-    most bins would round to zero before the log. Measured on the shipped model: 75.8% accuracy with the
-    quantized front end, 93.1% (= float) with this one."""
+    Quantized, the mel product would also quantize its input, the power spectrum, per frame to int8; that
+    spectrum spans ~10 decades, so most bins would round to zero before the log. Measured on the shipped
+    model: 75.8% accuracy with the quantized front end, 93.1% (= float) with this one."""
     fe = model.get_layer("frontend")
     fe._mel_in_blocks = True
     try:
