@@ -483,6 +483,54 @@ def test_ensemble_averages_members_blends_ridge_and_resume_keeps_finished_ones(t
     assert not (tmp_path / "bad").exists()
 
 
+def test_aux_targets_train_a_second_head_that_the_saved_model_leaves_out(tmp_path):
+    """`aux_targets: dewp,pres` trains each network to also predict those columns' changes after the origin
+    (training targets only, scaled by their training std); early stopping watches the forecast's own loss; the
+    saved model has only the quantile output. Columns that cannot be auxiliary targets are refused by name."""
+    import keras
+
+    from seqapps.forecast.app import ForecastApp
+
+    rng = np.random.default_rng(3)
+    n = 400
+    temp = 10 * np.sin(np.arange(n) / 24 * 2 * np.pi) + rng.normal(0, 1, n).cumsum() * 0.2
+    lines = [
+        f"{np.datetime64('2014-01-01T00') + np.timedelta64(i, 'h')},{t:.3f},{t - 5 + rng.normal():.3f},{1000 + i % 13}"
+        for i, t in enumerate(temp)
+    ]
+    csv = write_csv(tmp_path / "h.csv", lines, header="Date,TEMP,DEWP,PRES")
+    cfg = cfg_for(
+        csv, mode="generic", target="temp", features="dewp,pres", aux_targets="DEWP,pres", epochs=2, patience=1
+    )
+    cfg = dataclasses.replace(cfg, arima_windows=0, backtest_max_windows=20)
+    app = ForecastApp()
+    ds, sp, _, _, arrays, _ = app.prepare(cfg)
+    changes = data.future_changes(ds, sp.train, cfg.horizon, ["dewp", "pres"])
+    si, t = sp.train[5]
+    v = ds.series[si].values
+    np.testing.assert_allclose(changes[5], v[t + 1 : t + 4, 1:3] - v[t, 1:3], rtol=1e-6)
+    assert arrays["aux"]["columns"] == ["dewp", "pres"]
+    np.testing.assert_allclose(arrays["aux"]["train"].reshape(-1, 2).std(0), [1, 1], rtol=1e-4)
+    assert arrays["aux"]["val"].shape == (len(arrays["val"][0]), cfg.horizon, 2)
+
+    app.train(cfg, tmp_path / "m")
+    model = keras.saving.load_model(tmp_path / "m" / "model.keras", compile=False)
+    assert len(model.outputs) == 1 and tuple(model.outputs[0].shape[1:]) == (cfg.horizon, 3)
+    assert "aux_head" not in [layer.name for layer in model.layers]
+    final = json.loads((tmp_path / "m" / "evaluation.json").read_text())["training"]["final"]
+    assert final["aux_loss"] > 0 and "val_quantiles_loss" in final
+    assert "also predict the changes of DEWP,pres" in (tmp_path / "m" / "MODEL_CARD.md").read_text()
+
+    for bad, message in (("temp", "other than the target 'temp'"), ("wind", r"\['wind'\] must be distinct")):
+        with pytest.raises(ValueError, match=message):
+            app.train(dataclasses.replace(cfg, aux_targets=bad), tmp_path / "bad")
+    with pytest.raises(ValueError, match="aux_targets .* is for generic mode"):
+        app.train(cfg_for(write_csv(tmp_path / "p.csv", gbm(200)), aux_targets="volume"), tmp_path / "bad")
+    with pytest.raises(ValueError, match="aux_weight must be >= 0"):
+        app.train(dataclasses.replace(cfg, aux_weight=-1.0), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_ridge_fit_recovers_a_linear_map_and_blend_moves_quantiles_together():
     import keras
 
@@ -622,6 +670,10 @@ def test_weather_sweep_scores_variants_on_the_dev_year_and_reuses_finished_netwo
     with pytest.raises(SystemExit):
         weather_sweep.main([*argv, "--set", "dropout=0.3"])
     assert "holds networks trained with other settings" in capsys.readouterr().err
+    assert weather_sweep.parse_variant("aux=aux_targets:dewp,pres,aux_weight:1") == (
+        "aux",
+        ["aux_targets=dewp,pres", "aux_weight=1"],
+    )
     with pytest.raises(SystemExit):
         weather_sweep.main([*argv[:-4], "--variant", "units:4"])
     assert "expected NAME=key:value" in capsys.readouterr().err

@@ -36,17 +36,21 @@ DEFAULT_VARIANTS = {
 
 
 def parse_variant(text: str) -> tuple[str, list]:
-    """``NAME=key:value,key:value`` -> (NAME, ["key=value", ...]); ``NAME=`` is the config unchanged."""
+    """``NAME=key:value,key:value`` -> (NAME, ["key=value", ...]); ``NAME=`` is the config unchanged. An item
+    without a colon continues the previous value, for list settings: ``aux=aux_targets:dewp,pres``."""
     name, sep, body = text.partition("=")
     if not sep or not name.strip():
         raise ValueError(f"--variant {text!r}: expected NAME=key:value[,key:value...], e.g. lstm=cell:lstm")
-    sets = []
+    pairs = []
     for item in filter(None, (p.strip() for p in body.split(","))):
         key, colon, value = item.partition(":")
-        if not colon or not key:
+        if not colon and pairs:
+            pairs[-1][1] += f",{item}"
+        elif not colon or not key.strip():
             raise ValueError(f"--variant {text!r}: {item!r} is not key:value")
-        sets.append(f"{key.strip()}={value.strip()}")
-    return name.strip(), sets
+        else:
+            pairs.append([key.strip(), value.strip()])
+    return name.strip(), [f"{k}={v}" for k, v in pairs]
 
 
 def cut_before(ds, end):
@@ -65,7 +69,12 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default="seqapps/forecast/configs/weather.yaml", help="forecast config (YAML)")
     parser.add_argument("--dev-year", type=int, default=2013, help="test year; later rows are dropped (default 2013)")
     parser.add_argument("--seeds", default="42,43,44,45,46", help="comma-separated seeds per variant")
-    parser.add_argument("--variant", action="append", default=[], help="NAME=key:value,... (repeatable)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME=key:value,... (repeatable); a list value goes on after commas: aux=aux_targets:dewp,pres",
+    )
     parser.add_argument("--blend", type=float, default=0.5, help="ridge blend weight for the blended column")
     parser.add_argument("--set", action="append", default=[], help="key=value override for every variant")
     parser.add_argument("--out", default="runs/weather-sweep", help="folder for the networks and their forecasts")

@@ -44,6 +44,8 @@ def _check_cfg(cfg):
         raise ValueError(f"ensemble must be >= 1 (networks trained and averaged), got {cfg.ensemble}")
     if not 0.0 <= cfg.linear_blend <= 1.0 or cfg.ridge_l2 < 0:
         raise ValueError(f"linear_blend must be in [0, 1] and ridge_l2 >= 0 (got {cfg.linear_blend}, {cfg.ridge_l2})")
+    if cfg.aux_weight < 0:
+        raise ValueError(f"aux_weight must be >= 0 (weight of the auxiliary loss), got {cfg.aux_weight}")
     for key, allowed in (
         ("missing", ("error", "ffill")),
         ("unsorted", ("error", "sort")),
@@ -51,6 +53,30 @@ def _check_cfg(cfg):
     ):
         if getattr(cfg, key) not in allowed:
             raise ValueError(f"{key} must be one of {allowed}, got {getattr(cfg, key)!r}")
+
+
+def aux_columns(cfg, ds) -> list:
+    """The checked ``aux_targets`` columns (lower-case): numeric input columns other than the target."""
+    from seqapps.forecast.data import parse_list
+
+    aux = [c.lower() for c in parse_list(cfg.aux_targets)]
+    if not aux:
+        return []
+    target = ds.columns[ds.target_index]
+    if ds.mode != "generic":
+        raise ValueError(
+            f"aux_targets ({', '.join(aux)}) is for generic mode (columns of levels); this data is {ds.mode}. "
+            "Leave aux_targets empty, or set mode=generic"
+        )
+    calendar = {c.lower() for c in parse_list(cfg.calendar)}
+    allowed = [c for c in ds.columns if c != target and c not in calendar]
+    bad = [c for c in aux if c not in allowed]
+    if bad or len(set(aux)) != len(aux):
+        raise ValueError(
+            f"aux_targets: {bad or aux} must be distinct input columns other than the target {target!r}; "
+            f"choose from {allowed} (a column must be in features to be one)"
+        )
+    return aux
 
 
 def _read_spec(model_dir):
@@ -104,6 +130,12 @@ class ForecastApp(App):
             f, a, s = features.batched(x, spec)
             z = np.clip(features.encode_targets(y, a, s, spec), -50, 50)
             arrays[name] = (f, z)
+        aux = aux_columns(cfg, ds)
+        if aux:  # training-only targets: the columns' changes after the origin, scaled by their training std
+            aux_train = data.future_changes(ds, train_pairs, cfg.horizon, aux)
+            std = np.maximum(aux_train.reshape(-1, len(aux)).std(0), 1e-6).astype(np.float32)
+            aux_val = data.future_changes(ds, val_pairs, cfg.horizon, aux)
+            arrays["aux"] = {"columns": aux, "train": aux_train / std, "val": aux_val / std}
         info = {
             "spec": ds.spec,
             "mode": ds.mode,
@@ -222,37 +254,50 @@ class ForecastApp(App):
     def fit_network(self, cfg, spec, quantiles, arrays, seed, run_dir, name="forecaster", label="", resume=False):
         """Build, compile and train one network (seed ``seed``) on ``arrays`` from `prepare`, early-stopped on
         its val windows; checkpoints and logs in ``run_dir``. Returns (model, history)."""
+        import keras
         import tensorflow as tf
 
         from seqapps import training
         from seqapps.forecast import model as model_lib
 
         training.set_seed(seed)
+        aux = arrays.get("aux")
         # a tf.distribute strategy (cfg.distribute) when the shared training module offers one
         strategy = training.strategy(cfg) if hasattr(training, "strategy") else None
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             model = model_lib.build_model(cfg, spec.steps, spec.num_features, quantiles, name=name)
-            model.compile(
+            fit_model, loss = model, model_lib.PinballLoss(quantiles)
+            if aux:  # trained through a second head on the same hidden layer; `model` (returned) shares weights
+                fit_model = model_lib.with_aux_head(model, cfg.horizon, len(aux["columns"]))
+                loss = {"quantiles": loss, "aux": keras.losses.MeanAbsoluteError()}
+            fit_model.compile(
                 optimizer=training.make_optimizer(cfg),
-                loss=model_lib.PinballLoss(quantiles),
+                loss=loss,
+                loss_weights={"quantiles": 1.0, "aux": cfg.aux_weight} if aux else None,
                 jit_compile=bool(getattr(cfg, "jit_compile", False)),
             )
+        also = f"; training also predicts the changes of {', '.join(aux['columns'])}" if aux else ""
         print(
             f"[forecast] model{label}: {model.count_params():,} parameters ({cfg.cell} x{cfg.num_layers}, "
             f"{cfg.units} units), input {spec.steps} steps x {spec.num_features} features -> {cfg.horizon} x "
-            f"{len(quantiles)} quantiles"
+            f"{len(quantiles)} quantiles{also}"
         )
-        fx, fz = arrays["train"]
+
+        def targets(part):
+            return {"quantiles": arrays[part][1], "aux": aux[part]} if aux else arrays[part][1]
+
+        fx = arrays["train"][0]
         train_ds = (
-            tf.data.Dataset.from_tensor_slices((fx, fz))
+            tf.data.Dataset.from_tensor_slices((fx, targets("train")))
             .shuffle(min(len(fx), 200_000), seed=seed)
             .batch(cfg.batch_size)
             .prefetch(2)
         )
         val_ds = None
         if len(arrays["val"][0]):
-            val_ds = tf.data.Dataset.from_tensor_slices(arrays["val"]).batch(cfg.batch_size * 4)
-        return model, training.fit(model, train_ds, val_ds, cfg, run_dir, resume=resume)
+            val_ds = tf.data.Dataset.from_tensor_slices((arrays["val"][0], targets("val"))).batch(cfg.batch_size * 4)
+        monitor = "val_quantiles_loss" if aux else "val_loss"  # early stopping judges the forecast alone
+        return model, training.fit(fit_model, train_ds, val_ds, cfg, run_dir, resume=resume, monitor=monitor)
 
     def _calibration(self, model_dir, out_dir, cfg):
         """Training windows for the int8 calibration: ``assets/calibration_windows.npy``, else read from the
@@ -632,9 +677,14 @@ def model_card(meta: dict, cfg) -> str:
     tr = meta.get("training") or {}
     H = meta["horizon"]
     ensemble = ""
+    if cfg.aux_targets:
+        ensemble = (
+            f"; trained to also predict the changes of {cfg.aux_targets} over the horizon (auxiliary head, loss "
+            f"weight {cfg.aux_weight}; not part of the saved model)"
+        )
     if cfg.ensemble > 1:
         seeds = f"{cfg.seed}..{cfg.seed + cfg.ensemble - 1}"
-        ensemble = f"; average of {cfg.ensemble} such networks trained with seeds {seeds}"
+        ensemble += f"; average of {cfg.ensemble} such networks trained with seeds {seeds}"
     if cfg.linear_blend > 0:
         ensemble += (
             f"; quantiles moved by {cfg.linear_blend} x (ridge forecast - median), the ridge regression (L2 "

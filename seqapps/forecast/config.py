@@ -42,6 +42,12 @@ class ForecastConfig(TrainConfig):
     # (ridge_l2: its L2 penalty). 0 = off
     linear_blend: float = 0.0
     ridge_l2: float = 10.0
+    # generic mode: input columns (comma-separated) whose changes over the next 1..horizon rows the networks
+    # also learn to predict while training (a second head on the hidden layer, MAE on the changes divided by
+    # their training std, weighted aux_weight against the pinball loss). The head is dropped from the saved
+    # model: serving is unchanged. "" = off
+    aux_targets: str = ""
+    aux_weight: float = 0.5
     # ---- backtest
     backtest_step: int = 1  # rows between rolling origins in the test split
     backtest_max_windows: int = 0  # 0 = all origins

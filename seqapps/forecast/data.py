@@ -404,6 +404,17 @@ def windows(ds: Dataset, pairs: np.ndarray, window: int, horizon: int):
     return x, y
 
 
+def future_changes(ds: Dataset, pairs: np.ndarray, horizon: int, columns: list) -> np.ndarray:
+    """[N, H, len(columns)] (float32): each column's value 1..H rows after the origin minus its value at the
+    origin, for (series, origin) pairs: the auxiliary training targets (``aux_targets``), never inputs."""
+    idx = [ds.columns.index(c) for c in columns]
+    out = np.empty((len(pairs), horizon, len(idx)), np.float32)
+    for k, (si, t) in enumerate(pairs):
+        v = ds.series[si].values
+        out[k] = v[t + 1 : t + horizon + 1][:, idx] - v[t, idx]
+    return out
+
+
 def naive_scale(ds: Dataset, sp: Split) -> np.ndarray:
     """Per series: in-sample MAE of the one-step naive forecast, over the rows before the test period."""
     out = np.full(len(ds.series), math.nan)

@@ -8,6 +8,10 @@ With ``ensemble: K`` (config), K such networks are trained with seeds seed..seed
 joins them into one model whose quantiles are the members' quantiles averaged (quantile averaging keeps
 them non-decreasing).
 
+With ``aux_targets: a,b`` (config, generic mode), each network is trained through `with_aux_head` to also
+predict the changes of those input columns over the horizon (multi-task regularisation); only the
+quantile network is kept.
+
 With ``linear_blend: w`` (config), a ridge regression of the scaled targets on the flattened window
 (closed form on the training windows, `fit_ridge`) moves every quantile by w * (ridge - median):
 a linear forecast blended into the median, the spread left to the network (`with_linear_blend`).
@@ -70,6 +74,15 @@ def build_model(cfg, steps: int, num_features: int, quantiles, name: str = "fore
     head = model.get_layer("head")
     head.bias.assign(np.tile(np.asarray(bias, "float32"), cfg.horizon))
     return model
+
+
+def with_aux_head(model: keras.Model, horizon: int, num_columns: int) -> keras.Model:
+    """A training-only view of ``model``: {"quantiles": its output, "aux": [B, H, C] from a Dense head on its
+    hidden layer}, for ``aux_targets`` (auxiliary targets: other columns' changes). ``model`` shares the
+    weights and stays the exported network; the head is not part of it."""
+    head = keras.layers.Dense(horizon * num_columns, name="aux_head")(model.get_layer("hidden").output)
+    aux = keras.layers.Reshape((horizon, num_columns), name="aux")(head)
+    return keras.Model(model.inputs, {"quantiles": model.output, "aux": aux}, name=f"{model.name}_with_aux")
 
 
 def average(members) -> keras.Model:
