@@ -55,21 +55,21 @@ def _check_cfg(cfg):
             raise ValueError(f"{key} must be one of {allowed}, got {getattr(cfg, key)!r}")
 
 
-def aux_columns(cfg, ds) -> list:
-    """The checked ``aux_targets`` columns (lower-case): numeric input columns other than the target."""
+def aux_columns(cfg, spec) -> list:
+    """The checked ``aux_targets`` columns (lower-case): numeric input columns of ``spec`` (a
+    `features.FeatureSpec`) other than the target."""
     from seqapps.forecast.data import parse_list
 
     aux = [c.lower() for c in parse_list(cfg.aux_targets)]
     if not aux:
         return []
-    target = ds.columns[ds.target_index]
-    if ds.mode != "generic":
+    target = spec.columns[spec.target_index]
+    if spec.mode != "generic":
         raise ValueError(
-            f"aux_targets ({', '.join(aux)}) is for generic mode (columns of levels); this data is {ds.mode}. "
+            f"aux_targets ({', '.join(aux)}) is for generic mode (columns of levels); this data is {spec.mode}. "
             "Leave aux_targets empty, or set mode=generic"
         )
-    calendar = {c.lower() for c in parse_list(cfg.calendar)}
-    allowed = [c for c in ds.columns if c != target and c not in calendar]
+    allowed = [spec.columns[i] for i in spec.numeric if i != spec.target_index]
     bad = [c for c in aux if c not in allowed]
     if bad or len(set(aux)) != len(aux):
         raise ValueError(
@@ -116,6 +116,7 @@ class ForecastApp(App):
             cfg.vol_window,
             calendar=[c.lower() for c in data.parse_list(cfg.calendar)],
         )
+        aux = aux_columns(cfg, spec)  # checked before any window is built
         train_pairs = sp.train
         if cfg.max_examples and len(train_pairs) > cfg.max_examples:
             rng = np.random.default_rng(cfg.seed)
@@ -130,7 +131,6 @@ class ForecastApp(App):
             f, a, s = features.batched(x, spec)
             z = np.clip(features.encode_targets(y, a, s, spec), -50, 50)
             arrays[name] = (f, z)
-        aux = aux_columns(cfg, ds)
         if aux:  # training-only targets: the columns' changes after the origin, scaled by their training std
             aux_train = data.future_changes(ds, train_pairs, cfg.horizon, aux)
             std = np.maximum(aux_train.reshape(-1, len(aux)).std(0), 1e-6).astype(np.float32)
@@ -676,17 +676,17 @@ def model_card(meta: dict, cfg) -> str:
     bt = meta.get("backtest") or {}
     tr = meta.get("training") or {}
     H = meta["horizon"]
-    ensemble = ""
+    extras = ""
     if cfg.aux_targets:
-        ensemble = (
+        extras = (
             f"; trained to also predict the changes of {cfg.aux_targets} over the horizon (auxiliary head, loss "
             f"weight {cfg.aux_weight}; not part of the saved model)"
         )
     if cfg.ensemble > 1:
         seeds = f"{cfg.seed}..{cfg.seed + cfg.ensemble - 1}"
-        ensemble += f"; average of {cfg.ensemble} such networks trained with seeds {seeds}"
+        extras += f"; average of {cfg.ensemble} such networks trained with seeds {seeds}"
     if cfg.linear_blend > 0:
-        ensemble += (
+        extras += (
             f"; quantiles moved by {cfg.linear_blend} x (ridge forecast - median), the ridge regression (L2 "
             f"{cfg.ridge_l2}) of the scaled targets on the window solved on the training windows"
         )
@@ -694,7 +694,7 @@ def model_card(meta: dict, cfg) -> str:
         f"# forecast model: {meta['target']} from {cfg.data}",
         "",
         f"Recurrent quantile forecaster (seqapps.layers {cfg.cell.upper()}, {cfg.units} units x {cfg.num_layers}"
-        f"{ensemble}"
+        f"{extras}"
         f") trained with the pinball loss. Input: the last {meta['window']} rows of {meta['input_columns']} (raw "
         f"values; features and scaling are inside the model). Output: quantiles {meta['quantiles']} of "
         f"`{meta['target']}` for 1..{H} steps ahead, in the target's units.",
