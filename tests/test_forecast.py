@@ -531,6 +531,34 @@ def test_aux_targets_train_a_second_head_that_the_saved_model_leaves_out(tmp_pat
     assert not (tmp_path / "bad").exists()
 
 
+def test_bidirectional_network_reads_the_window_both_ways_and_exports(tmp_path):
+    """`bidirectional: true` wraps each RNN in `keras.layers.Bidirectional` (a forward and a backward
+    `seqapps.layers` RNN, final states concatenated); the saved model, SavedModel and builtin-op TFLite
+    agree with it, and the model card says so."""
+    import keras
+
+    from seqapps.forecast import model as model_lib
+    from seqapps.forecast.app import ForecastApp
+
+    cfg = dataclasses.replace(tiny(), bidirectional=True, num_layers=2)
+    model = model_lib.build_model(cfg, 16, 3, (0.1, 0.5, 0.9))
+    wrapped = [layer for layer in model.layers if isinstance(layer, keras.layers.Bidirectional)]
+    assert [layer.name for layer in wrapped] == ["birnn_0", "birnn_1"]
+    assert wrapped[0].output.shape[-1] == 2 * cfg.units and wrapped[0].backward_layer.go_backwards
+
+    csv = write_csv(tmp_path / "p.csv", gbm(300))
+    cfg = cfg_for(csv, bidirectional=True, arima_windows=0, backtest_max_windows=20)
+    ForecastApp().train(cfg, tmp_path / "m")
+    out = tmp_path / "m"
+    loaded = keras.saving.load_model(out / "model.keras", compile=False)
+    assert isinstance(loaded.get_layer("birnn_0"), keras.layers.Bidirectional)
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["saved_model"]["plain_tensorflow_max_abs_diff"] < 1e-3
+    r = meta["tflite"]["float32"]
+    assert r["max_rel_diff"] < 1e-2 and not any("Flex" in op for op in r["ops"])
+    assert "bidirectional GRU" in (out / "MODEL_CARD.md").read_text()
+
+
 def test_ridge_fit_recovers_a_linear_map_and_blend_moves_quantiles_together():
     import keras
 

@@ -278,7 +278,7 @@ class ForecastApp(App):
             )
         also = f"; training also predicts the changes of {', '.join(aux['columns'])}" if aux else ""
         print(
-            f"[forecast] model{label}: {model.count_params():,} parameters ({cfg.cell} x{cfg.num_layers}, "
+            f"[forecast] model{label}: {model.count_params():,} parameters ({'bi' if cfg.bidirectional else ''}{cfg.cell} x{cfg.num_layers}, "
             f"{cfg.units} units), input {spec.steps} steps x {spec.num_features} features -> {cfg.horizon} x "
             f"{len(quantiles)} quantiles{also}"
         )
@@ -693,7 +693,8 @@ def model_card(meta: dict, cfg) -> str:
     lines = [
         f"# forecast model: {meta['target']} from {cfg.data}",
         "",
-        f"Recurrent quantile forecaster (seqapps.layers {cfg.cell.upper()}, {cfg.units} units x {cfg.num_layers}"
+        f"Recurrent quantile forecaster (seqapps.layers {'bidirectional ' if cfg.bidirectional else ''}"
+        f"{cfg.cell.upper()}, {cfg.units} units x {cfg.num_layers}"
         f"{extras}"
         f") trained with the pinball loss. Input: the last {meta['window']} rows of {meta['input_columns']} (raw "
         f"values; features and scaling are inside the model). Output: quantiles {meta['quantiles']} of "

@@ -35,6 +35,7 @@ class ForecastConfig(TrainConfig):
     cell: str = "gru"  # gru, lstm or rnn (seqapps.layers)
     units: int = 32
     num_layers: int = 1
+    bidirectional: bool = False  # each RNN also reads the window backwards (outputs concatenated)
     dropout: float = 0.1
     ensemble: int = 1  # members trained with seeds seed, seed+1, ...; the saved model averages their quantiles
     # 0..1: blend a ridge forecast into the median: the quantiles move by linear_blend x (ridge - median); the

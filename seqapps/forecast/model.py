@@ -4,6 +4,10 @@
                            -> RNN(cell, units) -> Dropout -> Dense(units, relu) -> Dense(H * Q)
                            -> MonotoneQuantiles -> z (batch, H, Q), non-decreasing along Q
 
+With ``bidirectional: true`` (config), every RNN reads the window both ways (`keras.layers.Bidirectional`,
+outputs concatenated): the whole window is past data, so the backward pass sees nothing a forward one
+could not, and its final state summarises the window from its oldest rows.
+
 With ``ensemble: K`` (config), K such networks are trained with seeds seed..seed+K-1 and `average`
 joins them into one model whose quantiles are the members' quantiles averaged (quantile averaging keeps
 them non-decreasing).
@@ -61,7 +65,8 @@ def build_model(cfg, steps: int, num_features: int, quantiles, name: str = "fore
     x = inputs
     for i in range(cfg.num_layers):
         last = i == cfg.num_layers - 1
-        x = sl.RNN(sl.make_cell(cfg.cell, cfg.units), return_sequences=not last, name=f"rnn_{i}")(x)
+        rnn = sl.RNN(sl.make_cell(cfg.cell, cfg.units), return_sequences=not last, name=f"rnn_{i}")
+        x = keras.layers.Bidirectional(rnn, name=f"birnn_{i}")(x) if cfg.bidirectional else rnn(x)
     x = keras.layers.Dropout(cfg.dropout)(x)
     x = keras.layers.Dense(cfg.units, activation="relu", name="hidden")(x)
     x = keras.layers.Dense(cfg.horizon * num_quantiles, name="head", kernel_initializer="zeros")(x)
