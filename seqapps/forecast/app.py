@@ -277,8 +277,9 @@ class ForecastApp(App):
                 jit_compile=bool(getattr(cfg, "jit_compile", False)),
             )
         also = f"; training also predicts the changes of {', '.join(aux['columns'])}" if aux else ""
+        cell = f"bi{cfg.cell}" if cfg.bidirectional else cfg.cell
         print(
-            f"[forecast] model{label}: {model.count_params():,} parameters ({'bi' if cfg.bidirectional else ''}{cfg.cell} x{cfg.num_layers}, "
+            f"[forecast] model{label}: {model.count_params():,} parameters ({cell} x{cfg.num_layers}, "
             f"{cfg.units} units), input {spec.steps} steps x {spec.num_features} features -> {cfg.horizon} x "
             f"{len(quantiles)} quantiles{also}"
         )
