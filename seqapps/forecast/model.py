@@ -5,8 +5,8 @@
                            -> MonotoneQuantiles -> z (batch, H, Q), non-decreasing along Q
 
 With ``bidirectional: true`` (config), every RNN reads the window both ways (`keras.layers.Bidirectional`,
-outputs concatenated): the whole window is past data, so the backward pass sees nothing a forward one
-could not, and its final state summarises the window from its oldest rows.
+outputs concatenated). The window holds only rows up to the origin, so reading it backwards uses no later
+value; the backward RNN's final state summarises the window from its oldest rows.
 
 With ``ensemble: K`` (config), K such networks are trained with seeds seed..seed+K-1 and `average`
 joins them into one model whose quantiles are the members' quantiles averaged (quantile averaging keeps
