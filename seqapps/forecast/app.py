@@ -55,6 +55,11 @@ def _check_cfg(cfg):
             raise ValueError(f"{key} must be one of {allowed}, got {getattr(cfg, key)!r}")
 
 
+def encoder_name(cfg) -> str:
+    """The recurrent encoder as the training log and the model card name it: "GRU", "bidirectional LSTM"."""
+    return f"{'bidirectional ' if cfg.bidirectional else ''}{cfg.cell.upper()}"
+
+
 def aux_columns(cfg, spec) -> list:
     """The checked ``aux_targets`` columns (lower-case): numeric input columns of ``spec`` (a
     `features.FeatureSpec`) other than the target."""
@@ -277,9 +282,8 @@ class ForecastApp(App):
                 jit_compile=bool(getattr(cfg, "jit_compile", False)),
             )
         also = f"; training also predicts the changes of {', '.join(aux['columns'])}" if aux else ""
-        cell = f"bi{cfg.cell}" if cfg.bidirectional else cfg.cell
         print(
-            f"[forecast] model{label}: {model.count_params():,} parameters ({cell} x{cfg.num_layers}, "
+            f"[forecast] model{label}: {model.count_params():,} parameters ({encoder_name(cfg)} x{cfg.num_layers}, "
             f"{cfg.units} units), input {spec.steps} steps x {spec.num_features} features -> {cfg.horizon} x "
             f"{len(quantiles)} quantiles{also}"
         )
@@ -694,8 +698,7 @@ def model_card(meta: dict, cfg) -> str:
     lines = [
         f"# forecast model: {meta['target']} from {cfg.data}",
         "",
-        f"Recurrent quantile forecaster (seqapps.layers {'bidirectional ' if cfg.bidirectional else ''}"
-        f"{cfg.cell.upper()}, {cfg.units} units x {cfg.num_layers}"
+        f"Recurrent quantile forecaster (seqapps.layers {encoder_name(cfg)}, {cfg.units} units x {cfg.num_layers}"
         f"{extras}"
         f") trained with the pinball loss. Input: the last {meta['window']} rows of {meta['input_columns']} (raw "
         f"values; features and scaling are inside the model). Output: quantiles {meta['quantiles']} of "
