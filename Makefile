@@ -20,8 +20,14 @@ help:  ## list the targets
 	@echo "train-APP / evaluate-APP / export-APP for APP in: $(APPS)"
 	@echo "variables: CONFIG=file.yaml DATA=spec OUT=dir MODEL=dir ARGS='--set key=value ...'"
 
+# setup.cfg's python_requires (Keras >= 3.13 has no wheels for older Pythons); $(1) says what to do
+PY_MIN ?= 3.11
+PY_CHECK = import sys; need = tuple(map(int, "$(PY_MIN)".split("."))); have = sys.version_info[:2]; \
+	sys.exit(0 if have >= need else f"seqapps needs Python >= $(PY_MIN); {sys.executable} is {have[0]}.{have[1]}: $(1)")
+
 $(STAMP): setup.cfg pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if test -x $(PY); then $(PY) -c '$(call PY_CHECK,delete $(VENV) and rerun with PYTHON=python3.11 or newer)'; \
+	else $(PYTHON) -c '$(call PY_CHECK,rerun with PYTHON=python3.11 or newer)' && $(PYTHON) -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev,offline]"
 	@touch $(STAMP)
