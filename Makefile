@@ -26,8 +26,8 @@ PY_CHECK = import sys; need = tuple(map(int, "$(PY_MIN)".split("."))); have = sy
 	sys.exit(0 if have >= need else f"seqapps needs Python >= $(PY_MIN); {sys.executable} is {have[0]}.{have[1]}: $(1)")
 
 $(STAMP): setup.cfg pyproject.toml
-	@if test -x $(PY); then $(PY) -c '$(call PY_CHECK,delete $(VENV) and rerun with PYTHON=python3.11 or newer)'; \
-	else $(PYTHON) -c '$(call PY_CHECK,rerun with PYTHON=python3.11 or newer)' && $(PYTHON) -m venv $(VENV); fi
+	@if test -x $(PY); then $(PY) -c '$(call PY_CHECK,delete $(VENV) and rerun with PYTHON=python$(PY_MIN) or newer)'; \
+	else $(PYTHON) -c '$(call PY_CHECK,rerun with PYTHON=python$(PY_MIN) or newer)' && $(PYTHON) -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev,offline]"
 	@touch $(STAMP)
