@@ -69,9 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _model_dir(app, given):
+    """--model, else the shipped model (or runs/APP for an app that ships none); an error names the fix."""
+    folder = Path(given) if given is not None else Path(app.default_model_dir or Path("runs") / app.name)
+    if folder.is_dir():
+        return folder
     if given is not None:
-        return given
-    return Path(app.default_model_dir) if app.default_model_dir else Path("runs") / app.name
+        fix = "check the --model path"
+    elif app.default_model_dir:
+        fix = "pass --model DIR, or run from the seqapps checkout whose trained/ holds the shipped models"
+    else:
+        fix = f"train first (make train-{app.name}) or pass --model DIR"
+    where = "" if folder.is_absolute() else f" (relative to {Path.cwd()})"
+    raise FileNotFoundError(f"model folder {folder}{where} not found: {fix}")
 
 
 def _train_multi_worker(app, cfg, out, resume):

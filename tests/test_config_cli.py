@@ -64,3 +64,15 @@ def test_cli_reports_bad_config_without_traceback():
     assert "unknown config key" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "seqapps", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "seqapps train translate" in proc.stdout
+
+
+def test_missing_model_folder_names_the_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no trained/ here: the shipped default cannot be found
+    assert cli.main(["evaluate", "forecast"]) == 2
+    err = capsys.readouterr().err
+    assert "model folder trained/forecast (relative to" in err and "pass --model DIR" in err
+    assert cli.main(["predict", "translate", "hola"]) == 2
+    assert "model folder trained/translate" in capsys.readouterr().err
+    assert cli.main(["evaluate", "sentiment", "--model", str(tmp_path / "nope")]) == 2
+    assert "not found: check the --model path" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written
