@@ -39,7 +39,8 @@ def test_wheel_contains_every_module_and_config(tmp_path):
         str(tmp_path / "dist"),
         str(src),
     ]
-    subprocess.run(cmd, check=True, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"building the wheel failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     (wheel,) = (tmp_path / "dist").glob("seqapps-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
     expected = _source_files()
