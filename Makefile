@@ -20,14 +20,16 @@ help:  ## list the targets
 	@echo "train-APP / evaluate-APP / export-APP for APP in: $(APPS)"
 	@echo "variables: CONFIG=file.yaml DATA=spec OUT=dir MODEL=dir ARGS='--set key=value ...'"
 
-# setup.cfg's python_requires (Keras >= 3.13 has no wheels for older Pythons); $(1) says what to do
+# setup.cfg's python_requires (Keras >= 3.13 has no wheels for older Pythons), checked on the interpreter
+# that .venv has or will get, before anything is installed
 PY_MIN ?= 3.11
-PY_CHECK = import sys; need = tuple(map(int, "$(PY_MIN)".split("."))); have = sys.version_info[:2]; \
-	sys.exit(0 if have >= need else f"seqapps needs Python >= $(PY_MIN); {sys.executable} is {have[0]}.{have[1]}: $(1)")
+PY_CHECK = import sys; have = sys.version_info[:2]; need = tuple(map(int, "$(PY_MIN)".split("."))); \
+	sys.exit(0 if have >= need else f"seqapps needs Python >= $(PY_MIN); {sys.executable} is {have[0]}.{have[1]}: \
+	rerun with PYTHON=python$(PY_MIN) or newer (delete $(VENV) first if it was made with this one)")
 
 $(STAMP): setup.cfg pyproject.toml
-	@if test -x $(PY); then $(PY) -c '$(call PY_CHECK,delete $(VENV) and rerun with PYTHON=python$(PY_MIN) or newer)'; \
-	else $(PYTHON) -c '$(call PY_CHECK,rerun with PYTHON=python$(PY_MIN) or newer)' && $(PYTHON) -m venv $(VENV); fi
+	@$$(test -x $(PY) && echo $(PY) || echo $(PYTHON)) -c '$(PY_CHECK)'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev,offline]"
 	@touch $(STAMP)
