@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -271,6 +272,22 @@ def test_trained_model_artifacts_and_parity(trained):
     assert checks["dynamic"]["max_abs_diff_vs_keras"] < 0.1 and "FLEX" not in " ".join(checks["dynamic"]["ops"])
     for name in ("model.tflite", "model_dynamic.tflite", "model_int8.tflite", "stream.tflite", "MODEL_CARD.md"):
         assert (trained / name).is_file(), name
+
+
+def test_reexport_of_a_shipped_folder_keeps_its_training_figures(trained, tmp_path):
+    """A folder exported again without its run/ (as trained/speech is shipped) keeps the accuracies measured
+    when it was trained, in metadata.json and in the model card."""
+    from seqapps import cli
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(trained, shipped, ignore=shutil.ignore_patterns("run"))
+    assert cli.main(["export", "speech", "--model", str(shipped), "--out", str(tmp_path / "again")]) == 0
+    meta = json.loads((trained / "metadata.json").read_text())
+    again = json.loads((tmp_path / "again" / "metadata.json").read_text())
+    assert meta["training"]["val"]["clips"] > 0 and again["training"] == meta["training"]
+    card = (tmp_path / "again" / "MODEL_CARD.md").read_text()
+    assert "n/a" not in card and "None" not in card
+    assert f"{100 * meta['training']['test']['accuracy']:.1f}% on {meta['training']['test']['clips']} clips" in card
 
 
 def test_stream_tflite_over_a_clip_equals_clip_tflite(trained):

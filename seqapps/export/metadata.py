@@ -56,6 +56,19 @@ def read(path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def training_info(model_dir):
+    """The training figures to keep when ``model_dir`` is (re-)exported: the training run's
+    ``run/train_info.json``, else the ``training`` entry of the folder's ``metadata.json`` (a shipped folder
+    exported again without its run folder), else None."""
+    model_dir = Path(model_dir)
+    run = model_dir / "run" / "train_info.json"
+    if run.is_file():
+        return json.loads(run.read_text(encoding="utf-8"))
+    if (model_dir / "metadata.json").is_file():
+        return read(model_dir / "metadata.json").get("training")
+    return None
+
+
 def _default(o):
     import numpy as np
 

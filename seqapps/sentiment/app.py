@@ -318,12 +318,6 @@ class SentimentApp(App):
         out_dir = Path(out_dir or model_dir)
         if model is None:
             saved_model.require_trained(model_dir, "make train-sentiment")
-        # re-export of a trained folder (no model passed in): keep its training figures
-        previous = (
-            metadata.read(model_dir / "metadata.json")
-            if model is None and (model_dir / "metadata.json").is_file()
-            else {}
-        )
         cfg = cfg or config_lib.read(SentimentConfig, model_dir / "config.yaml")
         if cfg.int8_mode not in ("dynamic", "full"):  # before anything is written
             raise ValueError(f"int8_mode must be 'dynamic' or 'full', got {cfg.int8_mode!r}")
@@ -348,11 +342,7 @@ class SentimentApp(App):
                 "labels": [ds.labels[i] for i in held],
             }
             rep_texts = [ds.texts[i] for i in idx["train"][: cfg.representative_examples]]
-        train_info = (
-            json.loads((run / "train_info.json").read_text())
-            if (run / "train_info.json").is_file()
-            else previous.get("training")
-        )
+        train_info = metadata.training_info(model_dir)  # kept when a shipped folder is exported again
         if out_dir != model_dir:
             shutil.copytree(model_dir / "assets", out_dir / "assets", dirs_exist_ok=True)
             shutil.copy2(model_dir / "config.yaml", out_dir / "config.yaml")

@@ -226,9 +226,7 @@ class SpeechApp(App):
             (xte, yte), calib = parts["test"], parts["train"][0][: cfg.int8_calibration_clips]
         if cfg.tflite_eval_examples:
             xte, yte = xte[: cfg.tflite_eval_examples], yte[: cfg.tflite_eval_examples]
-        train_info = None
-        if (model_dir / "run" / "train_info.json").is_file():
-            train_info = json.loads((model_dir / "run" / "train_info.json").read_text())
+        train_info = metadata.training_info(model_dir)  # kept when a shipped folder is exported again
 
         keras_probs = tf.nn.softmax(
             np.concatenate([model.predict_on_batch(xte[i : i + 256]) for i in range(0, len(xte), 256)])
