@@ -356,11 +356,15 @@ class SpeechApp(App):
         def pct(v):
             return "n/a" if v is None else f"{100 * v:.1f}%"
 
+        def accuracy(part):  # from the confusion matrix when kept (the stored figure is rounded to 4 places)
+            m = part.get("confusion")
+            return float(np.trace(m) / np.sum(m)) if m else part.get("accuracy")
+
         val, test = tr.get("val") or {}, tr.get("test") or {}
         held_n = (val.get("clips") or 0) + (test.get("clips") or 0)
         held_acc = None
-        if held_n and val.get("accuracy") is not None and test.get("accuracy") is not None:
-            held_acc = (val["accuracy"] * val["clips"] + test["accuracy"] * test["clips"]) / held_n
+        if held_n and accuracy(val) is not None and accuracy(test) is not None:
+            held_acc = (accuracy(val) * val["clips"] + accuracy(test) * test["clips"]) / held_n
         lines = [
             "# Speech commands keyword spotter (seqapps)",
             "",
@@ -378,10 +382,8 @@ class SpeechApp(App):
             "",
             "## Measured (speaker-disjoint, this folder's export checks)",
             "",
-            f"- validation accuracy: {pct((tr.get('val') or {}).get('accuracy'))} on "
-            f"{(tr.get('val') or {}).get('clips')} clips",
-            f"- test accuracy (Keras): {pct((tr.get('test') or {}).get('accuracy'))} on "
-            f"{(tr.get('test') or {}).get('clips')} clips",
+            f"- validation accuracy: {pct(accuracy(val))} on {val.get('clips')} clips",
+            f"- test accuracy (Keras): {pct(accuracy(test))} on {test.get('clips')} clips",
             f"- validation + test together: {pct(held_acc)} on {held_n} clips of speakers never seen in training",
             f"- TFLite float32: {pct(ex['float32']['accuracy'])}, int8: {pct(ex['int8']['accuracy'])} "
             f"(change {ex.get('int8_accuracy_change')})"
