@@ -361,10 +361,11 @@ class SpeechApp(App):
             return float(np.trace(m) / np.sum(m)) if m else part.get("accuracy")
 
         val, test = tr.get("val") or {}, tr.get("test") or {}
+        val_acc, test_acc = accuracy(val), accuracy(test)
         held_n = (val.get("clips") or 0) + (test.get("clips") or 0)
         held_acc = None
-        if held_n and accuracy(val) is not None and accuracy(test) is not None:
-            held_acc = (accuracy(val) * val["clips"] + accuracy(test) * test["clips"]) / held_n
+        if held_n and val_acc is not None and test_acc is not None:
+            held_acc = (val_acc * val["clips"] + test_acc * test["clips"]) / held_n
         lines = [
             "# Speech commands keyword spotter (seqapps)",
             "",
@@ -382,8 +383,8 @@ class SpeechApp(App):
             "",
             "## Measured (speaker-disjoint, this folder's export checks)",
             "",
-            f"- validation accuracy: {pct(accuracy(val))} on {val.get('clips')} clips",
-            f"- test accuracy (Keras): {pct(accuracy(test))} on {test.get('clips')} clips",
+            f"- validation accuracy: {pct(val_acc)} on {val.get('clips')} clips",
+            f"- test accuracy (Keras): {pct(test_acc)} on {test.get('clips')} clips",
             f"- validation + test together: {pct(held_acc)} on {held_n} clips of speakers never seen in training",
             f"- TFLite float32: {pct(ex['float32']['accuracy'])}, int8: {pct(ex['int8']['accuracy'])} "
             f"(change {ex.get('int8_accuracy_change')})"

@@ -216,8 +216,7 @@ class TranslateApp(App):
         cfg = cfg or config_lib.read(TranslateConfig, model_dir / "config.yaml")
         src_vocab = text.read_vocab(model_dir / "assets" / "src_vocab.txt")
         tgt_vocab = text.read_vocab(model_dir / "assets" / "tgt_vocab.txt")
-        # re-export of a trained folder (no model passed in): its training figures and whole-test-split
-        # evaluation still hold
+        # re-export of a trained folder (no model passed in): its whole-test-split evaluation still holds
         previous = (
             metadata.read(model_dir / "metadata.json")
             if model is None and (model_dir / "metadata.json").is_file()
@@ -235,10 +234,8 @@ class TranslateApp(App):
                 corp = data_lib.load_corpus(cfg)
                 test_pairs = data_lib.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)["test"]
                 test_pairs = [list(p) for p in test_pairs[: cfg.tflite_eval_examples]]
-        if train_info is None and (model_dir / "run" / "train_info.json").exists():
-            train_info = json.loads((model_dir / "run" / "train_info.json").read_text())
-        if train_info is None:  # keep the figures of a shipped model
-            train_info = previous.get("training")
+        if train_info is None:  # kept when a shipped folder is exported again
+            train_info = metadata.training_info(model_dir)
         if out_dir != model_dir:
             import shutil
 
