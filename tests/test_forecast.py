@@ -613,6 +613,71 @@ def test_dynamic_range_tflite_keeps_the_ridge_forecast_in_float():
     assert np.abs(got - keras_out).max() > 0.05  # what the blocks prevent
 
 
+def test_round_median_rounds_the_point_forecast_and_keeps_quantiles_ordered():
+    import tensorflow as tf
+
+    q = tf.constant([[[2.9, 3.4, 3.6], [1.2, 1.6, 2.0], [3.45, 3.49, 3.7], [-2.7, -2.6, -2.2]]], tf.float32)
+    out = features.round_median(q, 1.0, 1).numpy()[0]
+    np.testing.assert_allclose(out[:, 1], [3, 2, 3, -3])
+    np.testing.assert_allclose(out[:, 0], [2.9, 1.2, 3.0, -3.0], rtol=1e-6)  # clipped where it would cross
+    np.testing.assert_allclose(out[:, 2], [3.6, 2.0, 3.7, -2.2], rtol=1e-6)
+    assert np.all(np.diff(out, axis=-1) >= 0)
+    np.testing.assert_allclose(features.round_median(q, 0.5, 1).numpy()[0, :, 1], [3.5, 1.5, 3.5, -2.5])
+
+
+def _integer_temperatures(tmp_path, n=400, fractional=False):
+    rng = np.random.default_rng(3)
+    i = np.arange(n)
+    temp = 10 + 6 * np.sin(2 * np.pi * i / 24) + np.cumsum(rng.normal(0, 0.3, n))
+    temp = temp if fractional else np.round(temp)
+    lines = [
+        f"2014,{1 + (k // 24) // 28},{1 + (k // 24) % 28},{k % 24},{t:.2f},{1000 + (k % 11)}" for k, t in zip(i, temp)
+    ]
+    p = write_csv(tmp_path / "w.csv", lines, header="year,month,day,hour,TEMP,PRES")
+    return cfg_for(
+        p,
+        mode="generic",
+        time_column="year,month,day,hour",
+        target="temp",
+        features="pres",
+        calendar="hour",
+        season=24,
+        arima_windows=0,
+        target_step=1.0,
+    )
+
+
+def test_target_step_rounds_the_served_median_and_rejects_data_off_its_grid(tmp_path):
+    """`target_step: 1` (a target recorded in whole units): the SavedModel and the builtin-op TFLite model
+    give whole-unit medians with the other quantiles on either side; data off the grid, or prices, fail."""
+    import tensorflow as tf
+
+    from seqapps.export import saved_model
+    from seqapps.forecast.app import ForecastApp
+
+    app = ForecastApp()
+    cfg = _integer_temperatures(tmp_path)
+    app.train(cfg, tmp_path / "m")
+    out = tmp_path / "m"
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["feature_spec"]["target_step"] == 1.0 and meta["feature_spec"]["median_index"] == 1
+    windows = np.load(out / "assets" / "sample_windows.npy")
+    fn = tf.saved_model.load(str(saved_model.latest(out))).signatures["serving_default"]
+    q = fn(window=tf.constant(windows))["quantiles"].numpy()
+    np.testing.assert_array_equal(q[..., 1], np.round(q[..., 1]))
+    assert np.all(np.diff(q, axis=-1) >= 0) and not np.array_equal(q[..., 0], np.round(q[..., 0]))
+    r = meta["tflite"]["float32"]
+    assert r["max_abs_diff"] < 1e-3 and not any("Flex" in op for op in r["ops"]) and "FLOOR" in r["ops"]
+    assert "rounded to a multiple of 1" in (out / "MODEL_CARD.md").read_text()
+
+    with pytest.raises(ValueError, match=r"target_step=1: w: 'temp' at 2014-01-0.* is .*, off that grid \("):
+        app.prepare(_integer_temperatures(tmp_path, fractional=True))
+    with pytest.raises(ValueError, match="generic .* set target_step=0"):
+        app.prepare(cfg_for(write_csv(tmp_path / "p.csv", gbm(100)), target_step=0.01))
+    with pytest.raises(ValueError, match="target_step must be >= 0"):
+        app.prepare(dataclasses.replace(cfg, target_step=-1.0))
+
+
 def test_quantile_and_config_validation():
     from seqapps.forecast.app import parse_quantiles
 
@@ -667,7 +732,8 @@ def test_weather_sweep_scores_variants_on_the_dev_year_and_reuses_finished_netwo
     days = np.arange(np.datetime64("2010-01-01"), np.datetime64("2014-01-01"))
     rng = np.random.default_rng(0)
     temp = 10 * np.sin(2 * np.pi * np.arange(len(days)) / 365.25) + rng.normal(0, 1, len(days)).cumsum() * 0.3
-    lines = [f"{d},{t:.3f},{1000 + 5 * np.cos(i / 9):.2f}" for i, (d, t) in enumerate(zip(days, temp))]
+    temp = np.round(temp)  # recorded in whole degrees
+    lines = [f"{d},{t:.1f},{1000 + 5 * np.cos(i / 9):.2f}" for i, (d, t) in enumerate(zip(days, temp))]
     csv = write_csv(tmp_path / "daily.csv", lines, header="Date,TEMP,PRES")
     config = tmp_path / "c.yaml"
     config.write_text(
@@ -695,6 +761,14 @@ def test_weather_sweep_scores_variants_on_the_dev_year_and_reuses_finished_netwo
     monkeypatch.setattr(ForecastApp, "fit_network", lambda *a, **k: pytest.fail("a finished network was retrained"))
     assert weather_sweep.main(argv) == 0
     assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:] == table
+    # target_step rounds the scored forecasts as the saved model rounds its median; the networks are reused
+    assert weather_sweep.main([*argv, "--set", "target_step=1"]) == 0
+    text = capsys.readouterr().out
+    assert "rounded to multiples of target_step=1" in text
+    row = [line for line in text.splitlines() if line.startswith("| plain")][0]
+    assert f"| {100 * (1 - np.abs(np.floor(avg + 0.5) - y).mean() / naive):.1f}% |" in row
+    assert weather_sweep.lower_mae([0.4, 1.6, -2.6], np.array([0.0, 2.0, -3.0]), 1.0, step=1) == 100
+    assert weather_sweep.lower_mae([0.4, 1.6, -2.6], np.array([0.0, 2.0, -3.0]), 1.0) == pytest.approx(60)
     with pytest.raises(SystemExit):
         weather_sweep.main([*argv, "--set", "dropout=0.3"])
     assert "holds networks trained with other settings" in capsys.readouterr().err

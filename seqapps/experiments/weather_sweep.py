@@ -5,7 +5,8 @@ The 2014 test year must not choose the settings, so this script cuts the data be
 variant (config overrides) and seed it trains one network as the forecast app does (`ForecastApp.fit_network`,
 early-stopped on the last 10% before the dev year), and prints, at the last horizon, each network's
 MAE against the seasonal-naive forecast (same hour yesterday), the average of its seeds, that average
-moved ``--blend`` of the way to the ridge forecast on the variant's inputs (as ``linear_blend`` does),
+moved ``--blend`` of the way to the ridge forecast on the variant's inputs (as ``linear_blend`` does; all
+rounded to multiples of ``target_step`` when the config sets one, as the saved model rounds its median),
 and the same for all networks of all variants together (blended with the first variant's ridge). The
 variants must share the test windows and targets (same horizon and data):
 
@@ -120,7 +121,8 @@ def main(argv=None) -> int:
         ridges.append(anchor + scale[:, -1] * (test_f.reshape(len(x), -1) @ kernel[:, -1] + bias[-1]))
         mid = median_index(quantiles)
         folder = out / _slug(name)
-        settings = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=True)
+        # target_step only rounds the scored forecasts: networks kept with and without it are the same
+        settings = yaml.safe_dump({**dataclasses.asdict(cfg), "target_step": None}, sort_keys=True)
         if (folder / "config.yaml").is_file() and (folder / "config.yaml").read_text() != settings:
             parser.error(f"{folder} holds networks trained with other settings: pass another --out, or delete it")
         folder.mkdir(parents=True, exist_ok=True)
@@ -141,13 +143,17 @@ def main(argv=None) -> int:
     if len(rows) > 1:  # blended with the first variant's ridge
         rows.append((f"all {len(all_medians)} networks", all_medians, ridges[0]))
 
+    step = base.target_step
+
     def lower(pred):
-        return 100 * (1 - np.abs(pred - y[:, -1]).mean() / naive)
+        return lower_mae(pred, y[:, -1], naive, step)
 
     h = base.horizon
     print(
         f"\n{len(y):,} windows of {args.dev_year}; seasonal naive MAE at {h} h: {naive:.3f}; ridge alone {lower(ridges[0]):.1f}%"
     )
+    if step > 0:
+        print(f"forecasts rounded to multiples of target_step={step:g} (--set target_step=0: unrounded)")
     print(f"| variant | single networks, % lower at {h} h | average | average + ridge x{args.blend:g} |")
     print("|---|---|---:|---:|")
     for name, medians, ridge in rows:
@@ -156,6 +162,13 @@ def main(argv=None) -> int:
         blended = (1 - args.blend) * avg + args.blend * ridge
         print(f"| {name} | {singles} | {lower(avg):.1f}% | {lower(blended):.1f}% |")
     return 0
+
+
+def lower_mae(pred, y, naive_mae: float, step: float = 0.0) -> float:
+    """How much lower (%) the MAE of ``pred`` is than ``naive_mae``; with ``step`` > 0 the forecasts are first
+    rounded to multiples of it, as a saved model with that ``target_step`` rounds its median."""
+    pred = np.floor(np.asarray(pred) / step + 0.5) * step if step > 0 else np.asarray(pred)
+    return 100 * (1 - np.abs(pred - y).mean() / naive_mae)
 
 
 def _slug(name: str) -> str:

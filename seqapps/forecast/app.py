@@ -46,6 +46,10 @@ def _check_cfg(cfg):
         raise ValueError(f"linear_blend must be in [0, 1] and ridge_l2 >= 0 (got {cfg.linear_blend}, {cfg.ridge_l2})")
     if cfg.aux_weight < 0:
         raise ValueError(f"aux_weight must be >= 0 (weight of the auxiliary loss), got {cfg.aux_weight}")
+    if not cfg.target_step >= 0:
+        raise ValueError(
+            f"target_step must be >= 0 (the step the target is recorded in; 0 = off), got {cfg.target_step}"
+        )
     for key, allowed in (
         ("missing", ("error", "ffill")),
         ("unsorted", ("error", "sort")),
@@ -53,6 +57,21 @@ def _check_cfg(cfg):
     ):
         if getattr(cfg, key) not in allowed:
             raise ValueError(f"{key} must be one of {allowed}, got {getattr(cfg, key)!r}")
+
+
+def _check_target_step(ds, pairs, targets, step: float):
+    """``target_step`` rounds the forecast median to the grid the target is recorded on: every training
+    target must lie on that grid."""
+    off = np.abs(targets / step - np.round(targets / step)) > 1e-6
+    if off.any():
+        i, h = np.argwhere(off)[0]
+        si, t = pairs[i]
+        s = ds.series[si]
+        raise ValueError(
+            f"target_step={step:g}: {s.name}: {ds.columns[ds.target_index]!r} at {_fmt_time(s.times[t + h + 1])} is "
+            f"{targets[i, h]:g}, off that grid ({int(off.sum())} training targets are); set target_step to the "
+            "step the values are recorded in, or 0 to keep the median unrounded"
+        )
 
 
 def encoder_name(cfg) -> str:
@@ -120,7 +139,11 @@ class ForecastApp(App):
             cfg.horizon,
             cfg.vol_window,
             calendar=[c.lower() for c in data.parse_list(cfg.calendar)],
+            target_step=float(cfg.target_step),
+            median_index=median_index(quantiles),
         )
+        if cfg.target_step > 0 and ds.mode != "generic":
+            raise ValueError(f"target_step applies to generic (level) data; this data is {ds.mode}: set target_step=0")
         aux = aux_columns(cfg, spec)  # checked before any window is built
         train_pairs = sp.train
         if cfg.max_examples and len(train_pairs) > cfg.max_examples:
@@ -130,6 +153,8 @@ class ForecastApp(App):
         if cfg.max_val_examples and len(val_pairs) > cfg.max_val_examples:
             val_pairs = val_pairs[np.linspace(0, len(val_pairs) - 1, cfg.max_val_examples).round().astype(int)]
         trx, try_ = data.windows(ds, train_pairs, cfg.window, cfg.horizon)
+        if cfg.target_step > 0:
+            _check_target_step(ds, train_pairs, try_, cfg.target_step)
         spec = features.fit_spec(spec, trx, try_, seed=cfg.seed)  # statistics from training windows only
         arrays = {}
         for name, (x, y) in (("train", (trx, try_)), ("val", data.windows(ds, val_pairs, cfg.window, cfg.horizon))):
@@ -694,6 +719,11 @@ def model_card(meta: dict, cfg) -> str:
         extras += (
             f"; quantiles moved by {cfg.linear_blend} x (ridge forecast - median), the ridge regression (L2 "
             f"{cfg.ridge_l2}) of the scaled targets on the window solved on the training windows"
+        )
+    if cfg.target_step > 0:
+        extras += (
+            f"; the median is rounded to a multiple of {cfg.target_step:g} (the step `{meta['target']}` is recorded"
+            " in), the other quantiles clipped so that none crosses it"
         )
     lines = [
         f"# forecast model: {meta['target']} from {cfg.data}",

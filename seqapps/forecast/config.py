@@ -49,6 +49,11 @@ class ForecastConfig(TrainConfig):
     # model: serving is unchanged. "" = off
     aux_targets: str = ""
     aux_weight: float = 0.5
+    # generic mode: the step the target is recorded in (1 = whole units, e.g. the Beijing station's whole
+    # degrees). > 0: the saved model rounds its median to a multiple of it (the median of a quantity recorded
+    # in whole steps is a whole step, so this lowers the expected absolute error) and clips the other quantiles
+    # so that none crosses it. Training targets off that grid are an error. 0 = off
+    target_step: float = 0.0
     # ---- backtest
     backtest_step: int = 1  # rows between rolling origins in the test split
     backtest_max_windows: int = 0  # 0 = all origins

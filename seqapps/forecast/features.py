@@ -15,6 +15,8 @@ generic mode (levels, e.g. temperature), for the W steps:
     features: (x - mean) / std for the target and feature columns, (y_t - y_{t-1}) / std_diff,
               sin/cos of the calendar fields (hour, day of year, ...)
     output z[h, q] -> y_T + scale_h * z   (scale_h = train std of y_{t+h} - y_t)
+    target_step > 0 (a target recorded in whole steps, e.g. whole degrees): the median is rounded to a
+    multiple of it, the other quantiles clipped so they never cross it (`round_median`)
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class FeatureSpec:
     col_std: list = dataclasses.field(default_factory=list)
     diff_std: float = 1.0
     horizon_scale: list = dataclasses.field(default_factory=list)  # generic: std of y_{t+h} - y_t
+    target_step: float = 0.0  # generic: > 0 rounds the median (quantile median_index) to multiples of it
+    median_index: int = 0
 
     @property
     def steps(self) -> int:
@@ -112,7 +116,26 @@ def decode(z, anchor, scale, spec: FeatureSpec):
     """Model output z [B, H, Q] -> quantiles in target units [B, H, Q]."""
     if spec.mode == "ohlcv":
         return tf.exp(anchor[:, None, None] + scale[:, :, None] * z)
-    return anchor[:, None, None] + scale[:, :, None] * z
+    q = anchor[:, None, None] + scale[:, :, None] * z
+    return round_median(q, spec.target_step, spec.median_index) if spec.target_step > 0 else q
+
+
+def round_median(q, step: float, median_index: int):
+    """Quantiles [B, H, Q] with the median rounded to a multiple of ``step`` and the other quantiles clipped
+    so that none crosses it.
+
+    For a quantity recorded in whole steps (the Beijing station reports whole degrees), every quantile of
+    what will be recorded is a whole step, so the median that minimises the expected absolute error is a
+    whole step too. The continuous median lies between two steps, and rounding it moves it to the nearer
+    one. The other quantiles keep their continuous values, which leaves the intervals' coverage unchanged.
+    """
+    step = tf.constant(step, q.dtype)
+    med = tf.floor(q[:, :, median_index] / step + 0.5) * step  # FLOOR: a builtin op the GPU delegate runs
+    cols = [
+        med if i == median_index else (tf.minimum if i < median_index else tf.maximum)(q[:, :, i], med)
+        for i in range(q.shape[-1])
+    ]
+    return tf.stack(cols, axis=-1)
 
 
 def encode_targets(y, anchor, scale, spec: FeatureSpec) -> np.ndarray:
