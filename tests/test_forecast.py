@@ -669,6 +669,11 @@ def test_target_step_rounds_the_served_median_and_rejects_data_off_its_grid(tmp_
     r = meta["tflite"]["float32"]
     assert r["max_abs_diff"] < 1e-3 and not any("Flex" in op for op in r["ops"]) and "FLOOR" in r["ops"]
     assert "rounded to a multiple of 1" in (out / "MODEL_CARD.md").read_text()
+    with pytest.raises(ValueError, match="differs from the 1 this model was trained with"):
+        app.export(out, tmp_path / "again", cfg=dataclasses.replace(cfg, target_step=0.0))
+    assert not (tmp_path / "again").exists()
+    with pytest.raises(ValueError, match="target_step are fixed by the trained model"):
+        app.evaluate(out, target_step="0")
 
     with pytest.raises(ValueError, match=r"target_step=1: w: 'temp' at 2014-01-0.* is .*, off that grid \("):
         app.prepare(_integer_temperatures(tmp_path, fractional=True))

@@ -393,6 +393,12 @@ class ForecastApp(App):
             raise FileNotFoundError(f"{model_dir / 'model.keras'} not found; train first (make train-forecast)")
         cfg = cfg or config_lib.read(ForecastConfig, model_dir / "config.yaml")
         spec = _read_spec(model_dir)
+        if cfg.target_step != spec.target_step:
+            raise ValueError(
+                f"target_step={cfg.target_step:g} differs from the {spec.target_step:g} this model was trained with; "
+                "it is fixed at training, which checks the data against it: retrain with --set "
+                f"target_step={cfg.target_step:g}"
+            )
         quantiles = parse_quantiles(cfg.quantiles)
         model = model or keras.saving.load_model(model_dir / "model.keras", compile=False)
         sample = np.load(model_dir / "assets" / SAMPLE_FILE)
@@ -504,8 +510,8 @@ class ForecastApp(App):
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
         spec = _read_spec(model_dir)
         cfg = dataclasses.replace(cfg, mode=spec.mode)
-        if (cfg.window, cfg.horizon) != (spec.window, spec.horizon):
-            raise ValueError("window and horizon are fixed by the trained model; do not override them")
+        if (cfg.window, cfg.horizon, cfg.target_step) != (spec.window, spec.horizon, spec.target_step):
+            raise ValueError("window, horizon and target_step are fixed by the trained model; do not override them")
         ds = data_lib.load(cfg)
         if ds.columns != spec.columns:
             raise ValueError(f"data columns {ds.columns} differ from the model's {spec.columns}")

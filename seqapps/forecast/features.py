@@ -127,7 +127,8 @@ def round_median(q, step: float, median_index: int):
     For a quantity recorded in whole steps (the Beijing station reports whole degrees), every quantile of
     what will be recorded is a whole step, so the median that minimises the expected absolute error is a
     whole step too. The continuous median lies between two steps, and rounding it moves it to the nearer
-    one. The other quantiles keep their continuous values, which leaves the intervals' coverage unchanged.
+    one. The other quantiles keep their continuous values unless they would cross the median, so the
+    intervals' coverage barely moves.
     """
     step = tf.constant(step, q.dtype)
     med = tf.floor(q[:, :, median_index] / step + 0.5) * step  # FLOOR: a builtin op the GPU delegate runs
