@@ -460,7 +460,9 @@ class ForecastApp(App):
             }
             print(
                 f"[forecast] TFLite {variant}: {path.name} {path.stat().st_size / 1e3:.0f} kB, ops {ops}; "
-                f"max |diff| vs Keras {diff.max():.2e} (relative {rel.max():.2e}) on {len(sample)} test windows"
+                f"max |diff| vs Keras {diff.max():.2e}"
+                + (f" (relative {rel.max():.2e})" if spec.mode == "ohlcv" else "")
+                + f", median forecast mean |diff| {np.mean(diff[..., mid]):.2e}, on {len(sample)} test windows"
             )
         gpu_summary = gpu.summarize(out_dir)
         sizes = metadata.file_sizes(out_dir)
@@ -819,9 +821,13 @@ def model_card(meta: dict, cfg) -> str:
         f"- plain-TensorFlow run vs Keras: max |diff| {meta['saved_model']['plain_tensorflow_max_abs_diff']:.2e}",
     ]
     for v, r in lite.items():
+        # relative to prices; a level like a temperature crosses zero, where a relative difference means nothing
+        rel = f" (relative {r['max_rel_diff']:.2e})" if meta["mode"] == "ohlcv" else ""
+        med = r.get("median_forecast_mean_abs_diff")
+        med = "" if med is None else f", median forecast mean |diff| {med:.2e},"
         lines.append(
             f"- TFLite {v} `{r['file']}` ({r['bytes'] / 1e3:.0f} kB, batch 1, builtin ops {r['ops']}): max |diff| "
-            f"{r['max_abs_diff']:.2e} (relative {r['max_rel_diff']:.2e}) on {r['windows']} test windows"
+            f"{r['max_abs_diff']:.2e}{rel}{med} on {r['windows']} test windows"
         )
     lines += [
         "",
