@@ -167,7 +167,10 @@ def main(argv=None) -> int:
 def lower_mae(pred, y, naive_mae: float, step: float = 0.0) -> float:
     """How much lower (%) the MAE of ``pred`` is than ``naive_mae``; with ``step`` > 0 the forecasts are first
     rounded to multiples of it, as a saved model with that ``target_step`` rounds its median."""
-    pred = np.floor(np.asarray(pred) / step + 0.5) * step if step > 0 else np.asarray(pred)
+    from seqapps.forecast.features import round_to_step
+
+    pred = np.asarray(pred, np.float64)
+    pred = round_to_step(pred, step).numpy() if step > 0 else pred
     return 100 * (1 - np.abs(pred - y).mean() / naive_mae)
 
 

@@ -74,6 +74,26 @@ def _check_target_step(ds, pairs, targets, step: float):
         )
 
 
+def _check_fixed_by_model(cfg, spec):
+    """Settings a trained model fixes: an override of them (``--set``) at export or evaluation is an error."""
+    for key in ("window", "horizon", "target_step"):
+        if getattr(cfg, key) != getattr(spec, key):
+            raise ValueError(
+                f"{key}={getattr(cfg, key):g} differs from the {getattr(spec, key):g} this model was trained with; "
+                f"window, horizon and target_step are fixed by the trained model: retrain with --set "
+                f"{key}={getattr(cfg, key):g}"
+            )
+
+
+def _parity_text(report: dict, mode: str) -> str:
+    """One TFLite file's differences from the Keras model, as the training log and the model card give them.
+    Relative differences only for prices: a level such as a temperature crosses zero, where they mean nothing."""
+    rel = f" (relative {report['max_rel_diff']:.2e})" if mode == "ohlcv" else ""
+    med = report.get("median_forecast_mean_abs_diff")
+    med = "" if med is None else f", median forecast mean |diff| {med:.2e},"
+    return f"max |diff| {report['max_abs_diff']:.2e}{rel}{med} on {report['windows']} test windows"
+
+
 def encoder_name(cfg) -> str:
     """The recurrent encoder as the training log and the model card name it: "GRU", "bidirectional LSTM"."""
     return f"{'bidirectional ' if cfg.bidirectional else ''}{cfg.cell.upper()}"
@@ -393,12 +413,7 @@ class ForecastApp(App):
             raise FileNotFoundError(f"{model_dir / 'model.keras'} not found; train first (make train-forecast)")
         cfg = cfg or config_lib.read(ForecastConfig, model_dir / "config.yaml")
         spec = _read_spec(model_dir)
-        if cfg.target_step != spec.target_step:
-            raise ValueError(
-                f"target_step={cfg.target_step:g} differs from the {spec.target_step:g} this model was trained with; "
-                "it is fixed at training, which checks the data against it: retrain with --set "
-                f"target_step={cfg.target_step:g}"
-            )
+        _check_fixed_by_model(cfg, spec)
         quantiles = parse_quantiles(cfg.quantiles)
         model = model or keras.saving.load_model(model_dir / "model.keras", compile=False)
         sample = np.load(model_dir / "assets" / SAMPLE_FILE)
@@ -460,9 +475,7 @@ class ForecastApp(App):
             }
             print(
                 f"[forecast] TFLite {variant}: {path.name} {path.stat().st_size / 1e3:.0f} kB, ops {ops}; "
-                f"max |diff| vs Keras {diff.max():.2e}"
-                + (f" (relative {rel.max():.2e})" if spec.mode == "ohlcv" else "")
-                + f", median forecast mean |diff| {np.mean(diff[..., mid]):.2e}, on {len(sample)} test windows"
+                f"vs Keras {_parity_text(report[variant], spec.mode)}"
             )
         gpu_summary = gpu.summarize(out_dir)
         sizes = metadata.file_sizes(out_dir)
@@ -512,8 +525,7 @@ class ForecastApp(App):
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
         spec = _read_spec(model_dir)
         cfg = dataclasses.replace(cfg, mode=spec.mode)
-        if (cfg.window, cfg.horizon, cfg.target_step) != (spec.window, spec.horizon, spec.target_step):
-            raise ValueError("window, horizon and target_step are fixed by the trained model; do not override them")
+        _check_fixed_by_model(cfg, spec)
         ds = data_lib.load(cfg)
         if ds.columns != spec.columns:
             raise ValueError(f"data columns {ds.columns} differ from the model's {spec.columns}")
@@ -821,13 +833,9 @@ def model_card(meta: dict, cfg) -> str:
         f"- plain-TensorFlow run vs Keras: max |diff| {meta['saved_model']['plain_tensorflow_max_abs_diff']:.2e}",
     ]
     for v, r in lite.items():
-        # relative to prices; a level like a temperature crosses zero, where a relative difference means nothing
-        rel = f" (relative {r['max_rel_diff']:.2e})" if meta["mode"] == "ohlcv" else ""
-        med = r.get("median_forecast_mean_abs_diff")
-        med = "" if med is None else f", median forecast mean |diff| {med:.2e},"
         lines.append(
-            f"- TFLite {v} `{r['file']}` ({r['bytes'] / 1e3:.0f} kB, batch 1, builtin ops {r['ops']}): max |diff| "
-            f"{r['max_abs_diff']:.2e}{rel}{med} on {r['windows']} test windows"
+            f"- TFLite {v} `{r['file']}` ({r['bytes'] / 1e3:.0f} kB, batch 1, builtin ops {r['ops']}): "
+            f"{_parity_text(r, meta['mode'])}"
         )
     lines += [
         "",

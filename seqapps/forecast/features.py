@@ -130,13 +130,20 @@ def round_median(q, step: float, median_index: int):
     one. The other quantiles keep their continuous values unless they would cross the median, so the
     intervals' coverage barely moves.
     """
-    step = tf.constant(step, q.dtype)
-    med = tf.floor(q[:, :, median_index] / step + 0.5) * step  # FLOOR: a builtin op the GPU delegate runs
+    med = round_to_step(q[:, :, median_index], step)
     cols = [
         med if i == median_index else (tf.minimum if i < median_index else tf.maximum)(q[:, :, i], med)
         for i in range(q.shape[-1])
     ]
     return tf.stack(cols, axis=-1)
+
+
+def round_to_step(x, step: float):
+    """``x`` rounded to the nearest multiple of ``step`` (halves up), as TensorFlow ops: FLOOR is a builtin
+    TFLite op that the GPU delegate runs."""
+    x = tf.convert_to_tensor(x)
+    step = tf.constant(step, x.dtype)
+    return tf.floor(x / step + 0.5) * step
 
 
 def encode_targets(y, anchor, scale, spec: FeatureSpec) -> np.ndarray:
