@@ -23,6 +23,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     clipnorm: float = 1.0  # gradient clipping by norm; 0 disables
     patience: int = 3  # early stopping patience in epochs; 0 disables
+    lr_plateau: int = 0  # epochs without a better val loss before the learning rate drops (x lr_factor); 0 disables
+    lr_factor: float = 0.3  # the drop's factor for lr_plateau, in (0, 1)
     seed: int = 42
     val_fraction: float = 0.1
     test_fraction: float = 0.1

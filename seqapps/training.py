@@ -2,6 +2,8 @@
 
 * Keras progress bars (``cfg.verbose``), TensorBoard logs (``<run>/logs``) and a CSV history.
 * Early stopping on the validation loss (``cfg.patience``) with the best weights restored.
+* Optionally, the learning rate cut by ``cfg.lr_factor`` after ``cfg.lr_plateau`` epochs without a better
+  validation loss (Keras ``ReduceLROnPlateau``; logged as ``learning_rate`` in history.csv).
 * Gradient clipping by norm (``cfg.clipnorm``, set on the optimizer by `make_optimizer`).
 * ``TerminateOnNaN``.
 * A checkpoint every epoch (``<run>/backup``, Keras ``BackupAndRestore``): ``resume=True`` continues
@@ -108,15 +110,18 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
         if meta.exists():
             print(f"[seqapps] resuming from {backup} after epoch {json.loads(meta.read_text())['epoch']}.")
 
+    plateau = _lr_plateau(model, val_ds, cfg, monitor)
     if cfg.distribute == "multiworker":
-        if callbacks:
-            print(f"[seqapps] distribute=multiworker: {[type(c).__name__ for c in callbacks]} are not run by its loop")
+        skipped = [type(c).__name__ for c in callbacks] + (["lr_plateau"] if plateau else [])
+        if skipped:
+            print(f"[seqapps] distribute=multiworker: {skipped} are not run by its loop")
         return _fit_multi_worker(model, train_ds, val_ds, cfg, run_dir, resume, monitor)
     cbs = [
         keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
         _EpochTimer(),
+        *([plateau] if plateau else []),  # before the CSV logger, which then records the learning rate
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
     ]
     if cfg.patience and val_ds is not None:
@@ -145,6 +150,34 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
     if losses and not np.isfinite(losses[-1]):
         raise FloatingPointError(f"training diverged (loss {losses[-1]}); lower learning_rate or clipnorm and retry")
     return history
+
+
+def _lr_plateau(model, val_ds, cfg, monitor):
+    """The ``ReduceLROnPlateau`` callback for ``cfg.lr_plateau`` (None when it is 0 or there is no validation
+    data); a clear error for settings it cannot apply."""
+    if not cfg.lr_plateau:
+        return None
+    if cfg.lr_plateau < 0 or not 0 < cfg.lr_factor < 1:
+        raise ValueError(
+            f"lr_plateau={cfg.lr_plateau}, lr_factor={cfg.lr_factor}: lr_plateau must be a number of epochs (>= 0) "
+            "and lr_factor in (0, 1), e.g. --set lr_plateau=1 --set lr_factor=0.3"
+        )
+    if val_ds is None:
+        print("[seqapps] lr_plateau: no validation data to watch, so the learning rate stays fixed")
+        return None
+    if isinstance(getattr(model.optimizer, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule):
+        raise ValueError(
+            "lr_plateau cannot change a learning rate that already follows a schedule (this app decays it "
+            "itself): set lr_plateau=0"
+        )
+    return keras.callbacks.ReduceLROnPlateau(
+        monitor=monitor,
+        mode="min" if monitor.endswith("loss") else "auto",
+        factor=cfg.lr_factor,
+        patience=cfg.lr_plateau,
+        min_lr=cfg.learning_rate * 1e-3,
+        verbose=1 if cfg.verbose else 0,
+    )
 
 
 def clear_backup(run_dir) -> None:
