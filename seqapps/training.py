@@ -96,6 +96,7 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
     ``run_dir`` receives ``backup/`` (per-epoch checkpoint), ``logs/`` (TensorBoard) and
     ``history.csv``.
     """
+    plateau = _lr_plateau(model, val_ds, cfg, monitor)  # its errors come before anything is written
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     backup = run_dir / "backup"
@@ -110,7 +111,6 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
         if meta.exists():
             print(f"[seqapps] resuming from {backup} after epoch {json.loads(meta.read_text())['epoch']}.")
 
-    plateau = _lr_plateau(model, val_ds, cfg, monitor)
     if cfg.distribute == "multiworker":
         skipped = [type(c).__name__ for c in callbacks] + (["lr_plateau"] if plateau else [])
         if skipped:

@@ -98,7 +98,7 @@ def test_lr_plateau_cuts_the_learning_rate_when_val_loss_stalls_and_logs_it(tmp_
     assert "learning_rate" not in training.fit(_tiny(off), _data(), _data(16, 1), off, tmp_path / "off").history
 
 
-def test_lr_plateau_errors_name_the_setting():
+def test_lr_plateau_errors_name_the_setting_and_write_nothing(tmp_path):
     import keras
     import pytest
 
@@ -107,8 +107,9 @@ def test_lr_plateau_errors_name_the_setting():
 
     bad = TrainConfig(epochs=1, verbose=0, lr_plateau=1, lr_factor=1.5)
     with pytest.raises(ValueError, match="lr_factor in \\(0, 1\\)"):
-        training.fit(_tiny(bad), _data(), _data(16, 1), bad, "unused")
+        training.fit(_tiny(bad), _data(), _data(16, 1), bad, tmp_path / "bad")
     cfg = TrainConfig(epochs=1, verbose=0, lr_plateau=1)
     scheduled = _tiny(cfg, keras.optimizers.schedules.CosineDecay(1e-3, 10))
     with pytest.raises(ValueError, match="already follows a schedule.*lr_plateau=0"):
-        training.fit(scheduled, _data(), _data(16, 1), cfg, "unused")
+        training.fit(scheduled, _data(), _data(16, 1), cfg, tmp_path / "scheduled")
+    assert not list(tmp_path.iterdir())
