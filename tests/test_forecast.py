@@ -230,7 +230,7 @@ def test_targets_round_trip_through_decode():
 
 
 def test_pinball_loss_and_monotone_quantiles():
-    from seqapps.forecast.model import MonotoneQuantiles, PinballLoss
+    from seqapps.forecast.model import MonotoneQuantiles, PinballLoss, horizon_weights
 
     qs = [0.1, 0.5, 0.9]
     y = np.array([[1.0, -2.0]], np.float32)
@@ -239,6 +239,14 @@ def test_pinball_loss_and_monotone_quantiles():
     q = np.array(qs)
     expected = np.mean(np.maximum(q * e, (q - 1) * e))
     assert float(PinballLoss(qs)(y, pred)) == pytest.approx(expected, rel=1e-6)
+    # horizon weights: the last horizon counts 1, the first 0.2, scaled to mean 1 (0.2/0.6, 1/0.6)
+    w = horizon_weights(2, 1, 0.2)
+    assert w == pytest.approx([1 / 3, 5 / 3])
+    per_h = np.mean(np.maximum(q * e, (q - 1) * e), axis=-1)[0]
+    weighted = PinballLoss(qs, horizon_weights=w)
+    assert float(weighted(y, pred)) == pytest.approx((per_h[0] / 3 + per_h[1] * 5 / 3) / 2, rel=1e-6)
+    assert PinballLoss.from_config(weighted.get_config()).horizon_weights == pytest.approx(w)
+    assert horizon_weights(2, 0, 0.2) is None and horizon_weights(2, 2, 0.2) is None
     raw = np.random.default_rng(1).normal(size=(5, 2 * 3)).astype(np.float32) * 5
     out = MonotoneQuantiles(2, 3)(raw).numpy()
     assert out.shape == (5, 2, 3) and np.all(np.diff(out, axis=-1) > 0)
@@ -489,7 +497,7 @@ def test_aux_targets_train_a_second_head_that_the_saved_model_leaves_out(tmp_pat
     saved model has only the quantile output. Columns that cannot be auxiliary targets are refused by name."""
     import keras
 
-    from seqapps.forecast.app import ForecastApp
+    from seqapps.forecast.app import ForecastApp, model_card
 
     rng = np.random.default_rng(3)
     n = 400
@@ -528,7 +536,18 @@ def test_aux_targets_train_a_second_head_that_the_saved_model_leaves_out(tmp_pat
         app.train(cfg_for(write_csv(tmp_path / "p.csv", gbm(200)), aux_targets="volume"), tmp_path / "bad")
     with pytest.raises(ValueError, match="aux_weight must be >= 0"):
         app.train(dataclasses.replace(cfg, aux_weight=-1.0), tmp_path / "bad")
+    for bad in ({"loss_last_horizons": cfg.horizon + 1}, {"loss_last_horizons": 1, "loss_other_weight": 0.0}):
+        with pytest.raises(ValueError, match="loss_last_horizons must be in .* loss_other_weight in"):
+            app.train(dataclasses.replace(cfg, **bad), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+    # loss weights towards the last horizons reach the compiled loss, and the card says so
+    focus = dataclasses.replace(cfg, aux_targets="", loss_last_horizons=1, loss_other_weight=0.5, epochs=1)
+    _, _, spec, quantiles, arrays, _ = app.prepare(focus)
+    network, _ = app.fit_network(focus, spec, quantiles, arrays, 0, tmp_path / "focus-run")
+    assert network.loss.horizon_weights == pytest.approx([0.75, 0.75, 1.5])
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert "weighted 1 on the last 1 horizons and 0.5 on the others" in model_card(meta, focus)
 
 
 def test_bidirectional_network_reads_the_window_both_ways_and_exports(tmp_path):

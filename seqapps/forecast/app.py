@@ -46,6 +46,11 @@ def _check_cfg(cfg):
         raise ValueError(f"linear_blend must be in [0, 1] and ridge_l2 >= 0 (got {cfg.linear_blend}, {cfg.ridge_l2})")
     if cfg.aux_weight < 0:
         raise ValueError(f"aux_weight must be >= 0 (weight of the auxiliary loss), got {cfg.aux_weight}")
+    if not 0 <= cfg.loss_last_horizons <= cfg.horizon or not 0 < cfg.loss_other_weight <= 1:
+        raise ValueError(
+            f"loss_last_horizons must be in [0, horizon={cfg.horizon}] and loss_other_weight in (0, 1] (got "
+            f"{cfg.loss_last_horizons}, {cfg.loss_other_weight}), e.g. loss_last_horizons=3, loss_other_weight=0.2"
+        )
     if not cfg.target_step >= 0:
         raise ValueError(
             f"target_step must be >= 0 (the step the target is recorded in; 0 = off), got {cfg.target_step}"
@@ -316,7 +321,8 @@ class ForecastApp(App):
         strategy = training.strategy(cfg) if hasattr(training, "strategy") else None
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             model = model_lib.build_model(cfg, spec.steps, spec.num_features, quantiles, name=name)
-            fit_model, loss = model, model_lib.PinballLoss(quantiles)
+            weights = model_lib.horizon_weights(cfg.horizon, cfg.loss_last_horizons, cfg.loss_other_weight)
+            fit_model, loss = model, model_lib.PinballLoss(quantiles, horizon_weights=weights)
             if aux:  # trained through a second head on the same hidden layer; `model` (returned) shares weights
                 fit_model = model_lib.with_aux_head(model, cfg.horizon, len(aux["columns"]))
                 loss = {"quantiles": loss, "aux": keras.losses.MeanAbsoluteError()}
@@ -745,12 +751,19 @@ def model_card(meta: dict, cfg) -> str:
             f"; the median is rounded to a multiple of {cfg.target_step:g} (the step `{meta['target']}` is recorded"
             " in), the other quantiles clipped so that none crosses it"
         )
+    loss = "the pinball loss"
+    if 0 < cfg.loss_last_horizons < H:
+        loss += (
+            f", weighted 1 on the last {cfg.loss_last_horizons} horizons and {cfg.loss_other_weight:g} on the others"
+        )
+    if cfg.lr_plateau:
+        loss += f" (learning rate x{cfg.lr_factor:g} after {cfg.lr_plateau} epoch(s) without a better val loss)"
     lines = [
         f"# forecast model: {meta['target']} from {cfg.data}",
         "",
         f"Recurrent quantile forecaster (seqapps.layers {encoder_name(cfg)}, {cfg.units} units x {cfg.num_layers}"
         f"{extras}"
-        f") trained with the pinball loss. Input: the last {meta['window']} rows of {meta['input_columns']} (raw "
+        f") trained with {loss}. Input: the last {meta['window']} rows of {meta['input_columns']} (raw "
         f"values; features and scaling are inside the model). Output: quantiles {meta['quantiles']} of "
         f"`{meta['target']}` for 1..{H} steps ahead, in the target's units.",
         "",

@@ -54,6 +54,10 @@ class ForecastConfig(TrainConfig):
     # in whole steps is a whole step, so this lowers the expected absolute error) and clips the other quantiles
     # so that none crosses it. Training targets off that grid are an error. 0 = off
     target_step: float = 0.0
+    # the pinball loss weighs the last loss_last_horizons horizons 1 and the others loss_other_weight
+    # (weights scaled to mean 1): training that cares most about the far end of the horizon. 0 = all alike
+    loss_last_horizons: int = 0
+    loss_other_weight: float = 0.2
     # ---- backtest
     backtest_step: int = 1  # rows between rolling origins in the test split
     backtest_max_windows: int = 0  # 0 = all origins

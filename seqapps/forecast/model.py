@@ -175,16 +175,30 @@ def with_linear_blend(model: keras.Model, kernel, bias, weight: float, median_in
 
 @keras.saving.register_keras_serializable(package="seqapps")
 class PinballLoss(keras.losses.Loss):
-    """Mean over horizons and quantiles of max(q * e, (q - 1) * e), e = y - y_hat_q."""
+    """Mean over horizons and quantiles of w_h * max(q * e, (q - 1) * e), e = y - y_hat_q; the horizon
+    weights w_h (`horizon_weights`) are 1 everywhere unless given."""
 
-    def __init__(self, quantiles=(0.1, 0.5, 0.9), name="pinball", **kwargs):
+    def __init__(self, quantiles=(0.1, 0.5, 0.9), horizon_weights=None, name="pinball", **kwargs):
         super().__init__(name=name, **kwargs)
         self.quantiles = [float(q) for q in quantiles]
+        self.horizon_weights = None if horizon_weights is None else [float(w) for w in horizon_weights]
 
     def call(self, y_true, y_pred):
         q = ops.convert_to_tensor(self.quantiles, dtype=y_pred.dtype)
         e = ops.expand_dims(ops.cast(y_true, y_pred.dtype), -1) - y_pred
-        return ops.mean(ops.maximum(q * e, (q - 1.0) * e), axis=(-2, -1))
+        loss = ops.maximum(q * e, (q - 1.0) * e)
+        if self.horizon_weights is not None:
+            loss = loss * ops.convert_to_tensor(self.horizon_weights, dtype=y_pred.dtype)[:, None]
+        return ops.mean(loss, axis=(-2, -1))
 
     def get_config(self):
-        return {**super().get_config(), "quantiles": self.quantiles}
+        return {**super().get_config(), "quantiles": self.quantiles, "horizon_weights": self.horizon_weights}
+
+
+def horizon_weights(horizon: int, last: int, other: float):
+    """Loss weights per horizon: 1 for the last ``last`` horizons, ``other`` for the rest, scaled to mean 1
+    (so the loss keeps its scale); None (all alike) when ``last`` is 0 or covers every horizon."""
+    if not 0 < last < horizon:
+        return None
+    w = np.where(np.arange(horizon) >= horizon - last, 1.0, float(other))
+    return (w / w.mean()).tolist()
