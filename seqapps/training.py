@@ -128,7 +128,7 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
         cbs.append(
             keras.callbacks.EarlyStopping(
                 monitor=monitor,
-                mode="min" if monitor.endswith("loss") else "auto",
+                mode=_mode(monitor),
                 patience=cfg.patience,
                 restore_best_weights=True,
                 verbose=1,
@@ -152,6 +152,11 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
     return history
 
 
+def _mode(monitor: str) -> str:
+    """Which way ``monitor`` improves, for the callbacks that watch it: down for a loss."""
+    return "min" if monitor.endswith("loss") else "auto"
+
+
 def _lr_plateau(model, val_ds, cfg, monitor):
     """The ``ReduceLROnPlateau`` callback for ``cfg.lr_plateau`` (None when it is 0 or there is no validation
     data); a clear error for settings it cannot apply."""
@@ -172,7 +177,7 @@ def _lr_plateau(model, val_ds, cfg, monitor):
         )
     return keras.callbacks.ReduceLROnPlateau(
         monitor=monitor,
-        mode="min" if monitor.endswith("loss") else "auto",
+        mode=_mode(monitor),
         factor=cfg.lr_factor,
         patience=cfg.lr_plateau,
         min_lr=cfg.learning_rate * 1e-3,

@@ -751,8 +751,10 @@ def model_card(meta: dict, cfg) -> str:
             f"; the median is rounded to a multiple of {cfg.target_step:g} (the step `{meta['target']}` is recorded"
             " in), the other quantiles clipped so that none crosses it"
         )
+    from seqapps.forecast import model as model_lib
+
     loss = "the pinball loss"
-    if 0 < cfg.loss_last_horizons < H:
+    if model_lib.horizon_weights(H, cfg.loss_last_horizons, cfg.loss_other_weight) is not None:
         loss += (
             f", weighted 1 on the last {cfg.loss_last_horizons} horizons and {cfg.loss_other_weight:g} on the others"
         )
