@@ -740,6 +740,21 @@ def test_weather_linear_baseline_recovers_a_linear_signal_and_checks_columns(tmp
         cols[name] = np.zeros(n)
     tree_mae, tree_naive, tree_windows = wl.boosted_trees_mae(cols, ["TEMP", "DEWP"])
     assert (tree_naive, tree_windows) == (naive, windows) and tree_mae < 0.3 * naive  # trees: close, not exact
+    # the trees' summary of a window: lags from the last row, 3- and season-row changes, last-season stats
+    w = np.arange(2 * 72, dtype=float).reshape(2, 72, 1) ** 2  # row r of window 0 holds r^2
+    w = np.concatenate([w, np.full((2, 72, 1), 6.0)], 2)  # a calendar column: hour 6 of 24
+    f = wl.summary_features(w, [0], [(1, 24)])
+    last = 71.0**2
+    assert f.shape == (2, len(wl.LAGS) + 5 + 2)
+    assert f[0, : len(wl.LAGS)].tolist() == [(71.0 - lag) ** 2 for lag in wl.LAGS]
+    assert f[0, len(wl.LAGS) : len(wl.LAGS) + 2].tolist() == [last - 68.0**2, last - 47.0**2]
+    day = np.arange(48, 72) ** 2.0
+    assert f[0, len(wl.LAGS) + 2 : len(wl.LAGS) + 5] == pytest.approx([day.mean(), day.min(), day.max()])
+    assert f[0, -2:] == pytest.approx([1.0, 0.0])  # sin, cos of 6 h
+    short = wl.summary_features(w[:, -8:], [0], season=24)  # lags, changes and stats clipped to 8 rows
+    assert short.shape == (2, 5 + 2 + 3) and short[0, 5] == last - 68.0**2 and short[0, 6] == last - 64.0**2
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        wl.summary_features(w[:, -1:], [0])
     bad = tmp_path / "bad.csv"
     bad.write_text("year,month,day,hour,TEMP\n2010,1,1,0,3\n")
     with pytest.raises(ValueError, match="expected the Beijing PM2.5 columns"):
@@ -795,7 +810,42 @@ def test_weather_sweep_scores_variants_on_the_dev_year_and_reuses_finished_netwo
     assert weather_sweep.lower_mae([0.4, 1.6, -2.6], np.array([0.0, 2.0, -3.0]), 1.0) == pytest.approx(60)
     with pytest.raises(SystemExit):
         weather_sweep.main([*argv, "--set", "dropout=0.3"])
-    assert "holds networks trained with other settings" in capsys.readouterr().err
+    assert "holds networks trained with other settings (dropout)" in capsys.readouterr().err
+    # networks kept before an option existed still match while it is at its default (and only then)
+    kept = out / "plain" / "config.yaml"
+    kept.write_text("".join(line for line in kept.read_text().splitlines(True) if not line.startswith("lr_plateau:")))
+    assert weather_sweep.main(argv) == 0
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:] == table
+    with pytest.raises(SystemExit):
+        weather_sweep.main([*argv, "--set", "lr_plateau=2"])
+    assert "(lr_plateau)" in capsys.readouterr().err
+    # --trees: boosted trees as a third model, in an extra column; the kept networks are reused
+    assert weather_sweep.main([*argv, "--blend", "0.25", "--trees", "0.3"]) == 0
+    text = capsys.readouterr().out
+    assert "| + ridge x0.25 + trees x0.3 |" in text
+    trees = float(text.split("boosted trees alone ")[1].split("%")[0])
+    assert trees > 20  # a random walk: the trees learn persistence, far better than the value 7 days back
+    rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    assert [r.split(" | ")[:3] for r in rows] == [r.split(" | ")[:3] for r in table]  # same networks, averages
+    assert all(len(r.split(" | ")) == len(t.split(" | ")) + 1 for r, t in zip(rows, table))
+    # the trees' forecast is the origin's value plus their predicted change: trees that predict no change
+    # score as persistence, against the same targets, and enter the blend at their weight
+    from seqapps.experiments import weather_linear
+
+    labels = []
+    monkeypatch.setattr(weather_linear, "fit_boosted_trees", lambda x, y, seeds: labels.append(y) or [])
+    monkeypatch.setattr(weather_linear, "predict_trees", lambda models, x: np.zeros(len(x)))
+    assert weather_sweep.main([*argv[:-2], "--blend", "0", "--trees", "0.3"]) == 0
+    text = capsys.readouterr().out
+    persistence = t[origins]
+    assert f"boosted trees alone {100 * (1 - np.abs(persistence - y).mean() / naive):.1f}%" in text
+    blend = 0.7 * avg + 0.3 * persistence
+    assert text.splitlines()[-1].endswith(f"| {100 * (1 - np.abs(blend - y).mean() / naive):.1f}% |")
+    # trained on the changes 3 days ahead of every window before 2012 (one window per day, none of 2012)
+    np.testing.assert_allclose(labels[0], t[18:first] - t[15 : first - 3])  # origins 15 .. first - 4
+    with pytest.raises(SystemExit):
+        weather_sweep.main([*argv, "--blend", "0.8", "--trees", "0.3"])
+    assert "--trees must be in [0, 1 - --blend]" in capsys.readouterr().err
     assert weather_sweep.parse_variant("aux=aux_targets:dewp,pres,aux_weight:1") == (
         "aux",
         ["aux_targets=dewp,pres", "aux_weight=1"],

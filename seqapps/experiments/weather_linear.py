@@ -57,29 +57,64 @@ def ridge_mae(cols, names, lam=10.0):
     return float(np.abs(x[test] @ w - y[test]).mean()), float(np.abs(y[test]).mean()), int(test.sum())
 
 
-def boosted_trees_mae(cols, names):
-    """Gradient-boosted trees (absolute loss) on lags, 3 h and 24 h changes and 24 h min/mean/max of each
-    column, plus the calendar at the origin and at the target time: a non-linear model of the same history."""
+LAGS = (0, 1, 2, 3, 6, 9, 12, 18, 24, 36, 48, WINDOW - 1)
+
+
+def summary_features(windows, numeric, periodic=(), season: int = 24) -> np.ndarray:
+    """Raw windows [N, W, C] -> [N, F] features for boosted trees. For each column index in ``numeric``: its
+    values ``LAGS`` rows before the last row (lags beyond the window are skipped), its changes over the last 3
+    and ``season`` rows, and its mean, min and max over the last ``season`` rows (both clipped to the window);
+    then the sine and cosine of each ``(column index, period)`` in ``periodic`` at the last row."""
+    w = windows.shape[1]
+    if w < 2:
+        raise ValueError(f"summary_features needs windows of at least 2 rows, got {w}")
+    short, long = min(3, w - 1), min(season, w - 1)
+    feats = []
+    for c in numeric:
+        v = windows[:, :, c].astype(np.float64)
+        feats += [v[:, -1 - lag] for lag in LAGS if lag < w]
+        feats += [v[:, -1] - v[:, -1 - short], v[:, -1] - v[:, -1 - long]]
+        day = v[:, ::-1][:, : min(season, w)]  # newest row first
+        feats += [day.mean(1), day.min(1), day.max(1)]
+    for c, period in periodic:
+        angle = 2 * np.pi * windows[:, -1, c].astype(np.float64) / period
+        feats += [np.sin(angle), np.cos(angle)]
+    return np.stack(feats, 1)
+
+
+def fit_boosted_trees(x, y, seeds=(0,)):
+    """Gradient-boosted trees (absolute loss, sklearn's early stopping on a random 10% of the rows), one per
+    seed: their mean is the forecast (`predict_trees`). Several seeds bag the early-stopping split."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
+    return [
+        HistGradientBoostingRegressor(
+            loss="absolute_error", max_iter=600, learning_rate=0.05, min_samples_leaf=40, random_state=seed
+        ).fit(x, y)
+        for seed in seeds
+    ]
+
+
+def predict_trees(models, x) -> np.ndarray:
+    return np.mean([m.predict(x) for m in models], 0)
+
+
+def boosted_trees_mae(cols, names):
+    """Gradient-boosted trees (absolute loss) on lags, 3 h and 24 h changes and 24 h min/mean/max of each
+    column (`summary_features`), plus the calendar at the origin and at the target time: a non-linear model
+    of the same history."""
     years = cols["year"]
     origins = np.arange(WINDOW - 1, len(years) - HORIZON)
     train, test = years[origins] < 2014, years[origins] == 2014
-    feats = []
-    for n in names:
-        v = cols[n]
-        feats += [v[origins - lag] for lag in (0, 1, 2, 3, 6, 9, 12, 18, 24, 36, 48, WINDOW - 1)]
-        feats += [v[origins] - v[origins - 3], v[origins] - v[origins - 24]]
-        day = np.stack([v[origins - lag] for lag in range(24)], 1)
-        feats += [day.mean(1), day.min(1), day.max(1)]
-    for n in ("hour_sin", "hour_cos", "doy_sin", "doy_cos"):
-        feats += [cols[n][origins], cols[n][origins + HORIZON]]
-    x = np.stack(feats, 1)
+    v = np.stack([cols[n] for n in names], 1)
+    x = summary_features(v[origins[:, None] - np.arange(WINDOW)[::-1]], range(len(names)))
+    calendar = [
+        cols[n][o] for n in ("hour_sin", "hour_cos", "doy_sin", "doy_cos") for o in (origins, origins + HORIZON)
+    ]
+    x = np.concatenate([x, np.stack(calendar, 1)], 1)
     y = cols["TEMP"][origins + HORIZON] - cols["TEMP"][origins]
-    gbm = HistGradientBoostingRegressor(
-        loss="absolute_error", max_iter=600, learning_rate=0.05, min_samples_leaf=40, random_state=0
-    ).fit(x[train], y[train])
-    return float(np.abs(gbm.predict(x[test]) - y[test]).mean()), float(np.abs(y[test]).mean()), int(test.sum())
+    pred = predict_trees(fit_boosted_trees(x[train], y[train]), x[test])
+    return float(np.abs(pred - y[test]).mean()), float(np.abs(y[test]).mean()), int(test.sum())
 
 
 def main(argv=None) -> int:

@@ -7,11 +7,14 @@ early-stopped on the last 10% before the dev year), and prints, at the last hori
 MAE against the seasonal-naive forecast (same hour yesterday), the average of its seeds, that average
 moved ``--blend`` of the way to the ridge forecast on the variant's inputs (as ``linear_blend`` does; all
 rounded to multiples of ``target_step`` when the config sets one, as the saved model rounds its median),
-and the same for all networks of all variants together (blended with the first variant's ridge). The
-variants must share the test windows and targets (same horizon and data):
+and the same for all networks of all variants together (blended with the first variant's ridge). With
+``--trees W`` it also fits gradient-boosted trees to the last horizon (`weather_linear.summary_features` of
+every window before the dev year, three bagged fits) and adds a column with the trees blended in at W and
+the ridge at ``--blend``: a third kind of model next to the networks and the ridge. The variants must
+share the test windows and targets (same horizon and data):
 
     python -m seqapps.experiments.weather_sweep [--config seqapps/forecast/configs/weather.yaml] \\
-        [--dev-year 2013] [--seeds 42,43,44,45,46] [--variant lstm=cell:lstm ...] [--out runs/weather-sweep]
+        [--dev-year 2013] [--seeds 42,43,44,45,46] [--variant lstm=cell:lstm ...] [--trees 0.2] [--out runs/weather-sweep]
 
 Each network's median forecasts are kept in ``--out`` (``VARIANT/seedS.npy``), so an interrupted or
 extended sweep trains only what is missing.
@@ -77,6 +80,9 @@ def main(argv=None) -> int:
         help="NAME=key:value,... (repeatable); a list value goes on after commas: aux=aux_targets:dewp,pres",
     )
     parser.add_argument("--blend", type=float, default=0.5, help="ridge blend weight for the blended column")
+    parser.add_argument(
+        "--trees", type=float, default=0.0, help="blend weight of boosted trees in an extra column (0 = no trees)"
+    )
     parser.add_argument("--set", action="append", default=[], help="key=value override for every variant")
     parser.add_argument("--out", default="runs/weather-sweep", help="folder for the networks and their forecasts")
     args = parser.parse_args(argv)
@@ -91,6 +97,8 @@ def main(argv=None) -> int:
         parser.error("--seeds: give at least one seed")
     if not 0 <= args.blend <= 1:
         parser.error(f"--blend must be in [0, 1], got {args.blend}")
+    if not 0 <= args.trees <= 1 - args.blend + 1e-9:
+        parser.error(f"--trees must be in [0, 1 - --blend] = [0, {1 - args.blend:g}], got {args.trees}")
 
     import keras
     import yaml
@@ -122,11 +130,17 @@ def main(argv=None) -> int:
         mid = median_index(quantiles)
         folder = out / _slug(name)
         # target_step only rounds the scored forecasts: networks kept with and without it are the same
-        settings = yaml.safe_dump({**dataclasses.asdict(cfg), "target_step": None}, sort_keys=True)
-        if (folder / "config.yaml").is_file() and (folder / "config.yaml").read_text() != settings:
-            parser.error(f"{folder} holds networks trained with other settings: pass another --out, or delete it")
+        settings = {**dataclasses.asdict(cfg), "target_step": None}
+        if (folder / "config.yaml").is_file():
+            kept = yaml.safe_load((folder / "config.yaml").read_text())
+            differ = sorted(k for k in kept.keys() | settings.keys() if not _same_setting(cfg, k, kept, settings))
+            if differ:
+                parser.error(
+                    f"{folder} holds networks trained with other settings ({', '.join(differ)}): "
+                    "pass another --out, or delete it"
+                )
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.yaml").write_text(settings)
+        (folder / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=True))
         medians = []
         for seed in seeds:
             path = folder / f"seed{seed}.npy"
@@ -143,6 +157,7 @@ def main(argv=None) -> int:
     if len(rows) > 1:  # blended with the first variant's ridge
         rows.append((f"all {len(all_medians)} networks", all_medians, ridges[0]))
 
+    trees = tree_forecast(app, base, ds, pairs) if args.trees > 0 else None
     step = base.target_step
 
     def lower(pred):
@@ -152,16 +167,51 @@ def main(argv=None) -> int:
     print(
         f"\n{len(y):,} windows of {args.dev_year}; seasonal naive MAE at {h} h: {naive:.3f}; ridge alone {lower(ridges[0]):.1f}%"
     )
+    if trees is not None:
+        print(f"boosted trees alone {lower(trees):.1f}%")
     if step > 0:
         print(f"forecasts rounded to multiples of target_step={step:g} (--set target_step=0: unrounded)")
-    print(f"| variant | single networks, % lower at {h} h | average | average + ridge x{args.blend:g} |")
-    print("|---|---|---:|---:|")
+    extra = "" if trees is None else f" + ridge x{args.blend:g} + trees x{args.trees:g} |"
+    print(f"| variant | single networks, % lower at {h} h | average | average + ridge x{args.blend:g} |{extra}")
+    print("|---|---|---:|---:|" + ("---:|" if extra else ""))
     for name, medians, ridge in rows:
         singles = " / ".join(f"{lower(m):.1f}" for m in medians) if len(medians) <= 10 else f"{len(medians)} nets"
         avg = np.mean(medians, 0)
         blended = (1 - args.blend) * avg + args.blend * ridge
-        print(f"| {name} | {singles} | {lower(avg):.1f}% | {lower(blended):.1f}% |")
+        cells = f"| {name} | {singles} | {lower(avg):.1f}% | {lower(blended):.1f}% |"
+        if trees is not None:
+            cells += f" {lower((1 - args.blend - args.trees) * avg + args.blend * ridge + args.trees * trees):.1f}% |"
+        print(cells)
     return 0
+
+
+def tree_forecast(app, cfg, ds, test_pairs, seeds=(0, 1, 2)) -> np.ndarray:
+    """Boosted trees' forecast of the target at the last horizon for ``test_pairs``: trained on every window
+    whose targets end before the test split (stride 1), on `weather_linear.summary_features` of the raw
+    windows (numeric columns; sine and cosine of the calendar fields) with the target's change from the
+    origin as the label; the mean of ``seeds`` bagged fits."""
+    from seqapps.experiments import weather_linear
+    from seqapps.forecast import data as data_lib
+    from seqapps.forecast.data import CALENDAR_PERIODS
+
+    _, sp, spec, *_ = app.prepare(dataclasses.replace(cfg, train_stride=1), ds=ds)
+    numeric = spec.numeric
+    periodic = [(spec.columns.index(c), CALENDAR_PERIODS[c]) for c in spec.calendar]
+    t = spec.target_index
+
+    def summary(pairs):
+        x, y = data_lib.windows(ds, pairs, cfg.window, cfg.horizon)
+        return weather_linear.summary_features(x, numeric, periodic, cfg.season), x[:, -1, t], y[:, -1]
+
+    # every window whose targets end before the test split: the training and validation blocks and the few
+    # windows between them, series by series
+    known = np.concatenate(
+        [[(si, o) for o in range(origins.min(), origins.max() + 1)] for si, origins in _by_series(sp.train, sp.val)]
+    )
+    x_train, last_train, y_train = summary(known)
+    x_test, last_test, _ = summary(test_pairs)
+    models = weather_linear.fit_boosted_trees(x_train, y_train - last_train, seeds)
+    return last_test + weather_linear.predict_trees(models, x_test)
 
 
 def lower_mae(pred, y, naive_mae: float, step: float = 0.0) -> float:
@@ -172,6 +222,21 @@ def lower_mae(pred, y, naive_mae: float, step: float = 0.0) -> float:
     pred = np.asarray(pred, np.float64)
     pred = round_to_step(pred, step).numpy() if step > 0 else pred
     return 100 * (1 - np.abs(pred - y).mean() / naive_mae)
+
+
+def _by_series(*pairs):
+    """(series, its origins) for each series in [N, 2] arrays of (series, origin) pairs."""
+    pairs = np.concatenate(pairs)
+    return [(si, pairs[pairs[:, 0] == si, 1]) for si in np.unique(pairs[:, 0])]
+
+
+def _same_setting(cfg, key, kept: dict, now: dict) -> bool:
+    """Whether the kept networks' setting ``key`` is today's. A key the kept file lacks is an option added
+    since they were trained: it matches when it is at its default, which is how they were trained."""
+    if key in kept and key in now:
+        return kept[key] == now[key]
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    return key in now and key in fields and now[key] == fields[key].default
 
 
 def _slug(name: str) -> str:
