@@ -14,7 +14,8 @@ the ridge at ``--blend``: a third kind of model next to the networks and the rid
 share the test windows and targets (same horizon and data):
 
     python -m seqapps.experiments.weather_sweep [--config seqapps/forecast/configs/weather.yaml] \\
-        [--dev-year 2013] [--seeds 42,43,44,45,46] [--variant lstm=cell:lstm ...] [--trees 0.2] [--out runs/weather-sweep]
+        [--dev-year 2013] [--seeds 42,43,44,45,46] [--variant lstm=cell:lstm ...] [--blend 0.25] [--trees 0.2] \\
+        [--out runs/weather-sweep]
 
 Each network's median forecasts are kept in ``--out`` (``VARIANT/seedS.npy``), so an interrupted or
 extended sweep trains only what is missing.
@@ -157,7 +158,10 @@ def main(argv=None) -> int:
     if len(rows) > 1:  # blended with the first variant's ridge
         rows.append((f"all {len(all_medians)} networks", all_medians, ridges[0]))
 
-    trees = tree_forecast(app, base, ds, pairs) if args.trees > 0 else None
+    trees = None
+    if args.trees > 0:
+        print("[weather_sweep] fitting boosted trees (three bagged fits, about 30 s on 2 cores)", flush=True)
+        trees = tree_forecast(app, base, ds, pairs)
     step = base.target_step
 
     def lower(pred):
