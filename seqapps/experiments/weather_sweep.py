@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         _, sp, spec, quantiles, arrays, _ = app.prepare(cfg, ds=ds)
         x, target = data_lib.windows(ds, sp.test, cfg.window, cfg.horizon)
         if y is None:
-            y, pairs = target, sp.test
+            y, pairs, first = target, sp.test, (cfg, spec, sp)
             naive = np.abs(backtest.seasonal_naive(ds, pairs, cfg.horizon, cfg.season)[:, -1] - y[:, -1]).mean()
         elif not (np.array_equal(sp.test, pairs) and np.array_equal(target, y)):
             parser.error(f"variant {name!r} changes the test windows or targets (horizon or data): sweep it separately")
@@ -134,7 +134,14 @@ def main(argv=None) -> int:
         settings = {**dataclasses.asdict(cfg), "target_step": None}
         if (folder / "config.yaml").is_file():
             kept = yaml.safe_load((folder / "config.yaml").read_text())
-            differ = sorted(k for k in kept.keys() | settings.keys() if not _same_setting(cfg, k, kept, settings))
+            # a key the kept file lacks is an option added since its networks were trained, at its default then
+            defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+            missing = object()
+            differ = sorted(
+                k
+                for k in kept.keys() | settings.keys()
+                if kept.get(k, defaults.get(k, missing)) != settings.get(k, missing)
+            )
             if differ:
                 parser.error(
                     f"{folder} holds networks trained with other settings ({', '.join(differ)}): "
@@ -161,7 +168,7 @@ def main(argv=None) -> int:
     trees = None
     if args.trees > 0:
         print("[weather_sweep] fitting boosted trees (three bagged fits, about 30 s on 2 cores)", flush=True)
-        trees = tree_forecast(app, base, ds, pairs)
+        trees = tree_forecast(*first, ds)
     step = base.target_step
 
     def lower(pred):
@@ -189,31 +196,30 @@ def main(argv=None) -> int:
     return 0
 
 
-def tree_forecast(app, cfg, ds, test_pairs, seeds=(0, 1, 2)) -> np.ndarray:
-    """Boosted trees' forecast of the target at the last horizon for ``test_pairs``: trained on every window
-    whose targets end before the test split (stride 1), on `weather_linear.summary_features` of the raw
-    windows (numeric columns; sine and cosine of the calendar fields) with the target's change from the
-    origin as the label; the mean of ``seeds`` bagged fits."""
+def tree_forecast(cfg, spec, sp, ds, seeds=(0, 1, 2)) -> np.ndarray:
+    """Boosted trees' forecast of the target at the last horizon for the test windows of split ``sp``: trained
+    on every window whose targets end before the test split (the training and validation blocks, every origin
+    from the first to the last), on `weather_linear.summary_features` of the raw windows (numeric columns;
+    sine and cosine of the calendar fields) with the target's change from the origin as the label; the mean
+    of ``seeds`` bagged fits."""
     from seqapps.experiments import weather_linear
     from seqapps.forecast import data as data_lib
     from seqapps.forecast.data import CALENDAR_PERIODS
 
-    _, sp, spec, *_ = app.prepare(dataclasses.replace(cfg, train_stride=1), ds=ds)
-    numeric = spec.numeric
     periodic = [(spec.columns.index(c), CALENDAR_PERIODS[c]) for c in spec.calendar]
-    t = spec.target_index
 
     def summary(pairs):
         x, y = data_lib.windows(ds, pairs, cfg.window, cfg.horizon)
-        return weather_linear.summary_features(x, numeric, periodic, cfg.season), x[:, -1, t], y[:, -1]
+        feats = weather_linear.summary_features(x, spec.numeric, periodic, cfg.season)
+        return feats, x[:, -1, spec.target_index], y[:, -1]
 
-    # every window whose targets end before the test split: the training and validation blocks and the few
-    # windows between them, series by series
-    known = np.concatenate(
-        [[(si, o) for o in range(origins.min(), origins.max() + 1)] for si, origins in _by_series(sp.train, sp.val)]
-    )
-    x_train, last_train, y_train = summary(known)
-    x_test, last_test, _ = summary(test_pairs)
+    # the training blocks are strided and the windows between the blocks left out: take every origin, per series
+    known, every = np.concatenate([sp.train, sp.val]), []
+    for si in np.unique(known[:, 0]):
+        origins = known[known[:, 0] == si, 1]
+        every += [(si, o) for o in range(origins.min(), origins.max() + 1)]
+    x_train, last_train, y_train = summary(np.array(every))
+    x_test, last_test, _ = summary(sp.test)
     models = weather_linear.fit_boosted_trees(x_train, y_train - last_train, seeds)
     return last_test + weather_linear.predict_trees(models, x_test)
 
@@ -226,21 +232,6 @@ def lower_mae(pred, y, naive_mae: float, step: float = 0.0) -> float:
     pred = np.asarray(pred, np.float64)
     pred = round_to_step(pred, step).numpy() if step > 0 else pred
     return 100 * (1 - np.abs(pred - y).mean() / naive_mae)
-
-
-def _by_series(*pairs):
-    """(series, its origins) for each series in [N, 2] arrays of (series, origin) pairs."""
-    pairs = np.concatenate(pairs)
-    return [(si, pairs[pairs[:, 0] == si, 1]) for si in np.unique(pairs[:, 0])]
-
-
-def _same_setting(cfg, key, kept: dict, now: dict) -> bool:
-    """Whether the kept networks' setting ``key`` is today's. A key the kept file lacks is an option added
-    since they were trained: it matches when it is at its default, which is how they were trained."""
-    if key in kept and key in now:
-        return kept[key] == now[key]
-    fields = {f.name: f for f in dataclasses.fields(cfg)}
-    return key in now and key in fields and now[key] == fields[key].default
 
 
 def _slug(name: str) -> str:
