@@ -285,6 +285,54 @@ def test_baselines_against_hand_computed_values(tmp_path):
     assert scale[0] == pytest.approx(np.mean(np.abs(np.diff(y[:10]))))
 
 
+def test_ratio_intervals_block_bootstrap():
+    """90% intervals for MAE(model) / MAE(baseline): exact where the ratio cannot vary, windows of one origin
+    time kept together, every time drawn equally often (circular blocks), the point estimate inside."""
+    rng = np.random.default_rng(0)
+    n, H = 400, 2
+    times = np.arange(n)
+    y = np.zeros((n, H))
+    base = rng.normal(size=(n, H)) * 2
+    iv = backtest.ratio_intervals({"model": 0.5 * base, "naive": base}, y, times, block=10, resamples=200)
+    assert iv["vs"]["naive"]["lo"] == iv["vs"]["naive"]["hi"] == [0.5, 0.5]
+    assert iv["vs"]["naive"]["mean_over_horizons"] == [0.5, 0.5]
+    assert (iv["block_origins"], iv["origin_times"], iv["resamples"], iv["level"]) == (10, n, 200, 0.9)
+
+    # two series at the same times, the model better on one and worse on the other by the same amount: per
+    # origin time the ratio is exactly 1, so resampling whole times gives [1, 1]; resampling windows would not
+    t2 = np.concatenate([times, times])
+    b2 = np.full((2 * n, H), 2.0)
+    m2 = np.concatenate([np.full((n, H), 1.0), np.full((n, H), 3.0)])
+    iv2 = backtest.ratio_intervals({"model": m2, "naive": b2}, np.zeros((2 * n, H)), t2, block=10, resamples=200)
+    assert iv2["vs"]["naive"]["lo"] == iv2["vs"]["naive"]["hi"] == [1.0, 1.0]
+
+    # the model fails only at the first and last 5 times: circular blocks draw those as often as any other, so
+    # the resampled mean of the ratio stays at the full-period ratio (plain moving blocks under-draw the ends)
+    model = np.ones((n, 1))
+    model[:5] = model[-5:] = 40.0
+    point = {"model": model, "naive": np.ones((n, 1))}
+    iv3 = backtest.ratio_intervals(point, np.zeros((n, 1)), times, block=40, resamples=4000, level=0.0)
+    full = model.sum() / n
+    assert iv3["vs"]["naive"]["lo"][0] == pytest.approx(full, rel=0.1)  # level 0: the resampled median
+
+    # a real spread: the interval holds the point estimate and widens with longer blocks of correlated errors
+    err = np.abs(np.repeat(rng.normal(size=(n // 20, 1)), 20, axis=0)) + 0.1  # errors correlated over 20 times
+    pm = {"model": err, "naive": np.ones((n, 1))}
+    short = backtest.ratio_intervals(pm, np.zeros((n, 1)), times, block=1, resamples=1000, seed=1)
+    long = backtest.ratio_intervals(pm, np.zeros((n, 1)), times, block=40, resamples=1000, seed=1)
+    for r in (short, long):
+        assert r["vs"]["naive"]["lo"][0] < err.mean() < r["vs"]["naive"]["hi"][0]
+    width = [r["vs"]["naive"]["hi"][0] - r["vs"]["naive"]["lo"][0] for r in (short, long)]
+    assert width[1] > 1.5 * width[0]
+
+    # a short period: blocks shortened to a fifth of it
+    assert backtest.ratio_intervals(point, np.zeros((n, 1)), times, block=1000, resamples=5)["block_origins"] == 80
+    with pytest.raises(ValueError, match="'model'"):
+        backtest.ratio_intervals({"naive": base}, y, times, block=10, resamples=10)
+    with pytest.raises(ValueError, match="at least 1"):
+        backtest.ratio_intervals({"model": base}, y, times, block=10, resamples=0)
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -326,7 +374,13 @@ def test_train_exports_checked_artifacts(trained):
     bt = meta["backtest"]
     assert set(bt["methods"]) == {"model", "naive", "drift", "seasonal_naive"} and "arima_subset" in bt
     assert results["windows"] == bt["windows"] > 0 and bt["series"] == 1
-    assert "## Backtest" in (out / "MODEL_CARD.md").read_text()
+    iv = bt["mae_ratio_interval"]
+    assert set(iv["vs"]) == {"naive", "drift", "seasonal_naive"} and iv["resamples"] == 1000
+    for v in iv["vs"].values():
+        assert len(v["lo"]) == len(v["hi"]) == 3 and all(lo <= hi for lo, hi in zip(v["lo"], v["hi"]))
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "## Backtest" in card and card.count("90% interval of model MAE / baseline MAE: naive") == 3
+    assert "circular block bootstrap over origin times" in card
 
 
 def test_int8_variant_only_on_request_with_float_front_end(trained, capsys):
@@ -434,6 +488,13 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys):
     rc, out, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "arima_windows=0")
     assert rc == 0, err
     assert "naive" in out and "seasonal_naive" in out and "coverage80" in out
+    assert out.count("90% interval of model MAE / baseline MAE: naive") == 3  # horizons 1, 3 and their mean
+    rc, out, err = _cli(
+        capsys, "evaluate", "forecast", "--model", model, "--set", "arima_windows=0", "--set", "bootstrap=0"
+    )
+    assert rc == 0 and "interval" not in out
+    rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "bootstrap=-5")
+    assert rc == 2 and "bootstrap (resamples, 0 = off)" in err
 
 
 def test_bench_rows(trained):
@@ -710,6 +771,11 @@ def test_quantile_and_config_validation():
         parse_quantiles("0.5,1.2")
     with pytest.raises(data.DataError, match="calendar"):
         data.column_plan(ForecastConfig(calendar="weekday"), "generic")
+    from seqapps.forecast.app import _check_cfg
+
+    for bad in ({"bootstrap": -1}, {"bootstrap_block": -2}):
+        with pytest.raises(ValueError, match="bootstrap .* must be >= 0"):
+            _check_cfg(ForecastConfig(**bad))
 
 
 def test_notebook_runs(trained):

@@ -55,6 +55,11 @@ def _check_cfg(cfg):
         raise ValueError(
             f"target_step must be >= 0 (the step the target is recorded in; 0 = off), got {cfg.target_step}"
         )
+    if cfg.bootstrap < 0 or cfg.bootstrap_block < 0:
+        raise ValueError(
+            f"bootstrap (resamples, 0 = off) and bootstrap_block (origin times per block, 0 = 7 x season) must be "
+            f">= 0, got {cfg.bootstrap} and {cfg.bootstrap_block}"
+        )
     for key, allowed in (
         ("missing", ("error", "ffill")),
         ("unsorted", ("error", "sort")),
@@ -532,6 +537,7 @@ class ForecastApp(App):
         spec = _read_spec(model_dir)
         cfg = dataclasses.replace(cfg, mode=spec.mode)
         _check_fixed_by_model(cfg, spec)
+        _check_cfg(cfg)
         ds = data_lib.load(cfg)
         if ds.columns != spec.columns:
             raise ValueError(f"data columns {ds.columns} differ from the model's {spec.columns}")
@@ -803,6 +809,9 @@ def model_card(meta: dict, cfg) -> str:
         "",
     ]
     if bt:
+        from seqapps.forecast import backtest
+
+        iv = bt.get("mae_ratio_interval")
         for h in sorted({1, H}):
             lines += [
                 f"### horizon {h}",
@@ -822,18 +831,21 @@ def model_card(meta: dict, cfg) -> str:
                     cells = ["-" if v is None else f"{v:.4g}" for v in vals]
                     lines.append(f"| {name}{tag} | " + " | ".join(cells) + f" | {m['mae'][h - 1] / nm:.4f} |")
             lines.append("")
+            if iv:
+                lines += [f"{backtest.interval_text(iv, h, level=True)}.", ""]
         if H > 1:
-            from seqapps.forecast.backtest import mean_over_horizons
-
-            mo = mean_over_horizons(bt["methods"])
+            mo = backtest.mean_over_horizons(bt["methods"])
             lines += [
                 f"MAE averaged over horizons 1..{H}: "
                 + ", ".join(f"{k} {v:.4g}" for k, v in mo["mae_mean"].items())
                 + "; model MAE / baseline MAE: "
                 + ", ".join(f"{k} {v:.4f}" for k, v in mo["model_ratio_vs"].items())
+                + (f" ({backtest.interval_text(iv, level=True)})" if iv else "")
                 + ".",
                 "",
             ]
+        if iv:
+            lines += [f"{backtest.interval_note(iv)}", ""]
         cal = bt.get("calibration", {})
         lines += [
             f"Calibration (all horizons): fraction of outcomes below each quantile {cal.get('nominal')}: "

@@ -12,6 +12,10 @@ Baselines:
     seasonal_naive  y_{t+h-m*ceil(h/m)} (m = season: 5 trading days, 24 hours)
     arima           pmdarima.auto_arima (non-seasonal, stepwise) on the last ``history`` rows (log prices for
                     stocks), 80% interval; fitted on an evenly spaced subset of the windows when asked (slow)
+Uncertainty of the comparison: a circular block bootstrap over the test period gives a 90% interval for the model's
+MAE / baseline MAE at every horizon (``ratio_intervals``). The blocks are runs of consecutive origin times, with
+every series' windows at those times, so that the errors' correlation over days (and across series on the same
+dates) stays inside a block.
 """
 
 from __future__ import annotations
@@ -170,6 +174,12 @@ def run(ds, pairs, y, model_q, quantiles, cfg, scale_by_series, arima_windows=No
         k: _ratio(res["methods"]["model"]["mae"], res["methods"][k]["mae"])
         for k in ("naive", "drift", "seasonal_naive")
     }
+    if cfg.bootstrap:
+        times = np.array([ds.series[si].times[t] for si, t in pairs])
+        # default: about 7 seasons of rows (a week of hours, seven weeks of trading days) in origins
+        block = cfg.bootstrap_block or max(1, round(7 * cfg.season / max(1, cfg.backtest_step)))
+        point = {"model": model_q[..., mid], "naive": naive, "drift": drift, "seasonal_naive": snaive}
+        res["mae_ratio_interval"] = ratio_intervals(point, y, times, block, cfg.bootstrap, seed=cfg.seed)
     n_arima = cfg.arima_windows if arima_windows is None else arima_windows
     if n_arima:
         sub = np.unique(np.linspace(0, len(pairs) - 1, min(n_arima, len(pairs))).round().astype(int))
@@ -193,6 +203,81 @@ def run(ds, pairs, y, model_q, quantiles, cfg, scale_by_series, arima_windows=No
     if verbose:
         print(table(res, cfg.horizon))
     return res
+
+
+def ratio_intervals(point: dict, y, times, block: int, resamples: int, level=0.9, seed=0) -> dict:
+    """Moving-block bootstrap intervals for MAE(model) / MAE(baseline), per horizon and averaged over horizons.
+
+    ``point`` maps method -> point forecasts [N, H] (it must hold "model"); ``times`` [N] are the windows' origin
+    times. The distinct origin times, in order, are cut into blocks of ``block`` consecutive ones (shortened to a
+    fifth of the period when the period is short); each resample draws as many blocks as fit in the period, with
+    random starts, and sums every method's absolute errors over the windows whose origins fall in them.
+    Returns the interval ends (``level`` central percentile interval) and the settings used.
+    """
+    if "model" not in point:
+        raise ValueError("ratio_intervals needs the model's forecasts under 'model'")
+    if resamples < 1 or block < 1:
+        raise ValueError(f"bootstrap resamples ({resamples}) and block length ({block}) must be at least 1")
+    uniq, inverse = np.unique(np.asarray(times), return_inverse=True)
+    n_times = len(uniq)
+    block = int(min(block, max(1, n_times // 5)))
+    n_blocks = -(-n_times // block)
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n_times, size=(resamples, n_blocks))
+    horizons = y.shape[1]
+
+    def resampled(pred):
+        per_time = np.zeros((n_times, horizons))  # absolute errors summed per origin time
+        np.add.at(per_time, inverse, np.abs(np.asarray(pred, np.float64) - y))
+        # circular: a block that runs past the last origin time goes on from the first, so that every time is
+        # drawn equally often (a plain moving block under-draws both ends of the period)
+        wrapped = np.concatenate([np.zeros((1, horizons)), per_time, per_time[:block]])
+        cum = np.cumsum(wrapped, axis=0)
+        return (cum[starts + block] - cum[starts]).sum(axis=1)  # [resamples, H]
+
+    model = resampled(point["model"])
+    tail = 100 * (1 - level) / 2
+    out = {}
+    for name, pred in point.items():
+        if name == "model":
+            continue
+        base = resampled(pred)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_h = model / base
+            mean_h = model.sum(1) / base.sum(1)
+        lo, hi = np.nanpercentile(per_h, [tail, 100 - tail], axis=0)
+        out[name] = {
+            "lo": [round(float(v), 4) for v in lo],
+            "hi": [round(float(v), 4) for v in hi],
+            "mean_over_horizons": [round(float(v), 4) for v in np.nanpercentile(mean_h, [tail, 100 - tail])],
+        }
+    return {
+        "level": level,
+        "resamples": int(resamples),
+        "block_origins": block,
+        "origin_times": int(n_times),
+        "method": "circular block bootstrap over origin times",
+        "vs": out,
+    }
+
+
+def interval_text(iv: dict, h=None, level=False) -> str:
+    """'naive 0.7824-0.8328, ...' for horizon h (1-based), or for the mean over horizons when h is None;
+    ``level``: led by '90% interval of model MAE / baseline MAE: '."""
+
+    def ends(v):
+        lo, hi = v["mean_over_horizons"] if h is None else (v["lo"][h - 1], v["hi"][h - 1])
+        return f"{lo:.4f}-{hi:.4f}"
+
+    text = ", ".join(f"{k} {ends(v)}" for k, v in iv["vs"].items())
+    return f"{round(100 * iv['level'])}% interval of model MAE / baseline MAE: {text}" if level else text
+
+
+def interval_note(iv: dict) -> str:
+    return (
+        f"Intervals: {iv['method']}, blocks of {iv['block_origins']} consecutive of the {iv['origin_times']} origin "
+        f"times, {iv['resamples']} resamples."
+    )
 
 
 def _ratio(a, b):
@@ -235,6 +320,8 @@ def table(res, horizon) -> str:
                 row = "".join(f"{_fmt(m[c][h - 1], pct=(c == 'mape')):>12}" for c in cols)
                 ratio = m["mae"][h - 1] / naive_mae if naive_mae else float("nan")
                 lines.append(f"  {name:<16}{row}{ratio:>11.4f}")
+        if "mae_ratio_interval" in res:
+            lines.append(f"  {interval_text(res['mae_ratio_interval'], h, level=True)}")
     if horizon > 1:
         mo = mean_over_horizons(res["methods"])
         lines.append(
@@ -243,4 +330,8 @@ def table(res, horizon) -> str:
         lines.append(
             "  model MAE / baseline MAE: " + ", ".join(f"{k} {v:.4f}" for k, v in mo["model_ratio_vs"].items())
         )
+        if "mae_ratio_interval" in res:
+            lines.append(f"  {interval_text(res['mae_ratio_interval'], level=True)}")
+    if "mae_ratio_interval" in res:
+        lines.append(interval_note(res["mae_ratio_interval"]))
     return "\n".join(lines)

@@ -63,6 +63,12 @@ class ForecastConfig(TrainConfig):
     backtest_max_windows: int = 0  # 0 = all origins
     arima_windows: int = 100  # ARIMA (pmdarima auto_arima) on this many evenly spaced windows; 0 = skip
     arima_history: int = 250  # rows of history ARIMA and drift are fitted on at each origin
+    # 90% intervals for the model's MAE / each baseline's MAE: circular block bootstrap over the test origins with
+    # this many resamples (0 = off) and blocks of bootstrap_block consecutive origin times (0 = the origins in 7 x
+    # season rows: a week of hourly data, seven weeks of trading days), so that errors correlated over days stay in
+    # one block
+    bootstrap: int = 1000
+    bootstrap_block: int = 0
     # ---- training
     epochs: int = 20
     batch_size: int = 256
