@@ -325,6 +325,11 @@ def test_ratio_intervals_block_bootstrap():
     width = [r["vs"]["naive"]["hi"][0] - r["vs"]["naive"]["lo"][0] for r in (short, long)]
     assert width[1] > 1.5 * width[0]
 
+    # a baseline without error has no bounded ratio: no interval (None, shown as "-"), and no inf in the JSON
+    perfect = backtest.ratio_intervals({"model": base, "naive": y}, y, times, block=10, resamples=20)
+    assert perfect["vs"]["naive"]["hi"] == [None, None]
+    assert backtest.interval_text(perfect, 1) == "naive -"
+
     # a short period: blocks shortened to a fifth of it
     assert backtest.ratio_intervals(point, np.zeros((n, 1)), times, block=1000, resamples=5)["block_origins"] == 80
     with pytest.raises(ValueError, match="'model'"):

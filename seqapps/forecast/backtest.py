@@ -206,13 +206,14 @@ def run(ds, pairs, y, model_q, quantiles, cfg, scale_by_series, arima_windows=No
 
 
 def ratio_intervals(point: dict, y, times, block: int, resamples: int, level=0.9, seed=0) -> dict:
-    """Moving-block bootstrap intervals for MAE(model) / MAE(baseline), per horizon and averaged over horizons.
+    """Circular block bootstrap intervals for MAE(model) / MAE(baseline), per horizon and averaged over horizons.
 
     ``point`` maps method -> point forecasts [N, H] (it must hold "model"); ``times`` [N] are the windows' origin
-    times. The distinct origin times, in order, are cut into blocks of ``block`` consecutive ones (shortened to a
-    fifth of the period when the period is short); each resample draws as many blocks as fit in the period, with
-    random starts, and sums every method's absolute errors over the windows whose origins fall in them.
-    Returns the interval ends (``level`` central percentile interval) and the settings used.
+    times. Blocks are runs of ``block`` consecutive distinct origin times (shortened to a fifth of the period when
+    the period is short), with every window at those times; a block that starts near the end goes on from the
+    first time. Each resample draws as many blocks as fit in the period, with random starts, and sums every
+    method's absolute errors over them. Returns the ends of the central ``level`` percentile interval (None where
+    a baseline made no error, so the ratio has no bound) and the settings used.
     """
     if "model" not in point:
         raise ValueError("ratio_intervals needs the model's forecasts under 'model'")
@@ -242,15 +243,10 @@ def ratio_intervals(point: dict, y, times, block: int, resamples: int, level=0.9
         if name == "model":
             continue
         base = resampled(pred)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_h = model / base
-            mean_h = model.sum(1) / base.sum(1)
-        lo, hi = np.nanpercentile(per_h, [tail, 100 - tail], axis=0)
-        out[name] = {
-            "lo": [round(float(v), 4) for v in lo],
-            "hi": [round(float(v), 4) for v in hi],
-            "mean_over_horizons": [round(float(v), 4) for v in np.nanpercentile(mean_h, [tail, 100 - tail])],
-        }
+        with np.errstate(divide="ignore", invalid="ignore"):  # a baseline without error: inf, no bound
+            lo, hi = np.nanpercentile(model / base, [tail, 100 - tail], axis=0)
+            mean_ends = np.nanpercentile(model.sum(1) / base.sum(1), [tail, 100 - tail])
+        out[name] = {"lo": _finite(lo), "hi": _finite(hi), "mean_over_horizons": _finite(mean_ends)}
     return {
         "level": level,
         "resamples": int(resamples),
@@ -261,13 +257,17 @@ def ratio_intervals(point: dict, y, times, block: int, resamples: int, level=0.9
     }
 
 
+def _finite(values) -> list:
+    return [round(float(v), 4) if np.isfinite(v) else None for v in values]
+
+
 def interval_text(iv: dict, h=None, level=False) -> str:
     """'naive 0.7824-0.8328, ...' for horizon h (1-based), or for the mean over horizons when h is None;
     ``level``: led by '90% interval of model MAE / baseline MAE: '."""
 
     def ends(v):
         lo, hi = v["mean_over_horizons"] if h is None else (v["lo"][h - 1], v["hi"][h - 1])
-        return f"{lo:.4f}-{hi:.4f}"
+        return "-" if lo is None or hi is None else f"{lo:.4f}-{hi:.4f}"
 
     text = ", ".join(f"{k} {ends(v)}" for k, v in iv["vs"].items())
     return f"{round(100 * iv['level'])}% interval of model MAE / baseline MAE: {text}" if level else text
