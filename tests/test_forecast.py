@@ -871,6 +871,19 @@ def test_weather_sweep_scores_variants_on_the_dev_year_and_reuses_finished_netwo
     monkeypatch.setattr(ForecastApp, "fit_network", lambda *a, **k: pytest.fail("a finished network was retrained"))
     assert weather_sweep.main(argv) == 0
     assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:] == table
+    # under the table: each row's last column against the first row's, a ratio of MAEs with a paired interval
+    assert weather_sweep.main([*argv, "--blend", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "Last column's MAE / that of 'plain' on the same windows" in text and "blocks of 49 origins" in text
+    small = np.mean([np.load(out / "small" / f"seed{s}.npy") for s in (1, 2)], 0)
+    ratio = np.abs(small - y).sum() / np.abs(avg - y).sum()
+    line = [row for row in text.splitlines() if row.startswith("  small: ")][0]
+    assert line.startswith(f"  small: {ratio:.4f} (")
+    lo, hi = (float(v) for v in line.split("(")[1].rstrip(")").split("-"))
+    assert lo <= ratio <= hi and lo < hi
+    assert text.splitlines()[-1].startswith("  all 4 networks: ")
+    same = weather_sweep.paired_intervals([("a", avg), ("b", avg.copy())], y, origins, 49)
+    assert same.splitlines()[-1] == "  b: 1.0000 (1.0000-1.0000)"
     # target_step rounds the scored forecasts as the saved model rounds its median; the networks are reused
     assert weather_sweep.main([*argv, "--set", "target_step=1"]) == 0
     text = capsys.readouterr().out

@@ -10,8 +10,11 @@ rounded to multiples of ``target_step`` when the config sets one, as the saved m
 and the same for all networks of all variants together (blended with the first variant's ridge). With
 ``--trees W`` it also fits gradient-boosted trees to the last horizon (`weather_linear.summary_features` of
 every window before the dev year, three bagged fits) and adds a column with the trees blended in at W and
-the ridge at ``--blend``: a third kind of model next to the networks and the ridge. The variants must
-share the test windows and targets (same horizon and data):
+the ridge at ``--blend``: a third kind of model next to the networks and the ridge. Under the table, each
+row's last column is compared with the first row's on the same windows: the ratio of their MAEs with a
+paired 90% interval (circular block bootstrap over weeks of origins), which shows how large a difference
+the windows of one year can tell apart. The variants must share the test windows and targets (same horizon
+and data):
 
     python -m seqapps.experiments.weather_sweep [--config seqapps/forecast/configs/weather.yaml] \\
         [--dev-year 2013] [--seeds 42,43,44,45,46] [--variant lstm=cell:lstm ...] [--blend 0.25] [--trees 0.2] \\
@@ -185,15 +188,41 @@ def main(argv=None) -> int:
     extra = "" if trees is None else f" + ridge x{args.blend:g} + trees x{args.trees:g} |"
     print(f"| variant | single networks, % lower at {h} h | average | average + ridge x{args.blend:g} |{extra}")
     print("|---|---|---:|---:|" + ("---:|" if extra else ""))
+    finals = []  # each row's last column
     for name, medians, ridge in rows:
         singles = " / ".join(f"{lower(m):.1f}" for m in medians) if len(medians) <= 10 else f"{len(medians)} nets"
         avg = np.mean(medians, 0)
         blended = (1 - args.blend) * avg + args.blend * ridge
         cells = f"| {name} | {singles} | {lower(avg):.1f}% | {lower(blended):.1f}% |"
         if trees is not None:
-            cells += f" {lower((1 - args.blend - args.trees) * avg + args.blend * ridge + args.trees * trees):.1f}% |"
+            blended = (1 - args.blend - args.trees) * avg + args.blend * ridge + args.trees * trees
+            cells += f" {lower(blended):.1f}% |"
         print(cells)
+        finals.append((name, rounded(blended, step)))
+    if len(finals) > 1:
+        print(paired_intervals(finals, y[:, -1], [ds.series[si].times[t] for si, t in pairs], 7 * base.season))
     return 0
+
+
+def paired_intervals(finals, y, times, block: int) -> str:
+    """Each forecast's MAE over the first's on the same windows, with a 90% interval from a circular block
+    bootstrap over the origins (`backtest.ratio_intervals`): how much of a difference the windows of one
+    development year can tell apart. ``finals``: (name, forecasts [N]) pairs."""
+    from seqapps.forecast.backtest import ratio_intervals
+
+    (first_name, first), y = finals[0], np.asarray(y, np.float64)[:, None]
+    lines = [
+        f"\nLast column's MAE / that of {first_name!r} on the same windows, with a paired 90% interval\n"
+        f"(circular block bootstrap over blocks of {block} origins: the windows of this year, not other years or "
+        "seeds):"
+    ]
+    for name, pred in finals[1:]:
+        iv = ratio_intervals({"model": pred[:, None], "first": first[:, None]}, y, times, block, 1000)
+        lo, hi = iv["vs"]["first"]["lo"][0], iv["vs"]["first"]["hi"][0]
+        ratio = np.abs(pred[:, None] - y).sum() / np.abs(first[:, None] - y).sum()
+        ends = "no bound" if lo is None or hi is None else f"{lo:.4f}-{hi:.4f}"
+        lines.append(f"  {name}: {ratio:.4f} ({ends})")
+    return "\n".join(lines)
 
 
 def tree_forecast(cfg, spec, sp, ds, seeds=(0, 1, 2)) -> np.ndarray:
@@ -227,11 +256,15 @@ def tree_forecast(cfg, spec, sp, ds, seeds=(0, 1, 2)) -> np.ndarray:
 def lower_mae(pred, y, naive_mae: float, step: float = 0.0) -> float:
     """How much lower (%) the MAE of ``pred`` is than ``naive_mae``; with ``step`` > 0 the forecasts are first
     rounded to multiples of it, as a saved model with that ``target_step`` rounds its median."""
+    return 100 * (1 - np.abs(rounded(pred, step) - y).mean() / naive_mae)
+
+
+def rounded(pred, step: float) -> np.ndarray:
+    """``pred`` as float64, rounded to multiples of ``step`` when it is > 0 (as the saved model rounds)."""
     from seqapps.forecast.features import round_to_step
 
     pred = np.asarray(pred, np.float64)
-    pred = round_to_step(pred, step).numpy() if step > 0 else pred
-    return 100 * (1 - np.abs(pred - y).mean() / naive_mae)
+    return round_to_step(pred, step).numpy() if step > 0 else pred
 
 
 def _slug(name: str) -> str:
