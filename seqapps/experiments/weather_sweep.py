@@ -200,7 +200,8 @@ def main(argv=None) -> int:
         print(cells)
         finals.append((name, rounded(blended, step)))
     if len(finals) > 1:
-        print(paired_intervals(finals, y[:, -1], [ds.series[si].times[t] for si, t in pairs], 7 * base.season))
+        block = backtest.default_block(base.season)  # every origin of the dev year is scored
+        print(paired_intervals(finals, y[:, -1], backtest.origin_times(ds, pairs), block))
     return 0
 
 

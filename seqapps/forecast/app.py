@@ -845,7 +845,7 @@ def model_card(meta: dict, cfg) -> str:
                 "",
             ]
         if iv:
-            lines += [f"{backtest.interval_note(iv)}", ""]
+            lines += [backtest.interval_note(iv), ""]
         cal = bt.get("calibration", {})
         lines += [
             f"Calibration (all horizons): fraction of outcomes below each quantile {cal.get('nominal')}: "

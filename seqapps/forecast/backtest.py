@@ -175,11 +175,11 @@ def run(ds, pairs, y, model_q, quantiles, cfg, scale_by_series, arima_windows=No
         for k in ("naive", "drift", "seasonal_naive")
     }
     if cfg.bootstrap:
-        times = np.array([ds.series[si].times[t] for si, t in pairs])
-        # default: about 7 seasons of rows (a week of hours, seven weeks of trading days) in origins
-        block = cfg.bootstrap_block or max(1, round(7 * cfg.season / max(1, cfg.backtest_step)))
+        block = cfg.bootstrap_block or default_block(cfg.season, cfg.backtest_step)
         point = {"model": model_q[..., mid], "naive": naive, "drift": drift, "seasonal_naive": snaive}
-        res["mae_ratio_interval"] = ratio_intervals(point, y, times, block, cfg.bootstrap, seed=cfg.seed)
+        res["mae_ratio_interval"] = ratio_intervals(
+            point, y, origin_times(ds, pairs), block, cfg.bootstrap, seed=cfg.seed
+        )
     n_arima = cfg.arima_windows if arima_windows is None else arima_windows
     if n_arima:
         sub = np.unique(np.linspace(0, len(pairs) - 1, min(n_arima, len(pairs))).round().astype(int))
@@ -203,6 +203,17 @@ def run(ds, pairs, y, model_q, quantiles, cfg, scale_by_series, arima_windows=No
     if verbose:
         print(table(res, cfg.horizon))
     return res
+
+
+def default_block(season: int, origins_every: int = 1) -> int:
+    """Bootstrap block length in origins: those in 7 seasons of rows (a week of hours, seven weeks of trading
+    days), so that errors correlated over days stay in one block."""
+    return max(1, round(7 * season / max(1, origins_every)))
+
+
+def origin_times(ds, pairs) -> np.ndarray:
+    """The time of each window's origin row, for (series, row) ``pairs``."""
+    return np.array([ds.series[si].times[t] for si, t in pairs])
 
 
 def ratio_intervals(point: dict, y, times, block: int, resamples: int, level=0.9, seed=0) -> dict:
@@ -304,6 +315,7 @@ def mean_over_horizons(methods: dict) -> dict:
 def table(res, horizon) -> str:
     hs = sorted({1, horizon})
     cols = ["mae", "rmse", "mape", "mase", "directional", "coverage80"]
+    iv = res.get("mae_ratio_interval")
     lines = []
     for h in hs:
         lines.append(f"horizon {h} ({res['windows']} windows, {res['series']} series):")
@@ -320,8 +332,8 @@ def table(res, horizon) -> str:
                 row = "".join(f"{_fmt(m[c][h - 1], pct=(c == 'mape')):>12}" for c in cols)
                 ratio = m["mae"][h - 1] / naive_mae if naive_mae else float("nan")
                 lines.append(f"  {name:<16}{row}{ratio:>11.4f}")
-        if "mae_ratio_interval" in res:
-            lines.append(f"  {interval_text(res['mae_ratio_interval'], h, level=True)}")
+        if iv:
+            lines.append(f"  {interval_text(iv, h, level=True)}")
     if horizon > 1:
         mo = mean_over_horizons(res["methods"])
         lines.append(
@@ -330,8 +342,8 @@ def table(res, horizon) -> str:
         lines.append(
             "  model MAE / baseline MAE: " + ", ".join(f"{k} {v:.4f}" for k, v in mo["model_ratio_vs"].items())
         )
-        if "mae_ratio_interval" in res:
-            lines.append(f"  {interval_text(res['mae_ratio_interval'], level=True)}")
-    if "mae_ratio_interval" in res:
-        lines.append(interval_note(res["mae_ratio_interval"]))
+        if iv:
+            lines.append(f"  {interval_text(iv, level=True)}")
+    if iv:
+        lines.append(interval_note(iv))
     return "\n".join(lines)
