@@ -25,6 +25,7 @@ class TrainConfig:
     patience: int = 3  # early stopping patience in epochs; 0 disables
     lr_plateau: int = 0  # epochs without a better val loss before the learning rate drops (x lr_factor); 0 disables
     lr_factor: float = 0.3  # the drop's factor for lr_plateau, in (0, 1)
+    ema: float = 0.0  # momentum of a moving average of the weights (e.g. 0.99), validated and kept; 0 disables
     seed: int = 42
     val_fraction: float = 0.1
     test_fraction: float = 0.1

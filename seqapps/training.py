@@ -5,6 +5,9 @@
 * Optionally, the learning rate cut by ``cfg.lr_factor`` after ``cfg.lr_plateau`` epochs without a better
   validation loss (Keras ``ReduceLROnPlateau``; logged as ``learning_rate`` in history.csv).
 * Gradient clipping by norm (``cfg.clipnorm``, set on the optimizer by `make_optimizer`).
+* Optionally, an exponential moving average of the weights (``cfg.ema``, its momentum; Polyak averaging
+  by the optimizer, ``use_ema``): the validation loss, early stopping and the trained model use the
+  averaged weights, while the gradient steps go on from the raw ones.
 * ``TerminateOnNaN``.
 * A checkpoint every epoch (``<run>/backup``, Keras ``BackupAndRestore``): ``resume=True`` continues
   a run that was killed (even with SIGKILL) from its last finished epoch. Without ``resume`` an
@@ -71,9 +74,16 @@ def set_precision(cfg) -> None:
 
 
 def make_optimizer(cfg, learning_rate=None):
+    ema = cfg.ema
+    if not 0 <= ema < 1:
+        raise ValueError(
+            f"ema={ema}: the moving average's momentum must be in [0, 1), e.g. --set ema=0.99 (0 disables)"
+        )
     return keras.optimizers.Adam(
         learning_rate=cfg.learning_rate if learning_rate is None else learning_rate,
         clipnorm=cfg.clipnorm or None,
+        use_ema=ema > 0,
+        ema_momentum=ema or 0.99,
     )
 
 
@@ -97,6 +107,12 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
     ``history.csv``.
     """
     plateau = _lr_plateau(model, val_ds, cfg, monitor)  # its errors come before anything is written
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # inside a LossScaleOptimizer
+    ema = bool(getattr(optimizer, "use_ema", False))
+    if ema and cfg.distribute == "multiworker":
+        raise ValueError(
+            "ema is not supported with distribute=multiworker (its loop validates the raw weights): set ema=0"
+        )
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     backup = run_dir / "backup"
@@ -123,6 +139,9 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
         _EpochTimer(),
         *([plateau] if plateau else []),  # before the CSV logger, which then records the learning rate
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
+        # after the checkpoint (which keeps the raw weights and, in the optimizer, their average) and before
+        # early stopping (which then keeps and restores the averaged weights of the best epoch)
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []),
     ]
     if cfg.patience and val_ds is not None:
         cbs.append(

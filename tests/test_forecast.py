@@ -607,13 +607,17 @@ def test_aux_targets_train_a_second_head_that_the_saved_model_leaves_out(tmp_pat
             app.train(dataclasses.replace(cfg, **bad), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
 
-    # loss weights towards the last horizons reach the compiled loss, and the card says so
-    focus = dataclasses.replace(cfg, aux_targets="", loss_last_horizons=1, loss_other_weight=0.5, epochs=1)
+    # loss weights towards the last horizons reach the compiled loss, a moving average of the weights the
+    # optimizer, and the card says so
+    focus = dataclasses.replace(cfg, aux_targets="", loss_last_horizons=1, loss_other_weight=0.5, epochs=1, ema=0.9)
     _, _, spec, quantiles, arrays, _ = app.prepare(focus)
     network, _ = app.fit_network(focus, spec, quantiles, arrays, 0, tmp_path / "focus-run")
     assert network.loss.horizon_weights == pytest.approx([0.75, 0.75, 1.5])
+    assert network.optimizer.use_ema and network.optimizer.ema_momentum == pytest.approx(0.9)
     meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
-    assert "weighted 1 on the last 1 horizons and 0.5 on the others" in model_card(meta, focus)
+    card = model_card(meta, focus)
+    assert "weighted 1 on the last 1 horizons and 0.5 on the others" in card
+    assert "keeping a moving average of the weights (momentum 0.9)" in card
 
 
 def test_bidirectional_network_reads_the_window_both_ways_and_exports(tmp_path):

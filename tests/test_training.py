@@ -113,3 +113,58 @@ def test_lr_plateau_errors_name_the_setting_and_write_nothing(tmp_path):
     with pytest.raises(ValueError, match="already follows a schedule.*lr_plateau=0"):
         training.fit(scheduled, _data(), _data(16, 1), cfg, tmp_path / "scheduled")
     assert not list(tmp_path.iterdir())
+
+
+def test_ema_validates_restores_and_keeps_the_moving_average_of_the_weights(tmp_path):
+    import keras
+    import numpy as np
+    import pytest
+
+    from seqapps import training
+    from seqapps.config import TrainConfig
+
+    class Steps(keras.callbacks.Callback):  # the raw weights after every gradient step
+        def on_train_begin(self, logs=None):
+            self.raw = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.raw.append(self.model.get_weights())
+
+    def average(raw, momentum):  # the optimizer's update: the first step's weights, then a moving average
+        avg = raw[0]
+        for w in raw[1:]:
+            avg = [momentum * a + (1 - momentum) * b for a, b in zip(avg, w)]
+        return avg
+
+    cfg = TrainConfig(epochs=4, patience=10, verbose=0, learning_rate=0.05, ema=0.8)
+    model, steps, val = _tiny(cfg), Steps(), _data(16, 1)
+    history = training.fit(model, _data(), val, cfg, tmp_path / "run", callbacks=[steps])
+    assert len(steps.raw) == 16  # 4 batches x 4 epochs
+    probe = _tiny(cfg)
+    for epoch, val_loss in enumerate(history.history["val_loss"]):  # each epoch validated its average
+        probe.set_weights(average(steps.raw[: 4 * (epoch + 1)], 0.8))
+        assert probe.evaluate(val, verbose=0) == pytest.approx(val_loss, rel=1e-5)
+    best = int(np.argmin(history.history["val_loss"]))  # early stopping kept the best epoch's average
+    for kept, want in zip(model.get_weights(), average(steps.raw[: 4 * (best + 1)], 0.8)):
+        np.testing.assert_allclose(kept, want, rtol=1e-5, atol=1e-6)
+    assert not all(np.allclose(a, b) for a, b in zip(model.get_weights(), steps.raw[4 * best + 3]))
+
+    plain = TrainConfig(epochs=4, patience=0, verbose=0, learning_rate=0.05)  # without it: the last step's weights
+    model, steps = _tiny(plain), Steps()
+    training.fit(model, _data(), val, plain, tmp_path / "plain", callbacks=[steps])
+    for kept, last in zip(model.get_weights(), steps.raw[-1]):
+        np.testing.assert_array_equal(kept, last)
+
+
+def test_ema_errors_name_the_setting_and_write_nothing(tmp_path):
+    import pytest
+
+    from seqapps import training
+    from seqapps.config import TrainConfig
+
+    with pytest.raises(ValueError, match=r"ema=1.0: .*\[0, 1\).*--set ema=0.99"):
+        _tiny(TrainConfig(ema=1.0))
+    cfg = TrainConfig(epochs=1, verbose=0, ema=0.9, distribute="multiworker")
+    with pytest.raises(ValueError, match="ema is not supported with distribute=multiworker.*set ema=0"):
+        training.fit(_tiny(cfg), _data(), None, cfg, tmp_path / "mw")
+    assert not list(tmp_path.iterdir())

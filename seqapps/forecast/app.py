@@ -766,6 +766,8 @@ def model_card(meta: dict, cfg) -> str:
         )
     if cfg.lr_plateau:
         loss += f" (learning rate x{cfg.lr_factor:g} after {cfg.lr_plateau} epoch(s) without a better val loss)"
+    if cfg.ema:
+        loss += f", keeping a moving average of the weights (momentum {cfg.ema:g})"
     lines = [
         f"# forecast model: {meta['target']} from {cfg.data}",
         "",
