@@ -168,3 +168,28 @@ def test_ema_errors_name_the_setting_and_write_nothing(tmp_path):
     with pytest.raises(ValueError, match="ema is not supported with distribute=multiworker.*set ema=0"):
         training.fit(_tiny(cfg), _data(), None, cfg, tmp_path / "mw")
     assert not list(tmp_path.iterdir())
+
+
+def test_ema_run_resumed_after_a_crash_ends_with_the_same_weights(tmp_path):
+    import keras
+    import numpy as np
+    import pytest
+
+    from seqapps import training
+    from seqapps.config import TrainConfig
+
+    class Crash(keras.callbacks.Callback):  # after epoch 2's checkpoint: raw weights + their average
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    cfg = TrainConfig(epochs=4, patience=0, verbose=0, learning_rate=0.05, ema=0.8)
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(_tiny(cfg), _data(), _data(16, 1), cfg, tmp_path / "run", callbacks=[Crash()])
+    resumed = _tiny(cfg)
+    history = training.fit(resumed, _data(), _data(16, 1), cfg, tmp_path / "run", resume=True)
+    assert len(history.history["loss"]) == 2
+    whole = _tiny(cfg)
+    training.fit(whole, _data(), _data(16, 1), cfg, tmp_path / "whole")
+    for a, b in zip(resumed.get_weights(), whole.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
