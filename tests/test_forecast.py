@@ -435,6 +435,19 @@ def test_saved_model_runs_without_seqapps_and_flags_bad_windows(trained):
     assert np.isnan(res["quantiles"][1]).all()
 
 
+def test_forecast_times_are_written_in_one_format():
+    from seqapps.forecast.app import format_times, future_times
+
+    # hourly data: the forecast crosses midnight, which keeps its hours like every other row
+    hourly = np.arange("2014-12-31T20:00", "2015-01-01T00:00", dtype="datetime64[h]").astype("datetime64[s]")
+    text = format_times([hourly[-1], *future_times(hourly, 3)])
+    assert text == ["2014-12-31 23:00", "2015-01-01 00:00", "2015-01-01 01:00", "2015-01-01 02:00"]
+    # daily data (business days after a Friday): dates alone
+    daily = np.array(["2020-01-01", "2020-01-02", "2020-01-03"], dtype="datetime64[s]")
+    assert format_times([daily[-1], *future_times(daily, 2)]) == ["2020-01-03", "2020-01-06", "2020-01-07"]
+    assert format_times(np.array(["2020-01-01T00:00:30"], dtype="datetime64[s]")) == ["2020-01-01 00:00:30"]
+
+
 def _cli(capsys, *args):
     from seqapps import cli
 

@@ -599,9 +599,11 @@ class ForecastApp(App):
         out_csv.parent.mkdir(parents=True, exist_ok=True)
         target = spec.columns[spec.target_index]
         names = [f"q{round(100 * x):02d}" for x in quantiles]
+        # the last observed time and the forecast times in one format (hourly data keeps "00:00" at midnight)
+        last_text, *time_text = format_times([series.times[-1], *times])
         lines = ["step,time,last_observed," + ",".join(names)]
         for h in range(horizon):
-            lines.append(f"{h + 1},{_fmt_time(times[h])},{series.target[-1]:.6g}," + ",".join(f"{v:.6g}" for v in q[h]))
+            lines.append(f"{h + 1},{time_text[h]},{series.target[-1]:.6g}," + ",".join(f"{v:.6g}" for v in q[h]))
         out_csv.write_text("\n".join(lines) + "\n")
         png = out_csv.with_suffix(".png")
         fan_chart(
@@ -614,9 +616,9 @@ class ForecastApp(App):
             args.history or 3 * spec.window,
             title=f"{args.csv.stem}: {target} forecast ({horizon} steps, model {model_dir})",
         )
-        print(f"{target} at {_fmt_time(series.times[-1])}: {series.target[-1]:.6g}")
+        print(f"{target} at {last_text}: {series.target[-1]:.6g}")
         for h in range(horizon):
-            print(f"  +{h + 1} {_fmt_time(times[h])}: " + "  ".join(f"{n} {v:.6g}" for n, v in zip(names, q[h])))
+            print(f"  +{h + 1} {time_text[h]}: " + "  ".join(f"{n} {v:.6g}" for n, v in zip(names, q[h])))
         print(f"wrote {out_csv} and {png}")
 
     # ------------------------------------------------------------------ bench
@@ -681,8 +683,17 @@ def _calibration_windows(ds, sp, cfg) -> np.ndarray:
 
 
 def _fmt_time(t) -> str:
-    s = str(np.datetime64(t, "s")).replace("T", " ")
-    return s[:10] if s.endswith("00:00:00") else s[:16]
+    return format_times([t])[0]
+
+
+def format_times(times) -> list[str]:
+    """Times as text in one format for all of them: dates alone when every time is midnight (daily data),
+    else date and hours:minutes (with seconds when any has them), so that a forecast CSV's time column
+    parses the same way on every row."""
+    text = [str(t).replace("T", " ") for t in np.asarray(times, dtype="datetime64[s]")]
+    if all(s.endswith("00:00:00") for s in text):
+        return [s[:10] for s in text]
+    return text if any(not s.endswith(":00") for s in text) else [s[:16] for s in text]
 
 
 def future_times(times, horizon, business_days=False):
