@@ -73,10 +73,15 @@ def _model_dir(app, given):
     folder = Path(given) if given is not None else Path(app.default_model_dir or Path("runs") / app.name)
     if folder.is_dir():
         return folder
+    if given is None and app.default_model_dir and not folder.is_absolute():
+        # run from elsewhere: the shipped models of the checkout this package is installed from (pip install -e)
+        shipped = Path(__file__).resolve().parent.parent / folder
+        if shipped.is_dir():
+            return shipped
     if given is not None:
         fix = "check the --model path"
     elif app.default_model_dir:
-        fix = "pass --model DIR, or run from the seqapps checkout whose trained/ holds the shipped models"
+        fix = "pass --model DIR (the shipped models are in the trained/ folder of a seqapps checkout)"
     else:
         fix = f"train first (make train-{app.name}) or pass --model DIR"
     where = "" if folder.is_absolute() else f" (relative to {Path.cwd()})"

@@ -67,12 +67,18 @@ def test_cli_reports_bad_config_without_traceback():
 
 
 def test_missing_model_folder_names_the_fix(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)  # no trained/ here: the shipped default cannot be found
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)  # no trained/ here: the default is looked up in the checkout of the package
+    checkout = Path(cli.__file__).resolve().parent.parent
+    for name in ("forecast", "translate"):
+        app = registry.get_app(name)
+        assert cli._model_dir(app, None) == checkout / "trained" / name
+    # a default found in neither place, and a --model that does not exist: errors that name the fix
+    monkeypatch.setattr(type(registry.get_app("forecast")), "default_model_dir", Path("trained/no-such-model"))
     assert cli.main(["evaluate", "forecast"]) == 2
     err = capsys.readouterr().err
-    assert "model folder trained/forecast (relative to" in err and "pass --model DIR" in err
-    assert cli.main(["predict", "translate", "hola"]) == 2
-    assert "model folder trained/translate" in capsys.readouterr().err
+    assert "model folder trained/no-such-model (relative to" in err and "pass --model DIR" in err
     assert cli.main(["evaluate", "sentiment", "--model", str(tmp_path / "nope")]) == 2
     assert "not found: check the --model path" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing written
