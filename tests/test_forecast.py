@@ -121,6 +121,16 @@ def test_folder_skip_lists_bad_files(tmp_path):
     assert [s.name for s in ds.series] == ["T0", "T1", "T2"] and list(ds.skipped) == ["BAD.csv"]
 
 
+def test_data_that_does_not_exist_names_the_path_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        FileNotFoundError, match=r"'no/such.csv': no such file or folder \(relative to .*--set data=PATH"
+    ):
+        data.load(cfg_for("no/such.csv"))
+    with pytest.raises(FileNotFoundError, match=r"such.csv': no such file or folder; give 'default'"):
+        data.load(cfg_for(tmp_path / "such.csv"))
+
+
 def test_generic_csv_with_composed_time_and_calendar(tmp_path):
     lines = [
         f"{2014},{1 + (i // 24) // 28},{1 + (i // 24) % 28},{i % 24},{np.sin(i / 4):.3f},{i % 7}" for i in range(120)

@@ -314,7 +314,11 @@ def load(cfg) -> Dataset:
         elif spec.startswith(("http://", "https://")):
             raise DataError(f"data {spec!r}: download the CSV first and pass its path")
         else:
-            raise FileNotFoundError(f"data {spec!r}: not 'default', a CSV file or a folder of CSV files")
+            where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+            raise FileNotFoundError(
+                f"data {spec!r}: no such file or folder{where}; give 'default', a CSV file or a folder of CSV "
+                "files (--set data=PATH; --data PATH for evaluate)"
+            )
     s0 = series[0]
     mode = "ohlcv" if s0.columns[:5] == list(OHLCV) and cfg.mode != "generic" else "generic"
     return Dataset(spec, series, skipped, s0.columns, s0.target_index, mode)
