@@ -82,3 +82,28 @@ def test_missing_model_folder_names_the_fix(tmp_path, monkeypatch, capsys):
     assert cli.main(["evaluate", "sentiment", "--model", str(tmp_path / "nope")]) == 2
     assert "not found: check the --model path" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize(
+    "reader, what",
+    [
+        ("seqapps.sentiment.data:read_table", "data file"),
+        ("seqapps.sentiment.data:read_imdb", "IMDB data"),
+        ("seqapps.translate.data:read_anki", "corpus file"),
+        ("seqapps.speech.data:load_folder", "speech data folder"),
+    ],
+)
+def test_data_that_is_not_there_names_the_path_where_it_was_looked_for_and_the_fix(reader, what, tmp_path, monkeypatch):
+    import importlib
+
+    module, name = reader.split(":")
+    read = getattr(importlib.import_module(module), name)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as err:
+        read("../shared/data/nothing-here")
+    text = str(err.value)
+    assert text.startswith(f"{what} ../shared/data/nothing-here not found (relative to {tmp_path})")
+    assert "--set data=PATH" in text and "--data PATH" in text
+    with pytest.raises(FileNotFoundError) as err:
+        read(tmp_path / "absolute")
+    assert f"{tmp_path / 'absolute'} not found;" in str(err.value)  # an absolute path needs no folder

@@ -13,3 +13,16 @@ def decode_utf8(raw: bytes, path, hint: str) -> str:
         raise ValueError(
             f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); {hint}"
         ) from None
+
+
+DATA_FIX = "pass another with --set data=PATH (train) or --data PATH (evaluate)"
+
+
+def not_found(what: str, path, fix: str = DATA_FIX) -> FileNotFoundError:
+    """The error for data that is not there: ``what`` and ``path``, the folder a relative path was looked
+    up from (shipped configs name ``../shared/data/...``, which exists beside a checkout only), and ``fix``."""
+    from pathlib import Path
+
+    path = Path(path)
+    where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+    return FileNotFoundError(f"{what} {path} not found{where}; {fix}")

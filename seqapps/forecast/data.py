@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqapps.data import DATA_FIX, not_found
+
 OHLCV = ("open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close", "adj close")
 CALENDAR_PERIODS = {"hour": 24.0, "dayofweek": 7.0, "dayofyear": 365.25, "month": 12.0}
@@ -314,11 +316,7 @@ def load(cfg) -> Dataset:
         elif spec.startswith(("http://", "https://")):
             raise DataError(f"data {spec!r}: download the CSV first and pass its path")
         else:
-            where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
-            raise FileNotFoundError(
-                f"data {spec!r}: no such file or folder{where}; give 'default', a CSV file or a folder of CSV "
-                "files (--set data=PATH; --data PATH for evaluate)"
-            )
+            raise not_found("data", path, f"give 'default', a CSV file or a folder of CSV files ({DATA_FIX})")
     s0 = series[0]
     mode = "ohlcv" if s0.columns[:5] == list(OHLCV) and cfg.mode != "generic" else "generic"
     return Dataset(spec, series, skipped, s0.columns, s0.target_index, mode)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqapps.data import decode_utf8
+from seqapps.data import decode_utf8, not_found
 
 CANONICAL = {
     "0": "negative",
@@ -83,7 +83,7 @@ def read_table(
         raise ValueError(f"on_bad_rows must be 'error' or 'skip', got {on_bad_rows!r}")
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file {path} not found")
+        raise not_found("data file", path)
     content = _decode(path.read_bytes(), path, encoding)
     first = content.split("\n", 1)[0]
     tsv = path.suffix.lower() in (".tsv", ".txt") or ("\t" in first and first.count("\t") >= first.count(","))
@@ -191,7 +191,7 @@ def read_imdb(path) -> Dataset:
         for p in sorted(path.rglob("*.txt")):
             add(p.relative_to(path).as_posix(), p.read_bytes())
     else:
-        raise FileNotFoundError(f"IMDB data {path} not found")
+        raise not_found("IMDB data", path)
     if not texts:
         raise ValueError(f"{path}: no reviews in the aclImdb/{{train,test}}/{{pos,neg}}/*.txt layout")
     order = sorted(range(len(texts)), key=lambda i: (split[i], groups[i], texts[i]))  # tar order is arbitrary

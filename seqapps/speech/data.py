@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from seqapps.data import DATA_FIX, not_found
 from seqapps.speech import audio
 from seqapps.speech.config import SPEECH_COMMANDS_LABELS
 
@@ -137,9 +138,11 @@ def scan_folder(root: Path) -> list[tuple[Path, str, str]]:
 def load_folder(root, max_examples=0, seed=0, verbose=True) -> Clips:
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(
-            f"speech data folder {root} not found (give a Speech Commands folder, a folder of "
-            "labelled WAVs, 'synthetic' or 'tfds:speech_commands')"
+        raise not_found(
+            "speech data folder",
+            root,
+            "give a Speech Commands folder, a folder of labelled WAVs, 'synthetic' or 'tfds:speech_commands' "
+            f"({DATA_FIX})",
         )
     items = scan_folder(root)
     if not items:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from seqapps.data import decode_utf8
+from seqapps.data import decode_utf8, not_found
 from seqapps.translate import corpus, text
 
 ANKI_URLS = {"spa-eng": "http://storage.googleapis.com/download.tensorflow.org/data/spa-eng.zip"}
@@ -42,7 +42,7 @@ def read_anki(path, on_bad_lines: str = "error") -> tuple[list[tuple[str, str]],
         raise ValueError(f"on_bad_lines must be 'error' or 'skip', got {on_bad_lines!r}")
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"corpus file {path} not found")
+        raise not_found("corpus file", path)
     content = decode_utf8(
         path.read_bytes(),
         path,
