@@ -344,8 +344,10 @@ def test_cli_predict_stream_and_evaluate(trained, tmp_path):
     assert out.startswith(f"{clip}: ") and out.count("(") == 1
     out = _cli("predict", "speech", "--model", str(trained), str(long), "--stream", "--threshold", "0.0").stdout
     assert "3.50 s" in out and "detection(s)" in out
-    bad = _cli("predict", "speech", "--model", str(trained), str(tmp_path / "bad.wav"), check=False)
-    assert bad.returncode == 2 and "not a WAV file" in bad.stderr
+    # an unreadable file among readable ones: the others are still classified, the command fails naming it
+    bad = _cli("predict", "speech", "--model", str(trained), str(tmp_path / "bad.wav"), str(clip), check=False)
+    assert bad.returncode == 2 and bad.stdout.startswith(f"{clip}: ") and bad.stdout.count("\n") == 1
+    assert "1 of 2 file(s) could not be read" in bad.stderr and "bad.wav: not a WAV file" in bad.stderr
     res = _cli("evaluate", "speech", "--model", str(trained), check=False)
     assert res.returncode == 0, res.stderr[-2000:]
     assert '"accuracy"' in res.stdout and "true\\pred" in res.stdout

@@ -498,9 +498,13 @@ class SpeechApp(App):
 
         from seqapps.export import saved_model
 
-        clips, names = [], []
+        clips, names, failed = [], [], []
         for f in args.files:
-            x = audio.load_audio(f)
+            try:
+                x = audio.load_audio(f)
+            except (OSError, ValueError) as exc:  # one unreadable file does not stop the others
+                failed.append(str(exc))
+                continue
             if x.size == 0:
                 print(f"note: {f} has no samples; classifying silence", file=sys.stderr)
             elif np.abs(x).max() < 1e-4:
@@ -513,12 +517,14 @@ class SpeechApp(App):
                 )
             clips.append(audio.fit_clip(x))
             names.append(str(f))
-        fn = tf.saved_model.load(str(saved_model.latest(model_dir))).signatures["serving_default"]
-        out = fn(waveform=tf.constant(np.stack(clips)))
-        probs = out["probabilities"].numpy()
-        for name, label, p in zip(names, out["label"].numpy(), probs):
-            top = np.argsort(-p)[: max(1, args.top)]
-            print(f"{name}: {label.decode()}  (" + ", ".join(f"{labels[i]} {p[i]:.3f}" for i in top) + ")")
+        if clips:
+            fn = tf.saved_model.load(str(saved_model.latest(model_dir))).signatures["serving_default"]
+            out = fn(waveform=tf.constant(np.stack(clips)))
+            probs = out["probabilities"].numpy()
+            for name, label, p in zip(names, out["label"].numpy(), probs):
+                top = np.argsort(-p)[: max(1, args.top)]
+                print(f"{name}: {label.decode()}  (" + ", ".join(f"{labels[i]} {p[i]:.3f}" for i in top) + ")")
+        _raise_unread(failed, len(args.files))
 
     def _predict_stream(self, model_dir, args, labels):
         from seqapps.speech import audio
@@ -530,8 +536,13 @@ class SpeechApp(App):
             raise FileNotFoundError(f"{path} not found; export the model first (seqapps export speech)")
         runner = StreamRunner(path)
         threshold = cfg.detect_threshold if args.threshold is None else args.threshold
+        failed = []
         for f in args.files:
-            x = audio.load_audio(f)
+            try:
+                x = audio.load_audio(f)
+            except (OSError, ValueError) as exc:
+                failed.append(str(exc))
+                continue
             t0 = time.time()
             events = detect(runner, x, labels, threshold, cfg.stream_resets)
             took = time.time() - t0
@@ -541,6 +552,7 @@ class SpeechApp(App):
             )
             for ev in events:
                 print(f"  {ev['start']:7.2f} s - {ev['end']:7.2f} s  {ev['label']:<10} {ev['score']:.3f}")
+        _raise_unread(failed, len(args.files))
 
     # ------------------------------------------------------------------ bench
     def bench(self, model_dir):
@@ -614,3 +626,9 @@ class SpeechApp(App):
             }
         )
         return rows
+
+
+def _raise_unread(failed: list[str], total: int) -> None:
+    """After the readable files were classified: an error naming every file that could not be read."""
+    if failed:
+        raise ValueError(f"{len(failed)} of {total} file(s) could not be read: " + "; ".join(failed))
