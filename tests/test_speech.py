@@ -342,8 +342,10 @@ def test_cli_predict_stream_and_evaluate(trained, tmp_path):
     (tmp_path / "bad.wav").write_bytes(b"RIFF nonsense")
     out = _cli("predict", "speech", "--model", str(trained), str(clip), "--top", "2").stdout
     assert out.startswith(f"{clip}: ") and out.count("(") == 1
-    out = _cli("predict", "speech", "--model", str(trained), str(long), "--stream", "--threshold", "0.0").stdout
-    assert "3.50 s" in out and "detection(s)" in out
+    args = (str(long), str(tmp_path / "gone.wav"), "--stream", "--threshold", "0.0")
+    res = _cli("predict", "speech", "--model", str(trained), *args, check=False)
+    assert "3.50 s" in res.stdout and "detection(s)" in res.stdout  # streamed although the next file is missing
+    assert res.returncode == 2 and "1 of 2 file(s) could not be read: " in res.stderr and "gone.wav" in res.stderr
     # an unreadable file among readable ones: the others are still classified, the command fails naming it
     bad = _cli("predict", "speech", "--model", str(trained), str(tmp_path / "bad.wav"), str(clip), check=False)
     assert bad.returncode == 2 and bad.stdout.startswith(f"{clip}: ") and bad.stdout.count("\n") == 1
