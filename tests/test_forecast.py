@@ -443,6 +443,34 @@ def test_saved_model_runs_without_seqapps_and_flags_bad_windows(trained):
     assert np.isnan(res["quantiles"][1]).all()
 
 
+def test_predict_that_fails_leaves_earlier_outputs_as_they_were(trained, tmp_path, monkeypatch):
+    from seqapps.forecast import app as app_mod
+
+    root, folder, _ = trained
+    out_csv = tmp_path / "fc.csv"
+    out_csv.write_text("an earlier forecast\n")
+
+    def broken_chart(*args, **kwargs):
+        raise RuntimeError("the chart could not be drawn")
+
+    monkeypatch.setattr(app_mod, "fan_chart", broken_chart)
+    args = [
+        "predict",
+        "forecast",
+        "--model",
+        str(root / "model"),
+        "--csv",
+        str(folder / "T1.csv"),
+        "--out",
+        str(out_csv),
+    ]
+    from seqapps import cli
+
+    with pytest.raises(RuntimeError, match="could not be drawn"):
+        cli.main(args)
+    assert out_csv.read_text() == "an earlier forecast\n" and sorted(p.name for p in tmp_path.iterdir()) == ["fc.csv"]
+
+
 def test_forecast_times_are_written_in_one_format():
     from seqapps.forecast.app import format_times, future_times
 

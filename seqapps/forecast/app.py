@@ -573,6 +573,7 @@ class ForecastApp(App):
         import tensorflow as tf
 
         from seqapps.export import saved_model
+        from seqapps.export.atomic import atomic_write_text
         from seqapps.forecast import data as data_lib
 
         model_dir = Path(model_dir)
@@ -604,7 +605,6 @@ class ForecastApp(App):
         lines = ["step,time,last_observed," + ",".join(names)]
         for h in range(horizon):
             lines.append(f"{h + 1},{time_text[h]},{series.target[-1]:.6g}," + ",".join(f"{v:.6g}" for v in q[h]))
-        out_csv.write_text("\n".join(lines) + "\n")
         png = out_csv.with_suffix(".png")
         fan_chart(
             series.times,
@@ -616,6 +616,7 @@ class ForecastApp(App):
             args.history or 3 * spec.window,
             title=f"{args.csv.stem}: {target} forecast ({horizon} steps, model {model_dir})",
         )
+        atomic_write_text(out_csv, "\n".join(lines) + "\n")  # the chart first: a CSV is never left without it
         print(f"{target} at {last_text}: {series.target[-1]:.6g}")
         for h in range(horizon):
             print(f"  +{h + 1} {time_text[h]}: " + "  ".join(f"{n} {v:.6g}" for n, v in zip(names, q[h])))
@@ -741,8 +742,14 @@ def fan_chart(times, y, ftimes, q, quantiles, path, history, title="", ax=None):
     if own:
         fig.autofmt_xdate()
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        import io
+
+        from seqapps.export.atomic import atomic_write_bytes
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
         plt.close(fig)
+        atomic_write_bytes(path, buf.getvalue())  # never a half-written PNG
 
 
 def model_card(meta: dict, cfg) -> str:
