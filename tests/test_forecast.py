@@ -443,6 +443,25 @@ def test_saved_model_runs_without_seqapps_and_flags_bad_windows(trained):
     assert np.isnan(res["quantiles"][1]).all()
 
 
+def test_evaluate_write_stores_the_new_backtest_with_the_model(trained, tmp_path, capsys):
+    import shutil
+
+    root, _, _ = trained
+    model = tmp_path / "model"
+    shutil.copytree(root / "model", model)
+    old = json.loads((model / "evaluation.json").read_text())
+    assert "arima" in json.dumps(old["backtest"])  # trained with arima_windows=3
+    rc, _, err = _cli(
+        capsys, "evaluate", "forecast", "--model", str(model), "--set", "arima_windows=0", "--set", "write=true"
+    )
+    assert rc == 0, err
+    new = json.loads((model / "evaluation.json").read_text())
+    assert new["training"] == old["training"] and "arima" not in json.dumps(new["backtest"])
+    meta = json.loads((model / "metadata.json").read_text())
+    assert "arima" not in json.dumps(meta["backtest"])  # metadata.json refreshed from it
+    assert not [p.name for p in model.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
 def test_predict_that_fails_leaves_earlier_outputs_as_they_were(trained, tmp_path, monkeypatch):
     from seqapps.forecast import app as app_mod
 

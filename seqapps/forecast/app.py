@@ -525,6 +525,7 @@ class ForecastApp(App):
         import tensorflow as tf
 
         from seqapps.export import saved_model
+        from seqapps.export.atomic import atomic_write_text
         from seqapps.forecast import backtest
         from seqapps.forecast import data as data_lib
 
@@ -552,7 +553,7 @@ class ForecastApp(App):
         if write:  # --set write=true: store this backtest with the model and refresh metadata.json / MODEL_CARD.md
             path = model_dir / "evaluation.json"
             old = json.loads(path.read_text()) if path.is_file() else {}
-            path.write_text(json.dumps({"training": old.get("training"), "backtest": res}, indent=1))
+            atomic_write_text(path, json.dumps({"training": old.get("training"), "backtest": res}, indent=1))
             self.export(model_dir, model_dir)
         return res
 
