@@ -300,7 +300,7 @@ def main(what: str = "all", quick: bool = False, out: str | Path = "bench/result
         print("[bench] shipped models: SavedModel and TFLite latency ...", flush=True)
         md += "\n" + shipped_markdown(shipped_model_rows(quick))
     print(md)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(md)
+    from seqapps.export.atomic import atomic_write_text
+
+    atomic_write_text(Path(out), md)  # an interrupted run leaves the last results.md whole
     return 0

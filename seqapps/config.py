@@ -99,7 +99,9 @@ def load(cfg, path: str | Path | None = None, overrides=()):
 
 
 def save(cfg, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), encoding="utf-8")
+    from seqapps.export.atomic import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
 
 
 def read(cls, path: str | Path):
