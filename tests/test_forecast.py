@@ -540,6 +540,10 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys):
         capsys, "predict", "forecast", "--model", model, "--csv", str(folder / "T1.csv"), "--horizon", "9"
     )
     assert rc == 2 and "forecasts 1 to 3 steps" in err
+    rc, _, err = _cli(
+        capsys, "predict", "forecast", "--model", model, "--csv", str(folder / "T1.csv"), "--out", "f.png"
+    )
+    assert rc == 2 and "--out f.png: give the CSV's name (e.g. f.csv)" in err
     short = write_csv(tmp_path / "short.csv", gbm(10))
     rc, _, err = _cli(capsys, "predict", "forecast", "--model", model, "--csv", str(short))
     assert rc == 2 and "short.csv" in err and "too short" in err and "16" in err

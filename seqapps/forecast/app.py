@@ -577,6 +577,11 @@ class ForecastApp(App):
         from seqapps.export.atomic import atomic_write_text
         from seqapps.forecast import data as data_lib
 
+        if args.out is not None and args.out.suffix.lower() == ".png":
+            raise ValueError(
+                f"--out {args.out}: give the CSV's name (e.g. {args.out.with_suffix('.csv')}); "
+                "the chart is written next to it as .png"
+            )
         model_dir = Path(model_dir)
         cfg = config_lib.read(ForecastConfig, model_dir / "config.yaml")
         spec = _read_spec(model_dir)
