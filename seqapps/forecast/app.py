@@ -602,8 +602,7 @@ class ForecastApp(App):
             raise ValueError(f"{args.csv}: the last {spec.window} rows contain values the model cannot use")
         q = out["quantiles"].numpy()[0][:horizon]
         times = future_times(series.times, horizon, business_days=spec.mode == "ohlcv")
-        out_csv = args.out or Path(f"{args.csv.stem}_forecast.csv")
-        out_csv.parent.mkdir(parents=True, exist_ok=True)
+        out_csv = args.out or Path(f"{args.csv.stem}_forecast.csv")  # its folder is made by the atomic writes
         target = spec.columns[spec.target_index]
         names = [f"q{round(100 * x):02d}" for x in quantiles]
         # the last observed time and the forecast times in one format (hourly data keeps "00:00" at midnight)

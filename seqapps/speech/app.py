@@ -499,12 +499,7 @@ class SpeechApp(App):
         from seqapps.export import saved_model
 
         clips, names, failed = [], [], []
-        for f in args.files:
-            try:
-                x = audio.load_audio(f)
-            except (OSError, ValueError) as exc:  # one unreadable file does not stop the others
-                failed.append(str(exc))
-                continue
+        for f, x in _readable(args.files, failed):
             if x.size == 0:
                 print(f"note: {f} has no samples; classifying silence", file=sys.stderr)
             elif np.abs(x).max() < 1e-4:
@@ -537,12 +532,7 @@ class SpeechApp(App):
         runner = StreamRunner(path)
         threshold = cfg.detect_threshold if args.threshold is None else args.threshold
         failed = []
-        for f in args.files:
-            try:
-                x = audio.load_audio(f)
-            except (OSError, ValueError) as exc:
-                failed.append(str(exc))
-                continue
+        for f, x in _readable(args.files, failed):
             t0 = time.time()
             events = detect(runner, x, labels, threshold, cfg.stream_resets)
             took = time.time() - t0
@@ -626,6 +616,20 @@ class SpeechApp(App):
             }
         )
         return rows
+
+
+def _readable(files, failed: list[str]):
+    """(file, samples) for each file that can be read, one at a time; what is wrong with each other file is
+    appended to ``failed``, so that one unreadable file does not stop the others."""
+    from seqapps.speech import audio
+
+    for f in files:
+        try:
+            x = audio.load_audio(f)
+        except (OSError, ValueError) as exc:
+            failed.append(str(exc))
+            continue
+        yield f, x
 
 
 def _raise_unread(failed: list[str], total: int) -> None:
