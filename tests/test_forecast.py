@@ -95,6 +95,22 @@ def test_missing_column_lists_what_the_file_has(tmp_path):
         data.read_csv(p, cfg_for(p, mode="generic", target="price"))
 
 
+def test_semicolon_and_tab_separated_files_read_like_commas(tmp_path):
+    rows = gbm(30)
+    want = data.read_csv(write_csv(tmp_path / "c.csv", rows), cfg_for(tmp_path / "c.csv"))
+    semi = [r.replace(",", ";").replace(".", ",") for r in rows]  # spreadsheet export: decimal commas
+    tab = [r.replace(",", "\t") for r in rows]
+    for name, body, header in (("s.csv", semi, HEADER.replace(",", ";")), ("t.tsv", tab, HEADER.replace(",", "\t"))):
+        p = write_csv(tmp_path / name, body, header=header)
+        got = data.read_csv(p, cfg_for(p))
+        np.testing.assert_array_equal(got.values, want.values)
+        np.testing.assert_array_equal(got.times, want.times)
+    semi[4] = semi[4].replace(",", ".", 1)  # one cell written 12.5 among 12,5: a thousand or twelve and a half?
+    p = write_csv(tmp_path / "mixed.csv", semi, header=HEADER.replace(",", ";"))
+    with pytest.raises(data.DataError, match=r"mixed.csv: line 6, column 'Open': .* '\.' .*decimal comma \(line 2\)"):
+        data.read_csv(p, cfg_for(p))
+
+
 def test_forward_fill_and_sort_are_options_with_stated_effect(tmp_path):
     rows = _set(gbm(30), 5, 4, "NA")
     p = write_csv(tmp_path / "f.csv", rows)

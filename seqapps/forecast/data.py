@@ -132,8 +132,15 @@ def _parse_times(df, spec: str, source: str, lower_map: dict) -> np.ndarray:
     return times.to_numpy().astype("datetime64[s]")
 
 
-def from_frame(df, source: str, cfg, name: str | None = None, min_rows: int | None = None) -> Series:
-    """Validate a DataFrame of strings/numbers read from ``source`` and return a `Series`."""
+def from_frame(
+    df, source: str, cfg, name: str | None = None, min_rows: int | None = None, decimal: str = "."
+) -> Series:
+    """Validate a DataFrame of strings/numbers read from ``source`` and return a `Series`.
+
+    ``decimal=","`` (files separated by ``;``) reads numbers written with a decimal comma (``3,25``) and
+    refuses a column that mixes them with ``.`` (``1.234`` could be a thousand). With ``"."`` commas are
+    thousands separators (``1,234.5``).
+    """
     import pandas as pd
 
     if len(df) == 0:
@@ -162,9 +169,21 @@ def from_frame(df, source: str, cfg, name: str | None = None, min_rows: int | No
         else:
             text = col.astype(str).str.strip()
             na = text.str.lower().isin(NA_STRINGS).to_numpy() | col.isna().to_numpy()
-            num = pd.to_numeric(text.str.replace(",", "", regex=False).where(~na, None), errors="coerce").to_numpy(
-                dtype=np.float64
-            )
+            if decimal == ",":
+                comma = text.str.contains(",", regex=False).to_numpy()
+                dot = np.flatnonzero(text.str.contains(".", regex=False).to_numpy())
+                if comma.any() and len(dot):  # 1.234 could be a thousand or one and a bit
+                    i = int(dot[0])
+                    raise DataError(
+                        f"{source}: line {i + 2}, column {lower_map[c]!r}: {text.iloc[i]!r} has a '.' in a "
+                        f"column whose other numbers use a decimal comma (line {int(np.argmax(comma)) + 2}), "
+                        "so it is ambiguous. Write the numbers without thousands separators, or save the file "
+                        "separated by commas with '.' as the decimal mark"
+                    )
+                text = text.str.replace(",", ".", regex=False)
+            else:
+                text = text.str.replace(",", "", regex=False)
+            num = pd.to_numeric(text.where(~na, None), errors="coerce").to_numpy(dtype=np.float64)
             bad = np.flatnonzero(np.isnan(num) & ~na)
             if len(bad):
                 i = int(bad[0])
@@ -247,15 +266,28 @@ def read_csv(path, cfg, min_rows=None) -> Series:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    sep = separator(path)
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file (no header)") from None
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: not a valid CSV: {exc}") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return from_frame(df, str(path), cfg, min_rows=min_rows)
+    return from_frame(df, str(path), cfg, min_rows=min_rows, decimal="," if sep == ";" else ".")
+
+
+def separator(path) -> str:
+    """The field separator of a CSV file: ``,`` unless its header line has none and holds ``;`` or a tab
+    (spreadsheets in many locales save ``;``-separated files with decimal commas)."""
+    with open(path, "rb") as f:
+        header = f.readline(65536)
+    if b"," not in header:
+        for sep in (";", "\t"):
+            if sep.encode() in header:
+                return sep
+    return ","
 
 
 def default_frame():
