@@ -142,7 +142,7 @@ def main(argv=None) -> int:
                 app.export(model, args.out, cfg=cfg)
             else:
                 app.export(model, args.out)
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError, UnicodeDecodeError, FloatingPointError) as exc:
+    except (KeyError, ValueError, OSError, UnicodeDecodeError, FloatingPointError) as exc:  # OSError: files
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"seqapps {args.command}: error: {msg}", file=sys.stderr)
         return 2
@@ -165,7 +165,7 @@ def _predict(argv) -> int:
     args = parser.parse_args(argv[1:])
     try:
         app.predict(_model_dir(app, args.model), args)
-    except (ValueError, FileNotFoundError, UnicodeDecodeError) as exc:
+    except (ValueError, OSError, UnicodeDecodeError) as exc:  # OSError: missing, unreadable files
         print(f"seqapps predict: error: {exc}", file=sys.stderr)
         return 2
     return 0

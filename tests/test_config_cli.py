@@ -107,3 +107,24 @@ def test_data_that_is_not_there_names_the_path_where_it_was_looked_for_and_the_f
     with pytest.raises(FileNotFoundError) as err:
         read(tmp_path / "absolute")
     assert f"{tmp_path / 'absolute'} not found;" in str(err.value)  # an absolute path needs no folder
+
+
+@pytest.mark.parametrize("name, per_line", [("sentiment", "review"), ("translate", "sentence")])
+def test_predict_file_that_is_missing_a_folder_empty_or_not_text_is_refused_by_name(name, per_line, tmp_path, capsys):
+    files = {
+        "folder": (tmp_path / "folder", "is a folder"),
+        "missing": (tmp_path / "missing.txt", "not found"),
+        "empty": (tmp_path / "empty.txt", "is empty"),
+        "binary": (tmp_path / "binary.txt", "looks binary (NUL bytes)"),
+        "utf16": (tmp_path / "utf16.txt", "is UTF-16 text; save it as UTF-8"),
+    }
+    files["folder"][0].mkdir()
+    files["empty"][0].write_text(" \n\n")
+    files["binary"][0].write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64) + bytes(range(256)))
+    files["utf16"][0].write_text("Tengo hambre.\n", encoding="utf-16")
+    for path, expected in files.values():  # all refused before the model is loaded: no model folder needed
+        assert cli.main(["predict", name, "--model", str(tmp_path), "--file", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {path} {expected}" in err and "Traceback" not in err, err
+        if expected != "is UTF-16 text; save it as UTF-8":
+            assert f"one {per_line} per line" in err

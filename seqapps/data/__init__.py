@@ -26,3 +26,22 @@ def not_found(what: str, path, fix: str = DATA_FIX) -> FileNotFoundError:
     path = Path(path)
     where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
     return FileNotFoundError(f"{what} {path} not found{where}; {fix}")
+
+
+def read_input_file(path, one_per_line: str) -> bytes:
+    """The bytes of a ``predict --file`` input, which holds one ``one_per_line`` (a review, a sentence) per
+    line: a clear error when it is missing, a folder, empty or binary (NUL bytes)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; --file takes a text file with one {one_per_line} per line")
+    if not path.is_file():
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        raise FileNotFoundError(f"{path} not found{where}; --file takes a text file with one {one_per_line} per line")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise ValueError(f"{path} is empty; --file takes a text file with one {one_per_line} per line")
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise ValueError(f"{path} is UTF-16 text; save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
+    if b"\x00" in raw[:4096] and raw.count(b"\x00") > len(raw) // 10:
+        raise ValueError(f"{path} looks binary (NUL bytes), not text with one {one_per_line} per line")
+    return raw

@@ -561,12 +561,10 @@ class SentimentApp(App):
 
         texts = list(args.texts)
         if args.file:
-            if not args.file.is_file():
-                raise FileNotFoundError(f"{args.file} not found")
-            raw = args.file.read_bytes()
-            if b"\x00" in raw[:4096] and raw.count(b"\x00") > len(raw) // 10:
-                raise ValueError(f"{args.file} looks binary (NUL bytes), not text with one review per line")
-            content = raw.decode("utf-8", errors="replace")
+            from seqapps.data import read_input_file
+
+            raw = read_input_file(args.file, "review")
+            content = raw.decode("utf-8-sig", errors="replace")  # a BOM is not part of the first text
             bad = sum("\ufffd" in line for line in content.splitlines()) - raw.decode("utf-8", errors="ignore").count(
                 "\ufffd"
             )

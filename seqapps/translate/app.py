@@ -542,10 +542,10 @@ class TranslateApp(App):
     def predict(self, model_dir, args):
         sentences = list(args.sentences)
         if args.file:
-            try:
-                sentences += args.file.read_text(encoding="utf-8").splitlines()
-            except UnicodeDecodeError as exc:
-                raise ValueError(f"{args.file} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+            from seqapps.data import decode_utf8, read_input_file
+
+            raw = read_input_file(args.file, "sentence")
+            sentences += decode_utf8(raw, args.file, "save it as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)").splitlines()
         if not sentences:
             raise ValueError("nothing to translate: give sentences or --file")
         served = self._load_serving(model_dir)
