@@ -107,6 +107,14 @@ def _train_multi_worker(app, cfg, out, resume):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _out_folder(path) -> Path:
+    """``--out``: a folder that may not exist yet, but not a file (checked before anything is trained)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"--out {path} is a file, not a folder: give a folder for the model (it is created)")
+    return path
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -124,7 +132,7 @@ def main(argv=None) -> int:
         if args.command == "train":
             cfg = app.tiny_config() if args.tiny else app.default_config()
             cfg = config_lib.load(cfg, args.config, args.set)
-            out = args.out or Path("runs") / app.name
+            out = _out_folder(args.out or Path("runs") / app.name)
             if cfg.distribute == "multiworker":
                 _train_multi_worker(app, cfg, out, args.resume)
             else:
@@ -134,6 +142,8 @@ def main(argv=None) -> int:
             app.evaluate(_model_dir(app, args.model), data=args.data, **options)
         elif args.command == "export":
             model = args.model or Path("runs") / app.name
+            if args.out is not None:
+                _out_folder(args.out)
             if args.set:
                 saved = Path(model) / "config.yaml"
                 if not saved.is_file():

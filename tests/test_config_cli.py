@@ -128,3 +128,21 @@ def test_predict_file_that_is_missing_a_folder_empty_or_not_text_is_refused_by_n
         assert f"error: {path} {expected}" in err and "Traceback" not in err, err
         if expected != "is UTF-16 text; save it as UTF-8":
             assert f"one {per_line} per line" in err
+
+
+def test_a_file_given_as_out_or_a_folder_given_as_input_is_refused_by_name(tmp_path, capsys):
+
+    from seqapps.forecast import data as forecast_data
+    from seqapps.forecast.config import ForecastConfig
+    from seqapps.speech import audio
+
+    f = tmp_path / "notes.txt"
+    f.write_text("keep me\n")
+    for command in (["train", "forecast", "--tiny"], ["export", "forecast", "--model", str(tmp_path)]):
+        assert cli.main([*command, "--out", str(f)]) == 2
+        assert f"--out {f} is a file, not a folder" in capsys.readouterr().err
+    assert f.read_text() == "keep me\n" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    with pytest.raises(FileNotFoundError, match="a folder, not an audio file"):
+        audio.load_audio(tmp_path)
+    with pytest.raises(FileNotFoundError, match="a folder, not a CSV file"):
+        forecast_data.read_csv(tmp_path, ForecastConfig())

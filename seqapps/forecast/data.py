@@ -264,6 +264,8 @@ def read_csv(path, cfg, min_rows=None) -> Series:
     import pandas as pd
 
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{path}: a folder, not a CSV file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     sep = separator(path)

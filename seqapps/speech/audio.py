@@ -121,6 +121,8 @@ def load_audio(
     else:
         p = Path(path_or_bytes)
         name = name or str(p)
+        if p.is_dir():
+            raise FileNotFoundError(f"{p}: a folder, not an audio file (give its WAV files: {p}/*.wav)")
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no such audio file")
         data = p.read_bytes()
