@@ -85,17 +85,72 @@ def parse_overrides(items) -> dict:
     return out
 
 
+# Ranges of the numeric keys, checked by `load` for every app's config (a key an app lacks is skipped), so
+# that a value such as epochs=-1 stops before any data is read instead of training nothing. Every other
+# int or float key must be >= 0, except those in SIGNED.
+AT_LEAST_ONE = {
+    "epochs", "batch_size", "units", "layers", "num_layers", "rnn_layers", "ensemble", "window", "horizon",
+    "season", "train_stride", "vol_window", "backtest_step", "max_len", "vocab_size", "embedding_dim",
+    "src_vocab_size", "tgt_vocab_size", "max_src_len", "max_tgt_len", "beam_width", "embedded_pairs",
+    "sample_rate", "hop", "fft_length", "num_mel", "conv_filters", "conv_kernel", "ngram_order", "bucket_width",
+}  # fmt: skip
+BELOW_ONE = {"val_fraction", "test_fraction", "dropout", "embedding_dropout", "label_smoothing"}  # [0, 1)
+UP_TO_ONE = {"noise_prob", "linear_blend"}  # [0, 1]
+ABOVE_ZERO = {"learning_rate"}
+SIGNED = {"seed", "deep_weight", "noise_snr_db_min", "noise_snr_db_max"}  # deep_weight -1: chosen on validation
+
+
+def check_ranges(cfg, source: str = "config") -> None:
+    """Raise `ConfigError` naming the first numeric key of ``cfg`` outside its range (see `AT_LEAST_ONE`)."""
+    types = _field_types(type(cfg))
+    for key, kind in types.items():
+        value = getattr(cfg, key)
+        if kind not in (int, float) or key in SIGNED or isinstance(value, bool):
+            continue
+        if key in AT_LEAST_ONE:
+            ok, want = value >= 1, ">= 1"
+        elif key in BELOW_ONE:
+            ok, want = 0 <= value < 1, "in [0, 1)"
+        elif key in UP_TO_ONE:
+            ok, want = 0 <= value <= 1, "in [0, 1]"
+        elif key in ABOVE_ZERO:
+            ok, want = value > 0, "> 0"
+        else:
+            ok, want = value >= 0, ">= 0"
+        if not ok:
+            raise ConfigError(f"{source}: {key}={value!r} must be {want} (e.g. --set {key}={getattr(type(cfg), key)})")
+    if getattr(cfg, "verbose", 0) not in (0, 1, 2):
+        raise ConfigError(
+            f"{source}: verbose={cfg.verbose!r} must be 0 (silent), 1 (progress bar) or 2 (one line per epoch)"
+        )
+    fractions = getattr(cfg, "val_fraction", 0) + getattr(cfg, "test_fraction", 0)
+    if fractions >= 1:
+        raise ConfigError(
+            f"{source}: val_fraction + test_fraction = {fractions:g} leaves no training data; keep their sum below 1"
+        )
+
+
 def load(cfg, path: str | Path | None = None, overrides=()):
-    """Defaults (``cfg``) < YAML file at ``path`` < ``overrides`` (``["key=value", ...]``)."""
+    """Defaults (``cfg``) < YAML file at ``path`` < ``overrides`` (``["key=value", ...]``); numeric keys are
+    checked against their ranges (`check_ranges`)."""
+    source = "--set"
     if path:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} not found")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
         cfg = apply(cfg, data, str(path))
-    return apply(cfg, parse_overrides(overrides), "--set")
+        source = f"{path} and --set" if overrides else str(path)
+    cfg = apply(cfg, parse_overrides(overrides), "--set")
+    check_ranges(cfg, source)
+    return cfg
 
 
 def save(cfg, path: str | Path) -> None:

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import subprocess
 import sys
 
@@ -36,6 +37,58 @@ def test_type_errors_are_clear():
         config.load(TranslateConfig(), "/nonexistent.yaml")
     cfg = config.load(TranslateConfig(), None, ["learning_rate=1", "patience=0"])
     assert isinstance(cfg.learning_rate, float) and cfg.patience == 0
+
+
+@pytest.mark.parametrize(
+    "sets, expected",
+    [
+        (["epochs=-1"], "--set: epochs=-1 must be >= 1"),
+        (["units=0"], "units=0 must be >= 1"),
+        (["dropout=1"], "dropout=1.0 must be in [0, 1)"),
+        (["learning_rate=0"], "learning_rate=0.0 must be > 0"),
+        (["clipnorm=-0.5"], "clipnorm=-0.5 must be >= 0"),
+        (["val_fraction=0.6", "test_fraction=0.4"], "val_fraction + test_fraction = 1 leaves no training data"),
+        (["verbose=3"], "verbose=3 must be 0 (silent), 1 (progress bar) or 2"),
+    ],
+)
+def test_values_out_of_range_stop_before_any_data_is_read(sets, expected):
+    with pytest.raises(config.ConfigError) as err:
+        config.load(TranslateConfig(), None, sets)
+    assert expected in str(err.value)
+
+
+def test_every_default_tiny_and_shipped_config_is_in_range():
+    from pathlib import Path
+
+    root = Path(cli.__file__).resolve().parent.parent
+    for name in registry.available():
+        app = registry.get_app(name)
+        for cfg in (app.default_config(), app.tiny_config()):
+            config.check_ranges(cfg)
+        for f in (root / "seqapps" / name / "configs").glob("*.yaml"):
+            config.load(app.default_config(), f)
+    for folder in (root / "trained").iterdir():
+        app = registry.get_app(json.loads((folder / "metadata.json").read_text())["app"])
+        config.read(type(app.default_config()), folder / "config.yaml")
+
+
+def test_yaml_that_does_not_parse_names_the_file_and_line(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("epochs: 3\nunits: [32\n")
+    with pytest.raises(config.ConfigError, match=r"c.yaml, line 3, column 1: not valid YAML"):
+        config.load(TranslateConfig(), f)
+
+
+def test_a_model_of_another_app_is_refused_by_name(tmp_path, capsys):
+    (tmp_path / "metadata.json").write_text(json.dumps({"app": "speech"}))
+    assert cli.main(["evaluate", "forecast", "--model", str(tmp_path)]) == 2
+    assert f"{tmp_path} holds a speech model (its metadata.json says app: speech), not a forecast model" in (
+        capsys.readouterr().err
+    )
+    assert cli.main(["predict", "translate", "--model", str(tmp_path), "hola"]) == 2
+    assert "not a translate model" in capsys.readouterr().err
+    assert cli.main(["export", "sentiment", "--model", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "not a sentiment model" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_every_field_of_every_app_config_is_typed():
