@@ -161,10 +161,10 @@ def test_data_that_is_not_there_names_the_path_where_it_was_looked_for_and_the_f
         read(tmp_path / "absolute")
     assert f"{tmp_path / 'absolute'} not found;" in str(err.value)  # an absolute path needs no folder
     if what != "IMDB data":  # which reads a folder or an archive file
-        wrong, state = (
-            (tmp_path / "f.txt", "is a file, not a folder") if "folder" in what else (tmp_path, "is a folder")
-        )
-        wrong.touch() if wrong.suffix else None
+        wrong, state = tmp_path, "is a folder, not a file"
+        if "folder" in what:
+            wrong, state = tmp_path / "f.txt", "is a file, not a folder"
+            wrong.touch()
         with pytest.raises(FileNotFoundError, match=f"{what} {wrong} {state}"):
             read(wrong)
 
