@@ -72,7 +72,9 @@ def _model_dir(app, given):
     """--model, else the shipped model (or runs/APP for an app that ships none); an error names the fix."""
     folder = Path(given) if given is not None else Path(app.default_model_dir or Path("runs") / app.name)
     if folder.is_dir():
-        return _same_app(app, folder)
+        from seqapps.export import metadata
+
+        return metadata.check_model_folder(folder, app.name)
     if given is None and app.default_model_dir and not folder.is_absolute():
         # run from elsewhere: the shipped models of the checkout this package is installed from (pip install -e)
         shipped = Path(__file__).resolve().parent.parent / folder
@@ -86,23 +88,6 @@ def _model_dir(app, given):
         fix = f"train first (make train-{app.name}) or pass --model DIR"
     where = "" if folder.is_absolute() else f" (relative to {Path.cwd()})"
     raise FileNotFoundError(f"model folder {folder}{where} not found: {fix}")
-
-
-def _same_app(app, folder: Path) -> Path:
-    """``folder``, unless its metadata.json (written by every export) says it holds another app's model."""
-    import json
-
-    meta = folder / "metadata.json"
-    try:
-        other = json.loads(meta.read_text(encoding="utf-8")).get("app") if meta.is_file() else None
-    except (OSError, ValueError, AttributeError):
-        other = None  # unreadable metadata: the app's own loading reports what is wrong
-    if isinstance(other, str) and other != app.name:
-        raise ValueError(
-            f"{folder} holds a {other} model (its metadata.json says app: {other}), not a {app.name} model: "
-            f"run the {other} command, or pass a {app.name} model with --model"
-        )
-    return folder
 
 
 def _train_multi_worker(app, cfg, out, resume):
@@ -160,7 +145,9 @@ def main(argv=None) -> int:
         elif args.command == "export":
             model = args.model or Path("runs") / app.name
             if Path(model).is_dir():
-                _same_app(app, Path(model))
+                from seqapps.export import metadata
+
+                metadata.check_model_folder(model, app.name)
             if args.out is not None:
                 _out_folder(args.out)
             if args.set:

@@ -206,3 +206,23 @@ def test_a_file_given_as_out_or_a_folder_given_as_input_is_refused_by_name(tmp_p
         audio.load_audio(tmp_path)
     with pytest.raises(FileNotFoundError, match="a folder, not a CSV file"):
         forecast_data.read_csv(tmp_path, ForecastConfig())
+
+
+def test_device_runtimes_name_a_wrong_or_incomplete_model_folder(tmp_path, capsys):
+    from pathlib import Path
+
+    from seqapps.sentiment import tflite_runtime as sentiment_runtime
+    from seqapps.translate import tflite_runtime as translate_runtime
+
+    trained = Path(cli.__file__).resolve().parent.parent / "trained"
+    cases = [
+        (translate_runtime, [str(trained / "sentiment"), "hola"], "holds a sentiment model"),
+        (sentiment_runtime, [str(tmp_path), "fine"], "lacks assets/tokenizer.json, assets/vocab.txt"),
+        (sentiment_runtime, [str(trained / "sentiment"), "--model-file", "x.tflite", "ok"], "it has model.tflite"),
+        (sentiment_runtime, [str(tmp_path / "nope"), "ok"], "not found"),
+    ]
+    for runtime, argv, expected in cases:
+        with pytest.raises(SystemExit) as stop:
+            runtime.main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and expected in err and "Traceback" not in err, err

@@ -56,6 +56,31 @@ def read(path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def check_model_folder(folder, app: str, files=()) -> Path:
+    """``folder`` as a `Path`, or a clear error: it is not a folder, its ``metadata.json`` (written by every
+    export) names another app, or one of ``files`` (paths inside it) is missing."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder {folder} not found: check the path")
+    try:
+        other = json.loads((folder / "metadata.json").read_text(encoding="utf-8")).get("app")
+    except (OSError, ValueError, AttributeError):
+        other = None  # no or unreadable metadata: the app's own loading reports what is wrong
+    if isinstance(other, str) and other != app:
+        raise ValueError(
+            f"{folder} holds a {other} model (its metadata.json says app: {other}), not a {app} model: "
+            f"use the {other} commands, or give a {app} model folder"
+        )
+    missing = [str(f) for f in files if not (folder / f).is_file()]
+    if missing:
+        present = sorted(f.name for f in folder.glob("*.tflite"))
+        fix = f"export the model there first (seqapps export {app} --model DIR)"
+        if present and any(f.endswith(".tflite") for f in missing):
+            fix = f"it has {', '.join(present)}: choose one of them, or {fix}"
+        raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}; {fix}")
+    return folder
+
+
 def training_info(model_dir):
     """The training figures to keep when ``model_dir`` is (re-)exported: the training run's
     ``run/train_info.json``, else the ``training`` entry of the folder's ``metadata.json`` (a shipped folder

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqapps.export import metadata
 from seqapps.sentiment.tokenizer import Tokenizer, read_lines
 
 
@@ -40,11 +41,19 @@ class TFLiteClassifier:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m seqapps.sentiment.tflite_runtime", description=__doc__.splitlines()[0])
     p.add_argument("model_dir")
     p.add_argument("texts", nargs="+")
     p.add_argument("--model-file", default="model.tflite")
     args = p.parse_args(argv)
+    try:
+        metadata.check_model_folder(
+            args.model_dir,
+            "sentiment",
+            ["assets/tokenizer.json", "assets/vocab.txt", "assets/labels.txt", args.model_file],
+        )
+    except (OSError, ValueError) as exc:
+        p.error(str(exc))
     clf = TFLiteClassifier(args.model_dir, args.model_file)
     for t in args.texts:
         label, prob = clf.classify(t)

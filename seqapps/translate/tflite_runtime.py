@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqapps.export import metadata
 from seqapps.translate.text import END_ID, PAD_ID, RESERVED, START_ID, UNK_ID, py_detokenize, py_tokenize
 
 
@@ -75,11 +76,19 @@ class TFLiteTranslator:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m seqapps.translate.tflite_runtime", description=__doc__.splitlines()[0])
     p.add_argument("model_dir")
     p.add_argument("sentences", nargs="+")
     p.add_argument("--model-file", default="model.tflite")
     args = p.parse_args(argv)
+    try:
+        metadata.check_model_folder(
+            args.model_dir,
+            "translate",
+            ["assets/tokenizer.json", "assets/src_vocab.txt", "assets/tgt_vocab.txt", args.model_file],
+        )
+    except (OSError, ValueError) as exc:
+        p.error(str(exc))
     t = TFLiteTranslator(args.model_dir, args.model_file)
     for s in args.sentences:
         print(t.translate(s))
