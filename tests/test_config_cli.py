@@ -226,3 +226,17 @@ def test_device_runtimes_name_a_wrong_or_incomplete_model_folder(tmp_path, capsy
             runtime.main(argv)
         err = capsys.readouterr().err
         assert stop.value.code == 2 and expected in err and "Traceback" not in err, err
+
+
+def test_helper_commands_stop_with_a_message_not_a_traceback(tmp_path, capsys):
+    from seqapps.experiments import weather_sweep
+    from seqapps.export import gpu
+
+    for main, argv, expected in (
+        (gpu.main, [str(tmp_path)], f"no .tflite files in {tmp_path}; export the model first"),
+        (weather_sweep.main, ["--seeds", "42,x"], "--seeds '42,x': give whole numbers separated by commas"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and expected in err, err

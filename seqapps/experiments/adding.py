@@ -128,18 +128,23 @@ def plot(results, steps, path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Adding problem for SimpleRNN, LSTM and GRU (seqapps.layers).")
+    p = argparse.ArgumentParser(
+        prog="python -m seqapps.experiments.adding",
+        description="Adding problem for SimpleRNN, LSTM and GRU (seqapps.layers).",
+    )
     p.add_argument("--steps", type=int, default=100, help="sequence length T")
-    p.add_argument("--cells", default="rnn,lstm,gru")
-    p.add_argument("--units", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--learning-rate", type=float, default=2e-3)
-    p.add_argument("--max-iterations", type=int, default=4000)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--target", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("runs/adding"))
-    p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells to train (default: all three)")
+    p.add_argument("--units", type=int, default=64, help="recurrent units (default 64)")
+    p.add_argument("--batch-size", type=int, default=64, help="sequences per step (default 64)")
+    p.add_argument("--learning-rate", type=float, default=2e-3, help="Adam learning rate (default 0.002)")
+    p.add_argument("--max-iterations", type=int, default=4000, help="training steps per cell at most (default 4000)")
+    p.add_argument("--eval-every", type=int, default=100, help="steps between test-MSE checks (default 100)")
+    p.add_argument("--target", type=float, default=0.01, help="test MSE that counts as solved (default 0.01)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--out", type=Path, default=Path("runs/adding"), help="folder for results and plots (default runs/adding)"
+    )
+    p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress (default 1)")
     args = p.parse_args(argv)
     import seqapps  # noqa: F401
 

@@ -94,9 +94,12 @@ def main(argv=None) -> int:
         variants = dict(parse_variant(v) for v in args.variant) or {
             k: parse_variant(f"x={v}")[1] for k, v in DEFAULT_VARIANTS.items()
         }
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError as exc:
         parser.error(str(exc))
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--seeds {args.seeds!r}: give whole numbers separated by commas, e.g. 42,43,44")
     if not seeds:
         parser.error("--seeds: give at least one seed")
     if not 0 <= args.blend <= 1:

@@ -112,7 +112,10 @@ def main(argv=None) -> int:
     parser.add_argument("model_dirs", nargs="+", help="folders with .tflite files, e.g. trained/forecast")
     args = parser.parse_args(argv)
     for d in args.model_dirs:
-        path = write_reports(d)
+        try:
+            path = write_reports(d)
+        except FileNotFoundError as exc:
+            parser.error(str(exc))
         for name, rep in json.loads(path.read_text()).items():
             print(summary_line(f"{d}/{name}", rep))
         print(f"-> {path}")
