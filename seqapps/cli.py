@@ -162,6 +162,16 @@ def main(argv=None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"seqapps {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\nseqapps {args.command}: interrupted", file=sys.stderr)
+        if args.command == "train":
+            import shlex
+
+            again = shlex.join(["seqapps", *argv, *([] if args.resume else ["--resume"])])
+            print(f"every finished epoch is checkpointed; continue with: {again}", file=sys.stderr)
+        elif args.command == "export":
+            print("exports are written atomically: nothing half-written was left", file=sys.stderr)
+        return 130
     return 0
 
 

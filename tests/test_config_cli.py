@@ -240,3 +240,17 @@ def test_helper_commands_stop_with_a_message_not_a_traceback(tmp_path, capsys):
             main(argv)
         err = capsys.readouterr().err
         assert stop.value.code == 2 and expected in err, err
+
+
+def test_ctrl_c_during_training_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    app = registry.get_app("forecast")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(app), "train", interrupted)
+    out = tmp_path / "my run"
+    assert cli.main(["train", "forecast", "--tiny", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "seqapps train: interrupted" in err and "Traceback" not in err
+    assert f"continue with: seqapps train forecast --tiny --out '{out}' --resume" in err
