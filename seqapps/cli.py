@@ -194,6 +194,9 @@ def _predict(argv) -> int:
     except (ValueError, OSError, UnicodeDecodeError) as exc:  # OSError: missing, unreadable files
         print(f"seqapps predict: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # output files are written atomically: none is left half-written
+        print("\nseqapps predict: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -254,3 +254,7 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert "seqapps train: interrupted" in err and "Traceback" not in err
     assert f"continue with: seqapps train forecast --tiny --out '{out}' --resume" in err
+    monkeypatch.setattr(type(app), "predict", interrupted)
+    assert cli.main(["predict", "forecast", "--model", str(tmp_path), "--csv", "x.csv"]) == 130
+    err = capsys.readouterr().err
+    assert "seqapps predict: interrupted" in err and "Traceback" not in err
