@@ -552,10 +552,11 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys):
     assert np.all(np.diff(vals, axis=1) >= 0)
     assert out_csv.with_suffix(".png").stat().st_size > 5000 and "q50" in out
 
-    rc, _, err = _cli(
-        capsys, "predict", "forecast", "--model", model, "--csv", str(folder / "T1.csv"), "--horizon", "9"
-    )
-    assert rc == 2 and "forecasts 1 to 3 steps" in err
+    for steps in ("9", "0"):  # 0 used to mean every step
+        rc, _, err = _cli(
+            capsys, "predict", "forecast", "--model", model, "--csv", str(folder / "T1.csv"), "--horizon", steps
+        )
+        assert rc == 2 and f"--horizon {steps}: this model forecasts 1 to 3 steps" in err
     rc, _, err = _cli(
         capsys, "predict", "forecast", "--model", model, "--csv", str(folder / "T1.csv"), "--out", "f.png"
     )

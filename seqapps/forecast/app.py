@@ -560,7 +560,9 @@ class ForecastApp(App):
     # ------------------------------------------------------------------ predict
     def add_predict_arguments(self, parser):
         parser.add_argument("--csv", type=Path, required=True, help="CSV file with the model's input columns")
-        parser.add_argument("--horizon", type=int, default=0, help="steps ahead (at most the model's horizon)")
+        parser.add_argument(
+            "--horizon", type=int, default=None, help="steps ahead, 1 to the model's horizon (default: all of them)"
+        )
         parser.add_argument(
             "--out",
             type=Path,
@@ -586,7 +588,7 @@ class ForecastApp(App):
         cfg = config_lib.read(ForecastConfig, model_dir / "config.yaml")
         spec = _read_spec(model_dir)
         quantiles = parse_quantiles(cfg.quantiles)
-        horizon = args.horizon or spec.horizon
+        horizon = spec.horizon if args.horizon is None else args.horizon
         if not 1 <= horizon <= spec.horizon:
             raise ValueError(f"--horizon {horizon}: this model forecasts 1 to {spec.horizon} steps ahead")
         cfg = dataclasses.replace(
