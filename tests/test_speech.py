@@ -350,6 +350,12 @@ def test_cli_predict_stream_and_evaluate(trained, tmp_path):
     bad = _cli("predict", "speech", "--model", str(trained), str(tmp_path / "bad.wav"), str(clip), check=False)
     assert bad.returncode == 2 and bad.stdout.startswith(f"{clip}: ") and bad.stdout.count("\n") == 1
     assert "1 of 2 file(s) could not be read" in bad.stderr and "bad.wav: not a WAV file" in bad.stderr
+    for option, expected in (
+        (["--top", "0"], "--top 0: give how many"),
+        (["--stream", "--threshold", "1.5"], "in [0, 1]"),
+    ):
+        res = _cli("predict", "speech", "--model", str(trained), str(clip), *option, check=False)
+        assert res.returncode == 2 and expected in res.stderr and not res.stdout, res.stderr[-500:]
     res = _cli("evaluate", "speech", "--model", str(trained), check=False)
     assert res.returncode == 0, res.stderr[-2000:]
     assert '"accuracy"' in res.stdout and "true\\pred" in res.stdout

@@ -491,6 +491,10 @@ class SpeechApp(App):
     def predict(self, model_dir, args):
         from seqapps.speech import audio
 
+        if args.top < 1:
+            raise ValueError(f"--top {args.top}: give how many scores to print per clip, 1 or more")
+        if args.threshold is not None and not 0 <= args.threshold <= 1:
+            raise ValueError(f"--threshold {args.threshold:g}: a detection probability, in [0, 1], e.g. 0.6")
         labels = read_labels(model_dir)
         if args.stream:
             return self._predict_stream(model_dir, args, labels)
