@@ -75,6 +75,14 @@ def apply(cfg, values: dict, source: str):
     return dataclasses.replace(cfg, **{k: _coerce(k, v, types[k]) for k, v in values.items()})
 
 
+def override(cfg, values: dict, source: str):
+    """`apply` ``values`` to a complete config (e.g. a trained model's, for ``evaluate --set``) and check the
+    result's ranges."""
+    cfg = apply(cfg, values, source)
+    check_ranges(cfg, source)
+    return cfg
+
+
 def parse_overrides(items) -> dict:
     out = {}
     for item in items or ():

@@ -57,6 +57,12 @@ def test_values_out_of_range_stop_before_any_data_is_read(sets, expected):
     assert expected in str(err.value)
 
 
+def test_evaluate_options_are_checked_like_training_ones(capsys):
+    for name, option in (("translate", "eval_examples=-3"), ("forecast", "arima_windows=-1")):
+        assert cli.main(["evaluate", name, "--set", option]) == 2  # the shipped model's config, before any data
+        assert f"evaluate --set: {option} must be >= 0" in capsys.readouterr().err
+
+
 def test_every_default_tiny_and_shipped_config_is_in_range():
     from pathlib import Path
 

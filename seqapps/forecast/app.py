@@ -532,7 +532,7 @@ class ForecastApp(App):
         model_dir = Path(model_dir)
         write = str(options.pop("write", "false")).lower() in ("1", "true", "yes")
         cfg = config_lib.read(ForecastConfig, model_dir / "config.yaml")
-        cfg = config_lib.apply(cfg, options, "evaluate --set")
+        cfg = config_lib.override(cfg, options, "evaluate --set")
         if data:
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
         spec = _read_spec(model_dir)

@@ -473,7 +473,7 @@ class SentimentApp(App):
         cfg = config_lib.read(SentimentConfig, model_dir / "config.yaml")
         trained_spec = cfg.data
         cfg = dataclasses.replace(cfg, labels="", max_examples=0)
-        cfg = config_lib.apply(cfg, options, "evaluate --set")
+        cfg = config_lib.override(cfg, options, "evaluate --set")
         if data:
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
         labels = read_lines(model_dir / "assets" / "labels.txt")

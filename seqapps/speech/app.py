@@ -438,7 +438,7 @@ class SpeechApp(App):
         model_dir = Path(model_dir)
         cfg = config_lib.read(SpeechConfig, model_dir / "config.yaml")
         split = options.pop("split", None)
-        cfg = config_lib.apply(cfg, options, "evaluate --set")
+        cfg = config_lib.override(cfg, options, "evaluate --set")
         labels = read_labels(model_dir)
         same = data is None or data == cfg.data
         spec = cfg.data if data is None else data

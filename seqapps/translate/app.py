@@ -508,7 +508,7 @@ class TranslateApp(App):
 
         model_dir = Path(model_dir)
         cfg = config_lib.read(TranslateConfig, model_dir / "config.yaml")
-        cfg = config_lib.apply(cfg, options, "evaluate --set")
+        cfg = config_lib.override(cfg, options, "evaluate --set")
         if data:
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
         corp = data_lib.load_corpus(cfg)
