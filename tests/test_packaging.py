@@ -47,3 +47,12 @@ def test_wheel_contains_every_module_and_config(tmp_path):
     assert "seqapps/translate/app.py" in expected and "seqapps/forecast/configs/weather.yaml" in expected
     missing = [f for f in expected if f not in shipped]
     assert not missing, f"the wheel lacks {missing}: a package folder without __init__.py, or package_data in setup.cfg"
+
+
+def test_tfds_builders_prepare_without_a_missing_module():
+    """`tfds:` specs download through a builder whose code_path needs importlib_resources, which
+    tensorflow-datasets 4.9 does not install on Python >= 3.9 (tensorflow/datasets#11212); setup.cfg
+    declares it. No network: only the step that raised ModuleNotFoundError is run."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    for name in ("imdb_reviews", "speech_commands", "ted_hrlr_translate"):
+        assert Path(str(tfds.builder(name).code_path)).name.endswith(".py"), name
