@@ -85,9 +85,9 @@ def load_corpus(cfg) -> Corpus:
             raise ValueError(f"could not download {ANKI_URLS[name]} ({exc}); pass a local file path instead") from None
         files = list(Path(archive).parent.rglob(f"{name.split('-')[0]}.txt"))
         en_other, skipped = read_anki(files[0], cfg.on_bad_lines)
-    elif spec.startswith("tfds:"):
+    elif spec.startswith("tfds:"):  # already (source, target) in the configured direction
         pairs = _load_tfds(spec[5:], cfg.direction)
-        return Corpus(pairs, spec)
+        return Corpus(pairs[: cfg.max_examples] if cfg.max_examples else pairs, spec)
     else:
         en_other, skipped = read_anki(spec, cfg.on_bad_lines)
     if src_lang.startswith("en"):
