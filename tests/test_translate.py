@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,6 +118,36 @@ def test_anki_file_errors_name_file_and_line(tmp_path):
         data.read_anki(latin)
     with pytest.raises(FileNotFoundError):
         data.read_anki(tmp_path / "missing.txt")
+
+
+def test_anki_spec_downloads_extracts_and_reads_the_archive(tmp_path, monkeypatch):
+    """`anki:spa-eng` through the real `keras.utils.get_file` (download, extraction, cache), with the network
+    replaced by a local copy of the archive's layout (spa-eng/spa.txt inside spa-eng.zip)."""
+    import zipfile
+
+    import keras
+    from keras.src.utils import file_utils
+
+    archive = tmp_path / "served.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("spa-eng/_about.txt", "about\n")
+        z.writestr("spa-eng/spa.txt", "Go.\tVe.\nI'm hungry.\tTengo hambre.\n")
+    fetched = []
+
+    def urlretrieve(url, target, hook=None):
+        fetched.append(url)
+        target = Path(target)
+        target.write_bytes(archive.read_bytes())
+
+    real_get_file = keras.utils.get_file
+    monkeypatch.setattr(file_utils, "urlretrieve", urlretrieve)
+    monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: real_get_file(*a, cache_dir=str(tmp_path / "k"), **k))
+    cfg = TranslateConfig(data="anki:spa-eng", direction="spa->eng")
+    for _ in range(2):  # the second time from the cache
+        assert data.load_corpus(cfg).pairs == [("Ve.", "Go."), ("Tengo hambre.", "I'm hungry.")]
+    assert fetched == [data.ANKI_URLS["spa-eng"]]
+    with pytest.raises(ValueError, match="unknown Anki corpus 'fra-eng'"):
+        data.load_corpus(TranslateConfig(data="anki:fra-eng"))
 
 
 def test_direction_and_specs(tmp_path):

@@ -83,7 +83,11 @@ def load_corpus(cfg) -> Corpus:
             archive = keras.utils.get_file(f"{name}.zip", origin=ANKI_URLS[name], extract=True)
         except Exception as exc:  # noqa: BLE001 - network errors have many types
             raise ValueError(f"could not download {ANKI_URLS[name]} ({exc}); pass a local file path instead") from None
-        files = list(Path(archive).parent.rglob(f"{name.split('-')[0]}.txt"))
+        root = Path(archive)  # Keras 3 returns the folder it extracted to (older versions: the archive)
+        wanted = f"{name.split('-')[0]}.txt"
+        files = sorted((root if root.is_dir() else root.parent).rglob(wanted))
+        if not files:
+            raise ValueError(f"{root}: the downloaded archive holds no {wanted}; delete it to download it again")
         en_other, skipped = read_anki(files[0], cfg.on_bad_lines)
     elif spec.startswith("tfds:"):  # already (source, target) in the configured direction
         pairs = _load_tfds(spec[5:], cfg.direction)
