@@ -22,7 +22,8 @@ DATA_FIX = "pass another with --set data=PATH (train) or --data PATH (evaluate)"
 
 def not_found(what: str, path, fix: str = DATA_FIX) -> FileNotFoundError:
     """The error for data that is not there (or is a folder where a file belongs, or the reverse): ``what``
-    and ``path``, the folder a relative path was looked up from (shipped configs name ``../shared/data/...``, which exists beside a checkout only), and ``fix``."""
+    and ``path``, the folder a relative path was looked up from (shipped configs name ``../shared/data/...``,
+    which exists beside a checkout only), and ``fix``."""
     path = Path(path)
     where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
     # callers raise this when the path is not the kind they read: missing, or a folder/file where the other belongs
