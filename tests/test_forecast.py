@@ -588,7 +588,7 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys):
     )
     assert rc == 0 and "interval" not in out
     rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "bootstrap=-5")
-    assert rc == 2 and "bootstrap (resamples, 0 = off)" in err
+    assert rc == 2 and "evaluate --set: bootstrap=-5 must be >= 0" in err
 
 
 def test_bench_rows(trained):

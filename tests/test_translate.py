@@ -140,12 +140,14 @@ def test_anki_spec_downloads_extracts_and_reads_the_archive(tmp_path, monkeypatc
         target.write_bytes(archive.read_bytes())
 
     real_get_file = keras.utils.get_file
+    cache = tmp_path / "keras"
+    cache.mkdir()  # get_file falls back to /tmp/.keras when the cache folder is not writable (or not there)
     monkeypatch.setattr(file_utils, "urlretrieve", urlretrieve)
-    monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: real_get_file(*a, cache_dir=str(tmp_path / "k"), **k))
+    monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: real_get_file(*a, cache_dir=str(cache), **k))
     cfg = TranslateConfig(data="anki:spa-eng", direction="spa->eng")
     for _ in range(2):  # the second time from the cache
         assert data.load_corpus(cfg).pairs == [("Ve.", "Go."), ("Tengo hambre.", "I'm hungry.")]
-    assert fetched == [data.ANKI_URLS["spa-eng"]]
+    assert fetched == [data.ANKI_URLS["spa-eng"]] and (cache / "datasets" / "spa-eng.zip").is_file()
     with pytest.raises(ValueError, match="unknown Anki corpus 'fra-eng'"):
         data.load_corpus(TranslateConfig(data="anki:fra-eng"))
 
