@@ -24,6 +24,22 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("app", help=f"application: {', '.join(registry.available())}")
 
 
+def _versions() -> str:
+    """seqapps and the libraries its models depend on, from the installed packages' metadata (no import)."""
+    from importlib import metadata
+
+    import seqapps
+
+    parts = [f"seqapps {seqapps.__version__}"]
+    for name in ("tensorflow", "keras", "ai-edge-litert"):
+        try:
+            parts.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{name} not installed")
+    parts.append(f"python {sys.version.split()[0]}")
+    return ", ".join(parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seqapps",
@@ -31,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=_versions())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model, evaluate it on the test split and export it")

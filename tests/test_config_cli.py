@@ -123,6 +123,9 @@ def test_cli_reports_bad_config_without_traceback():
     assert "unknown config key" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "seqapps", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "seqapps train translate" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "seqapps", "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("seqapps 0.") and ", tensorflow 2." in proc.stdout
+    assert f"python {sys.version.split()[0]}" in proc.stdout
 
 
 def test_missing_model_folder_names_the_fix(tmp_path, monkeypatch, capsys):
