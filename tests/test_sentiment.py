@@ -59,6 +59,7 @@ CASES = [
     "cafe\u0301 (NFD)",
     "Ⱟ ꟁ 𐕰 mixed-case ÀÉÎ",
     "\ufffd replacement",
+    "b\U0002ed02b \u31ef\u2ffc 𑼀",  # letters/symbols of Unicode 15.1 (Python 3.13) and 15.0 (Python 3.12)
 ]
 
 

@@ -73,6 +73,10 @@ _TF_WORD_CN = (
     (0x31350, 0x323AF),
 )
 _TF_SPACE_CN = ((0x13439, 0x1343F),)
+# The reverse: letters in the Unicode 15.1 tables of Python 3.13 (CJK Extension I) that TensorFlow 2.21's RE2
+# (Unicode 15.0) does not know, so it splits each off as a token of its own. The other 15.1 additions are
+# symbols (So), tokens of their own either way.
+_TF_UNASSIGNED_LETTERS = ((0x2EBF0, 0x2EE5D),)
 _BR = re.compile(BR_PATTERN)
 _NO_LOWER = re.compile("([" + "".join(re.escape(chr(c)) for c in sorted(_TF_NO_LOWER)) + "])")
 
@@ -93,7 +97,8 @@ def _kind(ch: str) -> str:
     if cat in _SPACE_CATEGORIES:
         return "s"
     if cat[0] in "LNM":
-        return "w"
+        cp = ord(ch)
+        return "p" if any(a <= cp <= b for a, b in _TF_UNASSIGNED_LETTERS) else "w"
     if cat == "Cn":
         cp = ord(ch)
         if any(a <= cp <= b for a, b in _TF_WORD_CN):
