@@ -200,7 +200,6 @@ def test_predict_file_that_is_missing_a_folder_empty_or_not_text_is_refused_by_n
 
 
 def test_a_file_given_as_out_or_a_folder_given_as_input_is_refused_by_name(tmp_path, capsys):
-
     from seqapps.forecast import data as forecast_data
     from seqapps.forecast.config import ForecastConfig
     from seqapps.speech import audio

@@ -15,8 +15,8 @@ def mock():
         yield
 
 
-@pytest.mark.parametrize("name, test_split", [("imdb_reviews", "test"), ("glue/sst2", "validation")])
-def test_sentiment_tfds_specs_give_labelled_texts_with_the_official_test_split(name, test_split, mock):
+@pytest.mark.parametrize("name", ["imdb_reviews", "glue/sst2"])
+def test_sentiment_tfds_specs_give_labelled_texts_with_the_official_test_split(name, mock):
     from seqapps.sentiment import data
     from seqapps.sentiment.app import SentimentApp
 
