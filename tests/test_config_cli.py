@@ -266,3 +266,17 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path, monkeypatch, capsys
     assert cli.main(["predict", "forecast", "--model", str(tmp_path), "--csv", "x.csv"]) == 130
     err = capsys.readouterr().err
     assert "seqapps predict: interrupted" in err and "Traceback" not in err
+
+
+def test_predict_file_dash_reads_standard_input(monkeypatch, capsys):
+    import io
+
+    from seqapps.data import read_input_file
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"Go.\nVe.\n")))
+    assert read_input_file("-", "sentence") == b"Go.\nVe.\n"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"  \n")))
+    assert cli.main(["predict", "translate", "--file", "-"]) == 2  # refused before the model is loaded
+    assert "error: standard input is empty; --file takes a text file with one sentence per line" in (
+        capsys.readouterr().err
+    )

@@ -31,16 +31,21 @@ def not_found(what: str, path, fix: str = DATA_FIX) -> FileNotFoundError:
     return FileNotFoundError(f"{what} {path} {state}{where}; {fix}")
 
 
+def input_name(path) -> str:
+    """How messages name a ``--file`` input: its path, or "standard input" for ``-``."""
+    return "standard input" if str(path) == "-" else str(path)
+
+
 def read_input_file(path, one_per_line: str) -> bytes:
     """The bytes of a ``predict --file`` input, which holds one ``one_per_line`` (a review, a sentence) per
-    line: a clear error when it is missing, a folder, empty or binary (NUL bytes)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; --file takes a text file with one {one_per_line} per line")
-    if not path.is_file():
-        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
-        raise FileNotFoundError(f"{path} not found{where}; --file takes a text file with one {one_per_line} per line")
-    raw = path.read_bytes()
+    line (``-``: standard input): a clear error when it is missing, a folder, empty or binary (NUL bytes)."""
+    if str(path) == "-":
+        import sys
+
+        raw = sys.stdin.buffer.read()
+    else:
+        raw = _read_file(Path(path), one_per_line)
+    path = input_name(path)
     if not raw.strip():
         raise ValueError(f"{path} is empty; --file takes a text file with one {one_per_line} per line")
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
@@ -48,3 +53,12 @@ def read_input_file(path, one_per_line: str) -> bytes:
     if b"\x00" in raw[:4096] and raw.count(b"\x00") > len(raw) // 10:
         raise ValueError(f"{path} looks binary (NUL bytes), not text with one {one_per_line} per line")
     return raw
+
+
+def _read_file(path: Path, one_per_line: str) -> bytes:
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; --file takes a text file with one {one_per_line} per line")
+    if not path.is_file():
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        raise FileNotFoundError(f"{path} not found{where}; --file takes a text file with one {one_per_line} per line")
+    return path.read_bytes()

@@ -551,7 +551,11 @@ class SentimentApp(App):
     # ------------------------------------------------------------------ predict
     def add_predict_arguments(self, parser):
         parser.add_argument("texts", nargs="*", help="texts to classify")
-        parser.add_argument("--file", type=Path, help="a text file, one text per line (UTF-8; invalid bytes replaced)")
+        parser.add_argument(
+            "--file",
+            type=Path,
+            help="a text file, one text per line (UTF-8; invalid bytes replaced); - reads standard input",
+        )
         parser.add_argument("--all", action="store_true", help="print the probability of every label")
 
     def predict(self, model_dir, args):
@@ -561,7 +565,7 @@ class SentimentApp(App):
 
         texts = list(args.texts)
         if args.file:
-            from seqapps.data import read_input_file
+            from seqapps.data import input_name, read_input_file
 
             raw = read_input_file(args.file, "review")
             content = raw.decode("utf-8-sig", errors="replace")  # a BOM is not part of the first text
@@ -570,7 +574,7 @@ class SentimentApp(App):
             )
             if bad > 0:
                 print(
-                    f"note: {args.file}: {bad} line(s) are not valid UTF-8; invalid bytes replaced by U+FFFD",
+                    f"note: {input_name(args.file)}: {bad} line(s) are not valid UTF-8; invalid bytes replaced by U+FFFD",
                     file=sys.stderr,
                 )
             texts += content.splitlines()

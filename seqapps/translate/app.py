@@ -535,17 +535,20 @@ class TranslateApp(App):
 
     def add_predict_arguments(self, parser):
         parser.add_argument("sentences", nargs="*", help="sentences to translate")
-        parser.add_argument("--file", type=Path, help="a UTF-8 text file, one sentence per line")
+        parser.add_argument(
+            "--file", type=Path, help="a UTF-8 text file, one sentence per line; - reads standard input"
+        )
         parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of beam search")
         parser.add_argument("--attention", action="store_true", help="print the attention of each output token")
 
     def predict(self, model_dir, args):
         sentences = list(args.sentences)
         if args.file:
-            from seqapps.data import decode_utf8, read_input_file
+            from seqapps.data import decode_utf8, input_name, read_input_file
 
             raw = read_input_file(args.file, "sentence")
-            sentences += decode_utf8(raw, args.file, "save it as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)").splitlines()
+            hint = "save it as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)"
+            sentences += decode_utf8(raw, input_name(args.file), hint).splitlines()
         if not sentences:
             raise ValueError("nothing to translate: give sentences or --file")
         served = self._load_serving(model_dir)
