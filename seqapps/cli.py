@@ -40,6 +40,14 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
+class _Version(argparse.Action):
+    """--version: the versions are looked up only when it is given, not on every command."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_versions())  # on stdout, as argparse's own version action does
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seqapps",
@@ -47,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=_versions())
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the versions of seqapps and its libraries")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model, evaluate it on the test split and export it")
@@ -103,8 +111,9 @@ def _model_dir(app, given):
         fix = "pass --model DIR (the shipped models are in the trained/ folder of a seqapps checkout)"
     else:
         fix = f"train first (make train-{app.name}) or pass --model DIR"
-    where = "" if folder.is_absolute() else f" (relative to {Path.cwd()})"
-    raise FileNotFoundError(f"model folder {folder}{where} not found: {fix}")
+    from seqapps.data import looked_up_from
+
+    raise FileNotFoundError(f"model folder {folder}{looked_up_from(folder)} not found: {fix}")
 
 
 def _train_multi_worker(app, cfg, out, resume):

@@ -25,10 +25,14 @@ def not_found(what: str, path, fix: str = DATA_FIX) -> FileNotFoundError:
     and ``path``, the folder a relative path was looked up from (shipped configs name ``../shared/data/...``,
     which exists beside a checkout only), and ``fix``."""
     path = Path(path)
-    where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
     # callers raise this when the path is not the kind they read: missing, or a folder/file where the other belongs
     state = "is a folder, not a file" if path.is_dir() else "is a file, not a folder" if path.exists() else "not found"
-    return FileNotFoundError(f"{what} {path} {state}{where}; {fix}")
+    return FileNotFoundError(f"{what} {path} {state}{looked_up_from(path)}; {fix}")
+
+
+def looked_up_from(path: Path) -> str:
+    """For a relative path, " (relative to CWD)": where a path that is not there was looked for."""
+    return "" if path.is_absolute() else f" (relative to {Path.cwd()})"
 
 
 def input_name(path) -> str:
@@ -59,6 +63,6 @@ def _read_file(path: Path, one_per_line: str) -> bytes:
     if path.is_dir():
         raise ValueError(f"{path} is a folder; --file takes a text file with one {one_per_line} per line")
     if not path.is_file():
-        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
-        raise FileNotFoundError(f"{path} not found{where}; --file takes a text file with one {one_per_line} per line")
+        fix = f"--file takes a text file with one {one_per_line} per line"
+        raise FileNotFoundError(f"{path} not found{looked_up_from(path)}; {fix}")
     return path.read_bytes()

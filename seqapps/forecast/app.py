@@ -78,7 +78,7 @@ def _check_target_step(ds, pairs, targets, step: float):
         si, t = pairs[i]
         s = ds.series[si]
         raise ValueError(
-            f"target_step={step:g}: {s.name}: {ds.columns[ds.target_index]!r} at {_fmt_time(s.times[t + h + 1])} is "
+            f"target_step={step:g}: {s.name}: {ds.columns[ds.target_index]!r} at {format_times([s.times[t + h + 1]])[0]} is "
             f"{targets[i, h]:g}, off that grid ({int(off.sum())} training targets are); set target_step to the "
             "step the values are recorded in, or 0 to keep the median unrounded"
         )
@@ -688,10 +688,6 @@ def _calibration_windows(ds, sp, cfg) -> np.ndarray:
     pairs = sp.train
     pairs = pairs[np.linspace(0, len(pairs) - 1, min(len(pairs), CALIBRATION_WINDOWS)).round().astype(int)]
     return data.windows(ds, pairs, cfg.window, cfg.horizon)[0].astype(np.float32)
-
-
-def _fmt_time(t) -> str:
-    return format_times([t])[0]
 
 
 def format_times(times) -> list[str]:

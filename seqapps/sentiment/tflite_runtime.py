@@ -8,7 +8,6 @@ This is what a device does::
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -20,7 +19,10 @@ class TFLiteClassifier:
     def __init__(self, model_dir, model_file="model.tflite", num_threads=1):
         from ai_edge_litert.interpreter import Interpreter
 
-        model_dir = Path(model_dir)
+        # a wrong, incomplete or missing folder: an error that says which
+        model_dir = metadata.check_model_folder(
+            model_dir, "sentiment", ("assets/tokenizer.json", "assets/vocab.txt", "assets/labels.txt", model_file)
+        )
         self.tokenizer = Tokenizer.from_dir(model_dir)
         self.labels = read_lines(model_dir / "assets" / "labels.txt")
         self.interp = Interpreter(model_path=str(model_dir / model_file), num_threads=num_threads)
@@ -47,14 +49,9 @@ def main(argv=None):
     p.add_argument("--model-file", default="model.tflite")
     args = p.parse_args(argv)
     try:
-        metadata.check_model_folder(
-            args.model_dir,
-            "sentiment",
-            ["assets/tokenizer.json", "assets/vocab.txt", "assets/labels.txt", args.model_file],
-        )
+        clf = TFLiteClassifier(args.model_dir, args.model_file)
     except (OSError, ValueError) as exc:
         p.error(str(exc))
-    clf = TFLiteClassifier(args.model_dir, args.model_file)
     for t in args.texts:
         label, prob = clf.classify(t)
         print(f"{label or '(empty)'}\t{prob:.3f}\t{t[:70]}")

@@ -521,7 +521,7 @@ class SpeechApp(App):
             out = fn(waveform=tf.constant(np.stack(clips)))
             probs = out["probabilities"].numpy()
             for name, label, p in zip(names, out["label"].numpy(), probs):
-                top = np.argsort(-p)[: max(1, args.top)]
+                top = np.argsort(-p)[: args.top]
                 print(f"{name}: {label.decode()}  (" + ", ".join(f"{labels[i]} {p[i]:.3f}" for i in top) + ")")
         _raise_unread(failed, len(args.files))
 

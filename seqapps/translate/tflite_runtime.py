@@ -27,7 +27,12 @@ class TFLiteTranslator:
     def __init__(self, model_dir, model_file="model.tflite", num_threads=1):
         from ai_edge_litert.interpreter import Interpreter
 
-        model_dir = Path(model_dir)
+        # a wrong, incomplete or missing folder: an error that says which
+        model_dir = metadata.check_model_folder(
+            model_dir,
+            "translate",
+            ("assets/tokenizer.json", "assets/src_vocab.txt", "assets/tgt_vocab.txt", model_file),
+        )
         spec = json.loads((model_dir / "assets" / "tokenizer.json").read_text(encoding="utf-8"))
         self.max_src_len, self.max_tgt_len = spec["max_src_len"], spec["max_tgt_len"]
         self.src_vocab = _read_vocab(model_dir / "assets" / "src_vocab.txt")
@@ -82,14 +87,9 @@ def main(argv=None):
     p.add_argument("--model-file", default="model.tflite")
     args = p.parse_args(argv)
     try:
-        metadata.check_model_folder(
-            args.model_dir,
-            "translate",
-            ["assets/tokenizer.json", "assets/src_vocab.txt", "assets/tgt_vocab.txt", args.model_file],
-        )
+        t = TFLiteTranslator(args.model_dir, args.model_file)
     except (OSError, ValueError) as exc:
         p.error(str(exc))
-    t = TFLiteTranslator(args.model_dir, args.model_file)
     for s in args.sentences:
         print(t.translate(s))
 
