@@ -163,6 +163,7 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
         steps_per_epoch=cfg.steps_per_epoch or None,
         callbacks=cbs,
         verbose=cfg.verbose,
+        shuffle=False,  # the datasets shuffle themselves; Keras warns that fit's own shuffle would be ignored
     )
     history.train_seconds = time.time() - start
     losses = history.history.get("loss", [])

@@ -193,3 +193,17 @@ def test_ema_run_resumed_after_a_crash_ends_with_the_same_weights(tmp_path):
     training.fit(whole, _data(), _data(16, 1), cfg, tmp_path / "whole")
     for a, b in zip(resumed.get_weights(), whole.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_fit_on_datasets_gives_no_keras_warning(tmp_path):
+    """The datasets shuffle themselves: fit must not pass its own shuffle=True, which Keras warns it ignores."""
+    import warnings
+
+    from seqapps import training
+    from seqapps.config import TrainConfig
+
+    cfg = TrainConfig(epochs=1, patience=0, verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        training.fit(_tiny(cfg), _data(), _data(16, 1), cfg, tmp_path / "run")
+    assert not [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
