@@ -101,6 +101,19 @@ def test_splits_are_deterministic_and_grouped_by_source():
     assert splits == data.split_pairs(pairs, 0.1, 0.1)
 
 
+def test_training_batches_are_counted_before_the_first_epoch():
+    """Bucketing by length hides the number of batches from Keras (no progress bar total in epoch 1, a
+    "ran out of data" warning after it): `make_dataset` states it, and tf.data checks the statement."""
+    rng = np.random.default_rng(0)
+    src = [list(range(1, n + 1)) for n in rng.integers(1, 25, size=301)]
+    tgt = [list(range(1, n + 1)) for n in rng.integers(3, 27, size=301)]
+    for batch_size in (1, 7, 32, 400):
+        ds = data.make_dataset(src, tgt, batch_size, shuffle=True, seed=0)
+        counted = sum(1 for _ in ds)
+        assert int(ds.cardinality()) == data.bucketed_batches(src, tgt, batch_size) == counted
+        assert counted > -(-301 // batch_size) or batch_size == 1  # partial batches: one per length bucket
+
+
 def test_anki_file_errors_name_file_and_line(tmp_path):
     good = tmp_path / "spa.txt"
     good.write_text("Go.\tVe.\tCC-BY 2.0 (France) Attribution\nHi.\tHola.\n", encoding="utf-8")

@@ -161,6 +161,17 @@ def encode(tokens: list[list[str]], vocab: list[str], add_start_end: bool = Fals
     return out
 
 
+BUCKET_BOUNDARIES = [5, 7, 9, 11, 14, 18]  # training batches: max(source, target - 1) tokens
+
+
+def bucketed_batches(src_ids, tgt_ids, batch_size: int) -> int:
+    """How many batches `make_dataset(..., shuffle=True)` yields: every length bucket ends with one partial
+    batch, whatever the order."""
+    keys = np.maximum([len(s) for s in src_ids], np.array([len(t) for t in tgt_ids]) - 1)
+    counts = np.bincount(np.searchsorted(BUCKET_BOUNDARIES, keys, side="right"), minlength=len(BUCKET_BOUNDARIES) + 1)
+    return int(sum(-(-int(c) // batch_size) for c in counts))
+
+
 def make_dataset(src_ids, tgt_ids, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
     """((source, target_in), target_out) batches padded to the longest sequence of each batch.
 
@@ -175,10 +186,13 @@ def make_dataset(src_ids, tgt_ids, batch_size: int, shuffle: bool, seed: int) ->
         ds = ds.shuffle(len(src_ids), seed=seed, reshuffle_each_iteration=True)
         ds = ds.bucket_by_sequence_length(
             lambda s, t: tf.maximum(tf.shape(s)[0], tf.shape(t)[0] - 1),
-            bucket_boundaries=[5, 7, 9, 11, 14, 18],
-            bucket_batch_sizes=[batch_size] * 7,
+            bucket_boundaries=BUCKET_BOUNDARIES,
+            bucket_batch_sizes=[batch_size] * (len(BUCKET_BOUNDARIES) + 1),
             pad_to_bucket_boundary=False,
         )
+        # bucketing hides the number of batches from Keras (no progress bar total in the first epoch, and a
+        # "ran out of data" warning at its end); it depends only on the lengths, so it is stated (and checked)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(bucketed_batches(src_ids, tgt_ids, batch_size)))
         # bucket_by_sequence_length pads dense; shuffle whole batches so lengths are mixed over an epoch
         ds = ds.shuffle(64, seed=seed)
     else:
