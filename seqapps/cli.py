@@ -143,15 +143,36 @@ def _out_folder(path) -> Path:
     return path
 
 
+# import names of the dependencies that the commands need and the TFLite device runtimes do not
+_FULL_INSTALL = {"tensorflow", "keras", "yaml", "sklearn", "scipy", "matplotlib", "sacrebleu", "tensorflow_datasets"}
+
+
 def main(argv=None) -> int:
+    try:
+        return _run(argv)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in _FULL_INSTALL:
+            raise
+        print(
+            f"seqapps: error: the Python package {exc.name!r} is not installed: the seqapps commands need all of "
+            "seqapps' dependencies (pip install seqapps; from a checkout: make install). Without them only the "
+            "TFLite device runtimes run (python -m seqapps.sentiment.tflite_runtime MODEL_DIR TEXT ...)",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _run(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if argv[:1] == ["predict"]:
         return _predict(argv[1:])
     args = parser.parse_args(argv)
     from seqapps import config as config_lib
+    from seqapps import native_log
 
     try:
+        native_log.init_devices()  # before the first op: TensorFlow's expected start-up errors are not shown
         if args.command == "bench":
             from seqapps import bench
 
@@ -215,7 +236,10 @@ def _predict(argv) -> int:
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped trained/APP)")
     app.add_predict_arguments(parser)
     args = parser.parse_args(argv[1:])
+    from seqapps import native_log
+
     try:
+        native_log.init_devices()
         app.predict(_model_dir(app, args.model), args)
     except (ValueError, OSError, UnicodeDecodeError) as exc:  # OSError: missing, unreadable files
         print(f"seqapps predict: error: {exc}", file=sys.stderr)

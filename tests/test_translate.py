@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from seqapps import native_log
 from seqapps.export import saved_model, tflite
 from seqapps.registry import get_app
 from seqapps.translate import corpus, data, text
@@ -263,6 +264,8 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("\n") == 2 and "longer than the model's limit" in proc.stderr
+    # TensorFlow's start-up log (absl INFO lines, cuInit and oneDNN errors about nothing wrong) stays hidden
+    assert not [line for line in proc.stderr.splitlines() if native_log.severity(line) is not None], proc.stderr
     bad = tmp_path / "bad.txt"
     bad.write_bytes("¿Qué?".encode("latin-1"))
     proc = subprocess.run(

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqapps import native_log
+
 
 def make_batch(rng, batch: int, steps: int):
     values = rng.uniform(size=(batch, steps)).astype("float32")
@@ -146,6 +148,7 @@ def main(argv=None):
     )
     p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress (default 1)")
     args = p.parse_args(argv)
+    native_log.init_devices()  # TensorFlow's start-up errors about nothing wrong stay hidden
     import seqapps  # noqa: F401
 
     test = make_batch(np.random.default_rng(10_000 + args.seed), 1000, args.steps)

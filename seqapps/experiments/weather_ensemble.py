@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqapps import native_log
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
@@ -28,6 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument("models", nargs="+", help="trained forecast folders (each with saved_model/ and config.yaml)")
     parser.add_argument("--config", default=None, help="config whose data and test split to use (default: the first)")
     args = parser.parse_args(argv)
+    native_log.init_devices()  # TensorFlow's start-up errors about nothing wrong stay hidden
 
     import tensorflow as tf
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqapps import native_log
+
 DEFAULT_VARIANTS = {
     "shipped settings": "",
     "lstm": "cell:lstm",
@@ -90,6 +92,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], help="key=value override for every variant")
     parser.add_argument("--out", default="runs/weather-sweep", help="folder for the networks and their forecasts")
     args = parser.parse_args(argv)
+    native_log.init_devices()  # TensorFlow's start-up errors about nothing wrong stay hidden
     try:
         variants = dict(parse_variant(v) for v in args.variant) or {
             k: parse_variant(f"x={v}")[1] for k, v in DEFAULT_VARIANTS.items()

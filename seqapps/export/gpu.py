@@ -22,6 +22,8 @@ import re
 import sys
 from pathlib import Path
 
+from seqapps import native_log
+
 CONTROL_FLOW = {"WHILE", "IF", "CALL_ONCE"}
 REPORT_FILE = "gpu_compatibility.json"
 _OP_LINE = re.compile(r"^\s*Op#\d+\s+([A-Z0-9_]+)\(")
@@ -111,6 +113,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("model_dirs", nargs="+", help="folders with .tflite files, e.g. trained/forecast")
     args = parser.parse_args(argv)
+    native_log.init_devices()  # TensorFlow's start-up errors about nothing wrong stay hidden
     for d in args.model_dirs:
         try:
             path = write_reports(d)

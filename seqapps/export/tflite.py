@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from seqapps import native_log
 from seqapps.layers.base import sequence_projection
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
@@ -169,15 +171,19 @@ def _int8(saved_model_dir, converter, signature_keys, keep_float) -> bytes:
         if not denied:
             raise ExportError("int8 export: no tensor matched keep_float, so nothing would stay in float")
     converter._experimental_calibrate_only = True  # as tf.lite.experimental.QuantizationDebugger does
-    try:
-        calibrated = converter.convert()
-        blob = lite_convert.mlir_quantize(
-            _widen_empty_ranges(calibrated),
-            disable_per_channel=converter._experimental_disable_per_channel,
-            denylisted_nodes=denied,
-        )
-    except Exception as exc:
-        raise ExportError(f"TFLite int8 conversion of {saved_model_dir} failed: {exc}") from exc
+    # TensorFlow's calibrator runs its own deprecated tf.lite.Interpreter (a warning addressed to code that
+    # would, not to this one, which runs ai_edge_litert) and the quantizer prints its settings on stderr
+    with warnings.catch_warnings(), native_log.filtered(expected=("fully_quantize: ",)):
+        warnings.filterwarnings("ignore", r"\s*Warning: tf\.lite\.Interpreter is deprecated", UserWarning)
+        try:
+            calibrated = converter.convert()
+            blob = lite_convert.mlir_quantize(
+                _widen_empty_ranges(calibrated),
+                disable_per_channel=converter._experimental_disable_per_channel,
+                denylisted_nodes=denied,
+            )
+        except Exception as exc:
+            raise ExportError(f"TFLite int8 conversion of {saved_model_dir} failed: {exc}") from exc
     left = degenerate_int8_tensors(blob)
     if left:
         raise ExportError(f"int8 export: tensors with a degenerate int8 scale remain: {sorted(left)[:5]}")
@@ -251,7 +257,8 @@ def interpreter(model, num_threads: int = 1):
         interp = Interpreter(model_content=bytes(model), num_threads=num_threads)
     else:
         interp = Interpreter(model_path=str(model), num_threads=num_threads)
-    interp.allocate_tensors()
+    with native_log.filtered():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
+        interp.allocate_tensors()
     return interp
 
 

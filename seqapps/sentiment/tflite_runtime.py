@@ -11,6 +11,7 @@ import argparse
 
 import numpy as np
 
+from seqapps import native_log
 from seqapps.export import metadata
 from seqapps.sentiment.tokenizer import Tokenizer, read_lines
 
@@ -26,7 +27,8 @@ class TFLiteClassifier:
         self.tokenizer = Tokenizer.from_dir(model_dir)
         self.labels = read_lines(model_dir / "assets" / "labels.txt")
         self.interp = Interpreter(model_path=str(model_dir / model_file), num_threads=num_threads)
-        self.interp.allocate_tensors()
+        with native_log.filtered():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
+            self.interp.allocate_tensors()
         self._run = self.interp.get_signature_runner("classify")
 
     def probabilities(self, text: str | bytes) -> np.ndarray:

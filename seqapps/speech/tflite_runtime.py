@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqapps import native_log
+
 
 class StreamRunner:
     """One hop of audio + state -> probabilities + state, on the ``step`` signature of ``stream.tflite``."""
@@ -17,7 +19,8 @@ class StreamRunner:
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found; export the speech model first")
         self.interp = Interpreter(model_path=str(path), num_threads=num_threads)
-        self.interp.allocate_tensors()
+        with native_log.filtered():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
+            self.interp.allocate_tensors()
         self.runner = self.interp.get_signature_runner("step")
         details = self.runner.get_input_details()
         self.hop = int(details["audio"]["shape"][-1])

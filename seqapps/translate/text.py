@@ -1,7 +1,8 @@
 """Text processing shared by training, the SavedModel and devices.
 
 `standardize`/`tokenize` are TensorFlow ops (they run inside the SavedModel); `py_tokenize` is the
-same processing in pure Python for devices and the TFLite reference loop (tests keep them equal).
+same processing in pure Python for devices and the TFLite reference loop (tests keep them equal),
+usable where TensorFlow is not installed.
 
 Steps: Unicode composition (NFC) of accented Latin letters, lower-casing, curly quotes to
 straight, every character that is not a letter, digit, apostrophe or space split off as its own
@@ -13,7 +14,12 @@ from __future__ import annotations
 import re
 import unicodedata
 
-import tensorflow as tf
+try:
+    import tensorflow as tf
+except ModuleNotFoundError as _exc:  # a device-like install: only the pure-Python twins are used there
+    if _exc.name != "tensorflow":
+        raise
+    tf = None
 
 PAD, UNK, START, END = "", "[UNK]", "[START]", "[END]"
 RESERVED = [PAD, UNK, START, END]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqapps import native_log
 from seqapps.export import metadata
 from seqapps.translate.text import END_ID, PAD_ID, RESERVED, START_ID, UNK_ID, py_detokenize, py_tokenize
 
@@ -40,7 +41,8 @@ class TFLiteTranslator:
         assert self.src_vocab[: len(RESERVED)] == RESERVED
         self.src_index = {t: i for i, t in enumerate(self.src_vocab)}
         self.interp = Interpreter(model_path=str(model_dir / model_file), num_threads=num_threads)
-        self.interp.allocate_tensors()
+        with native_log.filtered():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
+            self.interp.allocate_tensors()
         self._encode = self.interp.get_signature_runner("encode")
         self._step = self.interp.get_signature_runner("decode_step")
 
