@@ -4,7 +4,9 @@
   against the Keras built-in layer with the same weights, batch 64, T=100, input 64, units 128.
 * each app's ``App.bench(model_dir)`` rows for its shipped model.
 
-Results are printed and written to ``bench/results.md``.
+Results are printed and written to ``bench/results.md`` by a full run (``seqapps bench``, ``make bench``),
+the report the README quotes. A part (``seqapps bench layers``) or a ``--quick`` run writes
+``bench/results-<part>[-quick].md`` instead (ignored by git), so it never replaces the full report.
 """
 
 from __future__ import annotations
@@ -277,8 +279,19 @@ def to_markdown(sections: dict) -> str:
     return "\n".join(lines)
 
 
-def main(what: str = "all", quick: bool = False, out: str | Path = "bench/results.md") -> int:
+def default_out(what: str = "all", quick: bool = False) -> Path:
+    """``bench/results.md`` for the full run; ``bench/results-<what>[-quick].md`` for a part or a quick run."""
+    if what == "all" and not quick:
+        return Path("bench/results.md")
+    return Path(f"bench/results-{what}{'-quick' if quick else ''}.md")
+
+
+def main(what: str = "all", quick: bool = False, out: str | Path | None = None) -> int:
     from seqapps import registry
+
+    out = Path(out) if out is not None else default_out(what, quick)
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a folder, not a file: give the Markdown file to write")
 
     sections = {}
     if what in ("all", "layers"):
@@ -302,5 +315,6 @@ def main(what: str = "all", quick: bool = False, out: str | Path = "bench/result
     print(md)
     from seqapps.export.atomic import atomic_write_text
 
-    atomic_write_text(Path(out), md)  # an interrupted run leaves the last results.md whole
+    atomic_write_text(out, md)  # an interrupted run leaves the last results.md whole
+    print(f"[bench] written to {out}")
     return 0

@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks (layers: custom cells vs Keras built-ins)")
     p.add_argument("app", nargs="?", default="all", help="'layers', an app name, or 'all'")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="Markdown report to write (default: bench/results.md for a full run, "
+        "bench/results-PART[-quick].md for a part or --quick, so the full report is never replaced)",
+    )
     return parser
 
 
@@ -176,7 +182,7 @@ def _run(argv=None) -> int:
         if args.command == "bench":
             from seqapps import bench
 
-            return bench.main(args.app, quick=args.quick)
+            return bench.main(args.app, quick=args.quick, out=args.out)
         app = registry.get_app(args.app)
         if args.command == "train":
             cfg = app.tiny_config() if args.tiny else app.default_config()

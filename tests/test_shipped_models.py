@@ -1,5 +1,7 @@
 """Every shipped SavedModel loads and answers its example request in a process without seqapps."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -69,6 +71,27 @@ def test_shipped_benchmark_table_pieces():
         [{"model": "m", "artifact": "a.tflite", "mb": 1.5, "ms": 2.0, "metric": "acc", "value": 0.9, "keras": 0.91}]
     )
     assert "| m | a.tflite | 1.50 | 2 | acc | 0.9 | 0.91 |" in md
+
+
+def test_a_partial_or_quick_benchmark_never_replaces_the_full_report(tmp_path, monkeypatch, capsys):
+    from seqapps import bench
+
+    row = {"benchmark": "GRU train", "value": 2.0, "unit": "samples/s", "baseline": 1.0, "ratio": 2.0}
+    monkeypatch.setattr(bench, "layer_rows", lambda quick: [row])
+    monkeypatch.chdir(tmp_path)
+    full = tmp_path / "bench" / "results.md"
+    full.parent.mkdir()
+    full.write_text("the full report\n")
+    assert bench.main("layers", quick=True) == 0
+    assert full.read_text() == "the full report\n"
+    assert "| GRU train | 2 |" in (tmp_path / "bench" / "results-layers-quick.md").read_text()
+    assert "written to bench/results-layers-quick.md" in capsys.readouterr().out
+    assert bench.default_out("layers") == Path("bench/results-layers.md")
+    assert bench.default_out("all", quick=True) == Path("bench/results-all-quick.md")
+    assert bench.default_out() == Path("bench/results.md")
+    assert bench.main("layers", out=tmp_path / "mine.md") == 0 and (tmp_path / "mine.md").is_file()
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        bench.main("layers", out=tmp_path)
 
 
 @pytest.mark.parametrize("name", examples.shipped())
