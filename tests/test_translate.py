@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from seqapps import native_log
 from seqapps.export import saved_model, tflite
 from seqapps.registry import get_app
 from seqapps.translate import corpus, data, text
 from seqapps.translate.config import TranslateConfig, tiny
+from tests.helpers import native_noise
 
 # ---------------------------------------------------------------- corpus
 
@@ -265,7 +265,7 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("\n") == 2 and "longer than the model's limit" in proc.stderr
     # TensorFlow's start-up log (absl INFO lines, cuInit and oneDNN errors about nothing wrong) stays hidden
-    assert not [line for line in proc.stderr.splitlines() if native_log.severity(line) is not None], proc.stderr
+    assert not native_noise(proc.stderr), proc.stderr
     bad = tmp_path / "bad.txt"
     bad.write_bytes("¿Qué?".encode("latin-1"))
     proc = subprocess.run(
