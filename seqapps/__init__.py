@@ -15,7 +15,7 @@ try:
     with _native_log.filtered():
         from seqapps import layers
 except ModuleNotFoundError as _exc:
-    # A device-like install without TensorFlow/Keras (pip install --no-deps seqapps ai-edge-litert numpy):
+    # A device-like install without TensorFlow/Keras (pip install --no-deps seqapps; pip install ai-edge-litert numpy):
     # the TFLite runtimes (python -m seqapps.sentiment.tflite_runtime ...) work, everything else needs them.
     if (_exc.name or "").split(".")[0] not in ("tensorflow", "keras"):
         raise
