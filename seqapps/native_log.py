@@ -106,15 +106,6 @@ def _write(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data) :]
 
 
-def import_tensorflow():
-    """``import tensorflow`` with its start-up lines filtered (a no-op when it is imported already)."""
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    with filtered():
-        import tensorflow
-    return tensorflow
-
-
 def init_devices():
     """Start TensorFlow's devices with what that prints filtered, before a command's first op.
 
@@ -124,7 +115,8 @@ def init_devices():
     transpose of a boolean tensor (every masked recurrent layer has one): that transpose is run here. Not
     where ``TF_CONFIG`` is set: MultiWorkerMirroredStrategy must be created before any op runs.
     """
-    tf = import_tensorflow()
+    import tensorflow as tf  # imported already, its lines filtered, by seqapps/__init__
+
     no_driver = any(NO_CUDA_DRIVER in line for line in dropped)
     expected = ("oneDNN supports DT_BOOL only",) + (("failed call to cuInit",) if no_driver else ())
     with filtered(expected=expected):

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from seqapps import native_log
+from seqapps.export.litert import interpreter  # noqa: F401  (tflite.interpreter, as callers know it)
 from seqapps.layers.base import sequence_projection
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
@@ -247,19 +248,6 @@ def convert_module(
         return convert(
             tmp, variant, signature_keys=keys, representative_dataset=representative_dataset, keep_float=keep_float
         )
-
-
-def interpreter(model, num_threads: int = 1):
-    """An `ai_edge_litert` interpreter for a path or flatbuffer bytes."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    if isinstance(model, (bytes, bytearray)):
-        interp = Interpreter(model_content=bytes(model), num_threads=num_threads)
-    else:
-        interp = Interpreter(model_path=str(model), num_threads=num_threads)
-    with native_log.filtered():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
-        interp.allocate_tensors()
-    return interp
 
 
 def run(interp, signature: str | None = None, **inputs) -> dict:

@@ -11,24 +11,19 @@ import argparse
 
 import numpy as np
 
-from seqapps import native_log
-from seqapps.export import metadata
+from seqapps.export import litert, metadata
 from seqapps.sentiment.tokenizer import Tokenizer, read_lines
 
 
 class TFLiteClassifier:
     def __init__(self, model_dir, model_file="model.tflite", num_threads=1):
-        from ai_edge_litert.interpreter import Interpreter
-
         # a wrong, incomplete or missing folder: an error that says which
         model_dir = metadata.check_model_folder(
             model_dir, "sentiment", ("assets/tokenizer.json", "assets/vocab.txt", "assets/labels.txt", model_file)
         )
         self.tokenizer = Tokenizer.from_dir(model_dir)
         self.labels = read_lines(model_dir / "assets" / "labels.txt")
-        self.interp = Interpreter(model_path=str(model_dir / model_file), num_threads=num_threads)
-        with native_log.filtered():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
-            self.interp.allocate_tensors()
+        self.interp = litert.interpreter(model_dir / model_file, num_threads)
         self._run = self.interp.get_signature_runner("classify")
 
     def probabilities(self, text: str | bytes) -> np.ndarray:

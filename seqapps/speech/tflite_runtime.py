@@ -6,21 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
-from seqapps import native_log
+from seqapps.export import litert
 
 
 class StreamRunner:
     """One hop of audio + state -> probabilities + state, on the ``step`` signature of ``stream.tflite``."""
 
     def __init__(self, path, num_threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found; export the speech model first")
-        self.interp = Interpreter(model_path=str(path), num_threads=num_threads)
-        with native_log.filtered():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
-            self.interp.allocate_tensors()
+        self.interp = litert.interpreter(path, num_threads)
         self.runner = self.interp.get_signature_runner("step")
         details = self.runner.get_input_details()
         self.hop = int(details["audio"]["shape"][-1])

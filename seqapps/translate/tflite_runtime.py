@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqapps import native_log
-from seqapps.export import metadata
+from seqapps.export import litert, metadata
 from seqapps.translate.text import END_ID, PAD_ID, RESERVED, START_ID, UNK_ID, py_detokenize, py_tokenize
 
 
@@ -26,8 +25,6 @@ def _read_vocab(path):
 
 class TFLiteTranslator:
     def __init__(self, model_dir, model_file="model.tflite", num_threads=1):
-        from ai_edge_litert.interpreter import Interpreter
-
         # a wrong, incomplete or missing folder: an error that says which
         model_dir = metadata.check_model_folder(
             model_dir,
@@ -40,9 +37,7 @@ class TFLiteTranslator:
         self.tgt_vocab = _read_vocab(model_dir / "assets" / "tgt_vocab.txt")
         assert self.src_vocab[: len(RESERVED)] == RESERVED
         self.src_index = {t: i for i, t in enumerate(self.src_vocab)}
-        self.interp = Interpreter(model_path=str(model_dir / model_file), num_threads=num_threads)
-        with native_log.filtered():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
-            self.interp.allocate_tensors()
+        self.interp = litert.interpreter(model_dir / model_file, num_threads)
         self._encode = self.interp.get_signature_runner("encode")
         self._step = self.interp.get_signature_runner("decode_step")
 
