@@ -519,6 +519,24 @@ def test_forecast_times_are_written_in_one_format():
     assert format_times(np.array(["2020-01-01T00:00:30"], dtype="datetime64[s]")) == ["2020-01-01 00:00:30"]
 
 
+def test_printed_forecast_shows_every_quantile_with_the_decimals_its_spread_needs():
+    from seqapps.forecast.app import display_decimals, forecast_table
+
+    price = np.array([[306.925, 310.311, 313.468], [302.764, 311.174, 318.703]])
+    assert display_decimals(price) == 2  # narrowest interval 6.5: cents
+    assert display_decimals(price / 1000) == 5  # 0.0065
+    assert display_decimals(price * 1000) == 0  # never negative
+    assert display_decimals(np.full((2, 3), 4.0)) == 3  # no spread
+    assert display_decimals(np.array([[np.nan, 1.0, np.nan], [0.5, 1.0, 0.52]])) == 4  # NaN widths are left out
+    text = forecast_table("close", "2020-01-10", 310.33, ["2020-01-13", "2020-01-17"], ["q10", "q50", "q90"], price)
+    assert text.splitlines() == [
+        "close at 2020-01-10: 310.33",
+        "  step time           q10     q50     q90",
+        "    +1 2020-01-13  306.93  310.31  313.47",
+        "    +2 2020-01-17  302.76  311.17  318.70",
+    ]
+
+
 def _cli(capsys, *args):
     from seqapps import cli
 

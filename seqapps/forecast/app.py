@@ -624,9 +624,7 @@ class ForecastApp(App):
             title=f"{args.csv.stem}: {target} forecast ({horizon} steps, model {model_dir})",
         )
         atomic_write_text(out_csv, "\n".join(lines) + "\n")  # the chart first: a CSV is never left without it
-        print(f"{target} at {last_text}: {series.target[-1]:.6g}")
-        for h in range(horizon):
-            print(f"  +{h + 1} {time_text[h]}: " + "  ".join(f"{n} {v:.6g}" for n, v in zip(names, q[h])))
+        print(forecast_table(target, last_text, series.target[-1], time_text, names, q))
         print(f"wrote {out_csv} and {png}")
 
     # ------------------------------------------------------------------ bench
@@ -698,6 +696,35 @@ def format_times(times) -> list[str]:
     if all(s.endswith("00:00:00") for s in text):
         return [s[:10] for s in text]
     return text if any(not s.endswith(":00") for s in text) else [s[:16] for s in text]
+
+
+def display_decimals(q) -> int:
+    """Decimals that show a forecast [steps, quantiles] to about three digits of its narrowest interval.
+
+    The narrowest interval is the first step's, as a rule: a width of 6.5 (a price one day ahead) gives 2
+    decimals, 0.043 gives 4; the result is kept within 0 to 6, and a forecast with no spread gives 3."""
+    q = np.asarray(q, np.float64)
+    widths = q[:, -1] - q[:, 0] if q.ndim == 2 and q.shape[1] > 1 else np.zeros(1)
+    widths = widths[np.isfinite(widths) & (widths > 0)]
+    if not widths.size:
+        return 3
+    return int(np.clip(2 - np.floor(np.log10(widths.min())), 0, 6))
+
+
+def forecast_table(target, last_text, last_value, time_text, names, q) -> str:
+    """The forecast as `predict` prints it: one line per step, the quantiles in aligned columns, all with the
+    same decimals (the CSV keeps six significant digits)."""
+    d = display_decimals(q)
+    cells = [[f"{v:.{d}f}" for v in row] for row in np.asarray(q)]
+    width = max(len(c) for row in cells for c in row)
+    step_w, time_w = max(4, len(f"+{len(cells)}")), max(len(t) for t in time_text)
+    lines = [
+        f"{target} at {last_text}: {last_value:.{d}f}",
+        f"  {'step':>{step_w}} {'time':<{time_w}}  " + "  ".join(f"{n:>{width}}" for n in names),
+    ]
+    for h, row in enumerate(cells):
+        lines.append(f"  {f'+{h + 1}':>{step_w}} {time_text[h]:<{time_w}}  " + "  ".join(f"{c:>{width}}" for c in row))
+    return "\n".join(lines)
 
 
 def future_times(times, horizon, business_days=False):
