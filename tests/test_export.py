@@ -182,6 +182,13 @@ def test_failed_saved_model_export_leaves_no_version_folder(tmp_path):
 
 def test_metadata_records_versions_and_sizes(tmp_path):
     (tmp_path / "a.bin").write_bytes(b"123")
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "vocab.txt").write_bytes(b"ab")
+    # written after the listing, or not part of the model: never listed with sizes that would be stale
+    for name in ("metadata.json", "MODEL_CARD.md", ".hidden", "run/logs/events"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("an earlier export")
+    assert metadata.file_sizes(tmp_path) == {"a.bin": 3, "assets/vocab.txt": 2}
     meta = metadata.write(
         tmp_path / "metadata.json",
         app="x",

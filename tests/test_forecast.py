@@ -292,6 +292,21 @@ def test_metrics_against_hand_computed_values():
     assert m["coverage80"] == [1.0, 0.5]
 
 
+def test_mape_is_flagged_where_the_actual_values_reach_zero():
+    assert backtest.mape_note(np.array([[310.3, 311.2], [0.01, 2.0]])) is None  # prices: positive
+    note = backtest.mape_note(np.array([[-3.0, 0.0], [0.0, 12.0], [np.nan, 5.0]]))
+    assert note.startswith("MAPE says little here: the actual values run from -3 to 12, through zero (2 of the 5 ")
+    y, last, scale = np.array([[-1.0], [2.0]]), np.array([0.0, 1.0]), np.ones(2)
+    methods = {
+        "model": backtest.metrics(y + 0.5, y, last, scale),
+        "naive": backtest.metrics(last[:, None], y, last, scale),
+    }
+    res = {"windows": 2, "series": 1, "methods": methods, "mape_note": note}
+    assert backtest.table(res, 1).splitlines()[-1] == note
+    del res["mape_note"]
+    assert "MAPE says" not in backtest.table(res, 1)
+
+
 def test_baselines_against_hand_computed_values(tmp_path):
     y = np.arange(1.0, 21.0) ** 1.5  # 20 rows
     rows = [f"{np.datetime64('2020-01-01') + i},{v},{v},{v},{v},1" for i, v in enumerate(y)]

@@ -51,6 +51,14 @@ def test_every_shipped_model_has_a_gpu_variant_and_report(name):
     }
 
 
+@pytest.mark.parametrize("name", examples.shipped())
+def test_metadata_lists_the_files_that_ship(name):
+    from seqapps.export import metadata
+
+    folder = examples.ROOT / "trained" / name
+    assert metadata.read(folder / "metadata.json")["files"] == metadata.file_sizes(folder)
+
+
 def test_shipped_benchmark_table_pieces():
     import json
 

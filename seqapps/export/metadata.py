@@ -32,12 +32,20 @@ def versions() -> dict:
     return out
 
 
+# written from the metadata after it (their sizes are not known yet), or not part of the model: the training
+# run's logs and checkpoints
+NOT_LISTED = ("metadata.json", "MODEL_CARD.md", "run")
+
+
 def file_sizes(root) -> dict:
+    """Size in bytes of every file of the model folder ``root``, by path relative to it (hidden files and
+    ``NOT_LISTED`` left out)."""
     root = Path(root)
     sizes = {}
     for p in sorted(root.rglob("*")):
-        if p.is_file() and not p.name.startswith("."):
-            sizes[str(p.relative_to(root))] = p.stat().st_size
+        rel = p.relative_to(root)
+        if p.is_file() and not p.name.startswith(".") and rel.parts[0] not in NOT_LISTED:
+            sizes[str(rel)] = p.stat().st_size
     return sizes
 
 

@@ -489,7 +489,6 @@ class ForecastApp(App):
                 f"vs Keras {_parity_text(report[variant], spec.mode)}"
             )
         gpu_summary = gpu.summarize(out_dir)
-        sizes = metadata.file_sizes(out_dir)
         meta = metadata.write(
             out_dir / "metadata.json",
             app="forecast",
@@ -515,7 +514,7 @@ class ForecastApp(App):
             gpu_compatibility=gpu_summary,
             training=evaluation.get("training"),
             backtest=evaluation.get("backtest"),
-            files={k: v for k, v in sizes.items() if not k.startswith("run/")},
+            files=metadata.file_sizes(out_dir),
         )
         atomic_write_text(out_dir / "MODEL_CARD.md", model_card(meta, cfg))
         return sm_path
@@ -896,6 +895,8 @@ def model_card(meta: dict, cfg) -> str:
             ]
         if iv:
             lines += [backtest.interval_note(iv), ""]
+        if bt.get("mape_note"):
+            lines += [bt["mape_note"], ""]
         cal = bt.get("calibration", {})
         lines += [
             f"Calibration (all horizons): fraction of outcomes below each quantile {cal.get('nominal')}: "

@@ -137,6 +137,21 @@ def metrics(pred, y, last, scale, interval=None, directional=True) -> dict:
     return {k: [None if not np.isfinite(x) else round(float(x), 6) for x in v] for k, v in out.items()}
 
 
+def mape_note(y) -> str | None:
+    """Why MAPE says little, when the actual values ``y`` reach zero or below (a temperature in degrees Celsius,
+    say): a percentage of a value near zero is large whatever the error. None for positive values (prices)."""
+    y = np.asarray(y, np.float64)
+    y = y[np.isfinite(y)]
+    if not y.size or y.min() > 0:
+        return None
+    zeros = int((np.abs(y) <= 1e-9).sum())
+    return (
+        f"MAPE says little here: the actual values run from {y.min():.4g} to {y.max():.4g}, through zero "
+        f"({zeros:,} of the {y.size:,} values scored are 0 and left out of it), and a percentage of a value near "
+        "zero is large whatever the error. Compare MAE, RMSE and MASE."
+    )
+
+
 def _mape(err, y):
     """Mean absolute percentage error over the rows where the actual value is not zero (undefined there)."""
     nz = np.abs(y) > 1e-9
@@ -165,6 +180,9 @@ def run(ds, pairs, y, model_q, quantiles, cfg, scale_by_series, arima_windows=No
         },
     }
     below = (y[..., None] <= model_q).mean(axis=(0, 1))
+    note = mape_note(y)
+    if note:
+        res["mape_note"] = note
     res["calibration"] = {
         "nominal": quantiles,
         "observed_fraction_below": [round(float(b), 4) for b in below],
@@ -346,4 +364,6 @@ def table(res, horizon) -> str:
             lines.append(f"  {interval_text(iv, level=True)}")
     if iv:
         lines.append(interval_note(iv))
+    if res.get("mape_note"):
+        lines.append(res["mape_note"])
     return "\n".join(lines)
