@@ -247,6 +247,34 @@ def test_trains_in_model_fit():
     assert hist.history["loss"][-1] < hist.history["loss"][0]
 
 
+@pytest.mark.parametrize("policy,tol", [("mixed_float16", 5e-3), ("mixed_bfloat16", 5e-2)])
+@pytest.mark.parametrize("projection", ["per_step", "sequence"])
+def test_mixed_precision_computes_in_half_keeps_float32_weights_and_matches_keras(policy, tol, projection):
+    """`--set mixed_precision=...` (GPU training): the cells compute in the policy's dtype with float32 weights,
+    like Keras's layers under the same policy, and train with loss scaling."""
+    x, mask = _data()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        for (ours, theirs, options), name in zip(CASES, IDS):
+            ref, mine = theirs(6, return_sequences=True, **options), ours(6, return_sequences=True, **options)
+            ref(x), mine(x)
+            _randomize(ref)
+            mine.set_weights(ref.get_weights())
+            with _projection(projection):
+                out = mine(x, mask=mask)
+            assert out.dtype == ref.compute_dtype == mine.compute_dtype != "float32", name
+            assert {w.dtype for w in mine.weights} == {"float32"}, name
+            assert max_diff(np.float32(out), np.float32(ref(x, mask=mask))) < tol, name
+        model = keras.Sequential([keras.Input((7, 5)), sl.GRU(8), keras.layers.Dense(1, dtype="float32")])
+        model.compile("adam", "mse")
+        # batches of 1: the loss scale starts at 2**15 and halves on each overflowing step (skipped), as with Keras's
+        # own layers, so the first few updates do nothing
+        hist = model.fit(x, x.sum(axis=(1, 2))[:, None], epochs=6, batch_size=1, verbose=0)
+        assert np.all(np.isfinite(hist.history["loss"])) and hist.history["loss"][-1] < hist.history["loss"][0]
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("go_backwards", [False, True], ids=["fwd", "bwd"])
 def test_unknown_length_with_known_batch_runs_every_step(kind, go_backwards):
