@@ -124,6 +124,21 @@ def test_stepping_equals_full_sequence(cell_cls):
 
 
 @pytest.mark.parametrize("layer_cls", [sl.SimpleRNN, sl.LSTM, sl.GRU])
+def test_stateful_chunks_equal_the_whole_sequence_until_reset(layer_cls):
+    x, _ = _data()
+    whole = layer_cls(6, return_sequences=True)
+    expected = np.asarray(whole(x))
+    chunked = layer_cls(6, return_sequences=True, stateful=True)
+    chunked.build((x.shape[0], None, x.shape[2]))
+    chunked.set_weights(whole.get_weights())
+    first = np.asarray(chunked(x[:, :3]))
+    out = np.concatenate([first, np.asarray(chunked(x[:, 3:5])), np.asarray(chunked(x[:, 5:]))], axis=1)
+    assert max_diff(out, expected) < 1e-6
+    chunked.reset_states()
+    assert max_diff(chunked(x[:, :3]), first) < 1e-6
+
+
+@pytest.mark.parametrize("layer_cls", [sl.SimpleRNN, sl.LSTM, sl.GRU])
 def test_dropout_only_in_training(layer_cls):
     x, _ = _data()
     layer = layer_cls(8, dropout=0.5, recurrent_dropout=0.5, seed=3, return_sequences=True)
