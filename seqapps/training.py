@@ -73,6 +73,19 @@ def set_precision(cfg) -> None:
     keras.mixed_precision.set_global_policy("float32" if cfg.mixed_precision == "none" else cfg.mixed_precision)
 
 
+def in_float32(model, build):
+    """The trained ``model`` for evaluation, saving and export: itself when it computes in float32; after
+    mixed-precision training, the float32 model that ``build()`` makes, holding the same weights (they were
+    float32 variables all along). Servers and devices get float32 SavedModels and TFLite files, and a
+    `model.keras` that re-exports as such. Leaves the global dtype policy at float32."""
+    keras.mixed_precision.set_global_policy("float32")
+    if model.dtype_policy.compute_dtype == "float32":
+        return model
+    twin = build()
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def make_optimizer(cfg, learning_rate=None):
     ema = cfg.ema
     if not 0 <= ema < 1:

@@ -53,3 +53,40 @@ def test_luong_dot_needs_equal_sizes_and_serialises():
     with pytest.raises(ValueError, match=r"\(batch, Tv, Dv\)"):
         b(np.zeros((1, 3), "float32"), np.zeros((1, 3), "float32"))
     assert keras.saving.get_registered_object("seqapps>BahdanauAttention") is sl.BahdanauAttention
+
+
+@pytest.fixture
+def mixed_float16():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("kind", ["bahdanau", "luong"])
+def test_masked_attention_in_float16_is_finite_and_matches_float32(kind, mixed_float16):
+    """Mixed precision: -1e9 is -inf in float16, and the mask once multiplied it by 0, which made every score NaN."""
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(2, 3, 6)).astype("float32")
+    v = rng.normal(size=(2, 5, 6)).astype("float32")
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    half = sl.BahdanauAttention(8) if kind == "bahdanau" else sl.LuongAttention()
+    context, weights = half(q, v, mask=mask)
+    assert weights.dtype == "float16"
+    keras.mixed_precision.set_global_policy("float32")
+    full = sl.BahdanauAttention(8) if kind == "bahdanau" else sl.LuongAttention()
+    full(q, v)
+    full.set_weights(half.get_weights())
+    ref_context, ref_weights = full(q, v, mask=mask)
+    w = np.float32(weights)
+    assert np.all(np.isfinite(w)) and np.all(np.isfinite(np.float32(context))) and np.all(w[0, :, 3:] == 0)
+    assert max_diff(w, ref_weights) < 5e-3 and max_diff(np.float32(context), ref_context) < 1e-2
+
+
+def test_mask_bias_keeps_padding_below_every_real_value_in_each_float_dtype():
+    x = np.array([[-4096.0, 2.0, -1.0]], "float32")  # exact in every dtype
+    keep = np.array([[True, True, False]])
+    for dtype in ("float16", "bfloat16", "float32"):
+        out = np.float32(keras.ops.cast(x, dtype) + sl.mask_bias(keep, dtype))
+        assert np.all(np.isfinite(out)) and out[0, 2] < x.min() and np.all(out[0, :2] == x[0, :2]), dtype

@@ -217,6 +217,27 @@ def test_padding_does_not_change_predictions(pooling, cell, buckets):
     assert np.isfinite(out).all()
 
 
+@pytest.mark.parametrize("pooling", ["maxmean", "attention"])
+def test_pooling_under_mixed_precision_ignores_padding_and_matches_float32(pooling):
+    """float16 cannot hold the -1e9 that keeps padded steps out of max and attention pooling (it is -inf; the
+    mask once multiplied it by 0, NaN): pooled output is finite and padding-free, as in float32."""
+    import keras
+
+    cfg = dataclasses.replace(tiny(), pooling=pooling)
+    ids = np.array([[5, 6, 7, 8, 0, 0], [9, 0, 0, 0, 0, 0]], np.int32)
+    ref = model_lib.build_model(cfg, 50, 3)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        m = model_lib.build_model(cfg, 50, 3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    m.set_weights(ref.get_weights())
+    out = np.float32(m(ids))
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, np.float32(m(np.pad(ids, [[0, 0], [0, 9]]))), atol=1e-3)
+    np.testing.assert_allclose(out, ref(ids).numpy(), atol=1e-2)
+
+
 def test_bag_of_ngrams_against_a_python_oracle():
     vocab, buckets, dim = 13, 7, 3
     layer = model_lib.BagOfNgrams(vocab, buckets, dim)

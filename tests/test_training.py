@@ -207,3 +207,32 @@ def test_fit_on_datasets_gives_no_keras_warning(tmp_path):
         warnings.simplefilter("always")
         training.fit(_tiny(cfg), _data(), _data(16, 1), cfg, tmp_path / "run")
     assert not [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def test_a_model_trained_in_mixed_precision_is_saved_and_exported_as_float32():
+    import keras
+    import numpy as np
+
+    from seqapps import layers as sl
+    from seqapps import training
+    from seqapps.config import TrainConfig
+
+    def build():
+        return keras.Sequential([keras.Input((5, 3)), sl.GRU(4), keras.layers.Dense(1)])
+
+    plain = build()
+    assert training.in_float32(plain, build) is plain
+    training.set_precision(TrainConfig(mixed_precision="mixed_float16"))
+    try:
+        mixed = build()
+        mixed.compile("adam", "mse")
+        x = np.random.default_rng(0).normal(size=(8, 5, 3)).astype("float32")
+        mixed.fit(x, x.sum(axis=(1, 2))[:, None], epochs=2, verbose=0)
+        assert mixed.dtype_policy.name == "mixed_float16"
+    finally:
+        twin = training.in_float32(mixed, build)  # also puts the global policy back to float32
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert twin is not mixed and twin.compute_dtype == "float32" and twin(x).dtype == "float32"
+    for a, b in zip(twin.get_weights(), mixed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(twin(x), np.float32(mixed(x)), atol=2e-2)

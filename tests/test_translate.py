@@ -220,6 +220,34 @@ def test_train_writes_a_complete_model_folder(trained):
 
 
 @pytest.mark.slow
+def test_mixed_precision_training_ships_a_float32_model(tmp_path):
+    """--set mixed_precision=mixed_float16 (GPU training) trains in float16 (the masked attention used to turn
+    every score NaN there) and saves and exports float32, like a float32 run (the export's decoding loop keeps
+    float32 state)."""
+    import dataclasses
+
+    import keras
+
+    cfg = dataclasses.replace(tiny(), mixed_precision="mixed_float16", epochs=2, tflite_eval_examples=20)
+    scores = get_app("translate").train(cfg, tmp_path)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and "nan" not in "".join(history).lower()
+    assert "float16" not in _keras_file_config(tmp_path / "model.keras")
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    assert meta["config"]["mixed_precision"] == "mixed_float16"
+    assert meta["tflite"]["float32"]["greedy_identical_to_keras"] == "20/20" and scores["examples"] > 0
+
+
+def _keras_file_config(keras_file) -> str:
+    """The model config stored in a .keras file."""
+    import zipfile
+
+    with zipfile.ZipFile(keras_file) as z:
+        return z.read("config.json").decode()
+
+
+@pytest.mark.slow
 def test_saved_model_runs_with_tensorflow_alone_and_handles_bad_input(trained):
     out, _ = trained
     path = saved_model.latest(out)

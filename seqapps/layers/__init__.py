@@ -7,9 +7,10 @@ Layers:
     sequence_projection (context: trace the export graph, see seqapps.layers.base)
 Attention:
     BahdanauAttention (additive), LuongAttention (multiplicative)
+    mask_bias (keeps padded positions out of a softmax or a max, in any float dtype)
 """
 
-from seqapps.layers.attention import BahdanauAttention, LuongAttention
+from seqapps.layers.attention import BahdanauAttention, LuongAttention, mask_bias
 from seqapps.layers.base import RNN, RecurrentCell, RecurrentLayer, sequence_projection
 from seqapps.layers.gru import GRU, GRUCell
 from seqapps.layers.lstm import LSTM, LSTMCell
@@ -53,6 +54,7 @@ __all__ = [
     "GRU",
     "BahdanauAttention",
     "LuongAttention",
+    "mask_bias",
     "make_cell",
     "make_attention",
     "sequence_projection",

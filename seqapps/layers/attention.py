@@ -5,7 +5,18 @@ from keras import ops
 
 from seqapps.layers.base import PACKAGE
 
-_NEG = -1e9
+_NEG = -1e9  # the score of a padded position: its softmax weight is exactly 0
+_NEG_FLOAT16 = -3e4  # float16 cannot hold -1e9 (it becomes -inf); exp(-3e4 - max score) is 0 all the same
+
+
+def mask_bias(keep, dtype):
+    """0 where ``keep`` (boolean or 0/1) is true, else a large negative number of ``dtype``: added to scores, it
+    gives padded positions a weight of 0 after a softmax, and keeps them from the maximum of real values.
+
+    The number is -1e9, or -3e4 in float16 (mixed precision): float16 turns -1e9 into -inf, and the 0 * -inf of
+    the kept positions was NaN. Float32 graphs keep the -1e9 that the exports were checked with."""
+    neg = _NEG_FLOAT16 if keras.backend.standardize_dtype(dtype) == "float16" else _NEG
+    return (1.0 - ops.cast(keep, dtype)) * ops.cast(neg, dtype)
 
 
 class _Attention(keras.layers.Layer):
@@ -37,8 +48,7 @@ class _Attention(keras.layers.Layer):
             query = ops.expand_dims(query, 1)
         scores = self.score(query, value)  # (batch, Tq, Tv)
         if mask is not None:
-            keep = ops.expand_dims(ops.cast(mask, scores.dtype), 1)
-            scores = scores + (1.0 - keep) * _NEG
+            scores = scores + mask_bias(ops.expand_dims(mask, 1), scores.dtype)
         weights = ops.softmax(scores, axis=-1)
         context = ops.matmul(weights, value)
         if single:

@@ -101,6 +101,7 @@ class SentimentApp(App):
         out_dir = Path(out_dir)
         training.set_seed(cfg.seed)
         ds, idx, labels, vocab, seqs, y, info = self.prepare(cfg)
+        training.set_precision(cfg)
         with training.strategy(cfg).scope():  # cfg.distribute: build and compile under the strategy
             model = model_lib.build_model(cfg, len(vocab), len(labels))
             residual = model_lib.residual_training_model(model)
@@ -143,6 +144,7 @@ class SentimentApp(App):
         history = training.fit(
             fit_model, train_ds, val_ds, cfg, out_dir / "run", resume=resume, monitor=monitor, callbacks=extra
         )
+        model = training.in_float32(model, lambda: model_lib.build_model(cfg, len(vocab), len(labels)))
         weight_search = None
         if residual is not None and cfg.deep_weight < 0:  # the weight of the correction, on validation
             weight_search = self._choose_correction_weight(model, [seqs[i] for i in idx["val"]], y[idx["val"]], cfg)

@@ -30,8 +30,6 @@ from keras import ops
 
 from seqapps import layers as sl
 
-_NEG = -1e9
-
 
 @keras.saving.register_keras_serializable(package="seqapps.sentiment")
 class MaskedPooling(keras.layers.Layer):
@@ -66,11 +64,11 @@ class MaskedPooling(keras.layers.Layer):
         any_valid = ops.cast(ops.max(m, axis=1) > 0, x.dtype)  # (B, 1)
         outs = []
         if self.mode in ("maxmean", "max"):
-            outs.append(ops.max(x * m + (1.0 - m) * _NEG, axis=1) * any_valid)
+            outs.append(ops.max(x * m + sl.mask_bias(m, x.dtype), axis=1) * any_valid)
         if self.mode in ("maxmean", "mean"):
             outs.append(ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0))
         if self.mode == "attention":
-            scores = self.score_v(self.score_dense(x)) + (1.0 - m) * _NEG  # (B, T, 1)
+            scores = self.score_v(self.score_dense(x)) + sl.mask_bias(m, x.dtype)  # (B, T, 1)
             weights = ops.softmax(scores, axis=1) * m
             outs.append(ops.sum(weights * x, axis=1))
         return outs[0] if len(outs) == 1 else ops.concatenate(outs, axis=-1)

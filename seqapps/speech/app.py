@@ -111,6 +111,7 @@ class SpeechApp(App):
                 "speech trains from a Python data pipeline (on-the-fly augmentation), which the multi-worker "
                 "loop cannot shard; use distribute=mirrored (all the GPUs of one machine) or none"
             )
+        training.set_precision(cfg)
         strategy = training.strategy(cfg)  # cfg.distribute: build and compile under this one strategy
         with strategy.scope():
             model = model_lib.build_model(cfg, len(labels), CLIP)
@@ -155,6 +156,7 @@ class SpeechApp(App):
             resume=resume,
             monitor="val_categorical_accuracy" if cfg.patience else "val_loss",
         )
+        model = training.in_float32(model, lambda: model_lib.build_model(cfg, len(labels), CLIP))
 
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "assets").mkdir(exist_ok=True)

@@ -163,7 +163,11 @@ def build_model(cfg, num_labels: int, clip_samples: int = 16000) -> keras.Model:
     if clip_samples % cfg.hop:
         raise ValueError(f"clip length {clip_samples} must be a multiple of hop {cfg.hop}")
     inp = keras.Input((clip_samples,), name="waveform")
-    x = LogMelFrontEnd(cfg.sample_rate, cfg.hop, cfg.fft_length, cfg.num_mel, cfg.fmin, cfg.fmax, name="frontend")(inp)
+    # the front end stays float32 under mixed precision: the power spectrum spans ~10 decades (float16 tops out
+    # at 65504); the layers after it compute in the policy's dtype
+    x = LogMelFrontEnd(
+        cfg.sample_rate, cfg.hop, cfg.fft_length, cfg.num_mel, cfg.fmin, cfg.fmax, name="frontend", dtype="float32"
+    )(inp)
     x = SpecAugment(
         cfg.spec_time_masks,
         cfg.spec_time_mask_max,
@@ -171,6 +175,7 @@ def build_model(cfg, num_labels: int, clip_samples: int = 16000) -> keras.Model:
         cfg.spec_freq_mask_max,
         seed=cfg.seed,
         name="specaugment",
+        dtype="float32",
     )(x)
     if cfg.conv_filters:
         x = keras.layers.Conv1D(cfg.conv_filters, cfg.conv_kernel, padding="causal", activation="relu", name="conv")(x)

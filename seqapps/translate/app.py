@@ -99,7 +99,7 @@ class TranslateApp(App):
             f"[translate] model: {model.count_params():,} parameters (GRU units {cfg.units}, {cfg.attention} attention)"
         )
         history = training.fit(model, train_ds, val_ds, cfg, out_dir / "run", resume=resume)
-        training.set_precision(config_lib.apply(cfg, {"mixed_precision": "none"}, "export"))
+        model = training.in_float32(model, lambda: model_lib.build_model(cfg, len(src_vocab), len(tgt_vocab)))
 
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "assets").mkdir(exist_ok=True)
