@@ -907,6 +907,8 @@ def test_quantile_and_config_validation():
     for bad in ({"bootstrap": -1}, {"bootstrap_block": -2}):
         with pytest.raises(ValueError, match="bootstrap .* must be >= 0"):
             _check_cfg(ForecastConfig(**bad))
+    with pytest.raises(ValueError, match="mixed_precision=mixed_float16: forecast trains in float32"):
+        _check_cfg(ForecastConfig(mixed_precision="mixed_float16"))
 
 
 def test_notebook_runs(trained):

@@ -60,6 +60,11 @@ def _check_cfg(cfg):
             f"bootstrap (resamples, 0 = off) and bootstrap_block (origin times per block, 0 = 7 x season) must be "
             f">= 0, got {cfg.bootstrap} and {cfg.bootstrap_block}"
         )
+    if cfg.mixed_precision != "none":
+        raise ValueError(
+            f"mixed_precision={cfg.mixed_precision}: forecast trains in float32 (its quantile outputs and the "
+            "feature engineering exported with the model need it); leave mixed_precision at none"
+        )
     for key, allowed in (
         ("missing", ("error", "ffill")),
         ("unsorted", ("error", "sort")),
@@ -229,11 +234,6 @@ class ForecastApp(App):
         out_dir = Path(out_dir)
         training.set_seed(cfg.seed)
         ds, sp, spec, quantiles, arrays, info = self.prepare(cfg)
-        if getattr(cfg, "mixed_precision", "none") != "none":
-            raise ValueError(
-                "forecast trains in float32 (quantile outputs and the exported features need it); "
-                "leave mixed_precision at none"
-            )
         fx, fz = arrays["train"]
         run_dir = Path(cfg.run_dir) if cfg.run_dir else out_dir / "run"
         member_dirs = [run_dir] if cfg.ensemble == 1 else [run_dir / f"member{i}" for i in range(cfg.ensemble)]
