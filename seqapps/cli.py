@@ -13,6 +13,7 @@ EXAMPLES = """examples:
   seqapps train translate --config seqapps/translate/configs/spa_eng.yaml --out trained/translate
   seqapps train translate --set epochs=3 --set data=../shared/data/translation/spa-eng/spa.txt
   seqapps train translate --resume                 # continue a run that was interrupted
+  seqapps train translate --print-config > my.yaml # every setting; edit, then --config my.yaml
   seqapps evaluate translate --model trained/translate
   seqapps predict translate "¿Dónde está la estación?"
   seqapps export translate --model runs/translate
@@ -65,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="start from the app's tiny test configuration")
     p.add_argument("--out", type=Path, help="output folder (default runs/APP)")
     p.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint in --out")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (defaults < --tiny < --config < --set) as YAML, a file --config reads, "
+        "and exit without training",
+    )
 
     p = sub.add_parser("evaluate", help="evaluate a trained model on a data set's test split")
     _common(p)
@@ -187,6 +194,9 @@ def _run(argv=None) -> int:
         if args.command == "train":
             cfg = app.tiny_config() if args.tiny else app.default_config()
             cfg = config_lib.load(cfg, args.config, args.set)
+            if args.print_config:
+                print(config_lib.to_yaml(cfg), end="")
+                return 0
             out = _out_folder(args.out or Path("runs") / app.name)
             if cfg.distribute == "multiworker":
                 _train_multi_worker(app, cfg, out, args.resume)

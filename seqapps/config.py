@@ -161,10 +161,15 @@ def load(cfg, path: str | Path | None = None, overrides=()):
     return cfg
 
 
+def to_yaml(cfg) -> str:
+    """The config as the YAML that `load` reads back (every key, in field order)."""
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+
+
 def save(cfg, path: str | Path) -> None:
     from seqapps.export.atomic import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    atomic_write_text(path, to_yaml(cfg))
 
 
 def read(cls, path: str | Path):

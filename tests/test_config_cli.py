@@ -19,6 +19,25 @@ def test_defaults_yaml_then_overrides(tmp_path):
     assert config.read(TranslateConfig, tmp_path / "saved.yaml") == cfg
 
 
+@pytest.mark.parametrize("app", registry.available())
+def test_print_config_shows_the_resolved_config_that_config_reads_back(app, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", app, "--tiny", "--set", "epochs=2", "--set", "seed=7", "--print-config"]) == 0
+    text = capsys.readouterr().out
+    expected = config.load(registry.get_app(app).tiny_config(), None, ["epochs=2", "seed=7"])
+    assert config.read(type(expected), _write(tmp_path / "printed.yaml", text)) == expected
+    assert cli.main(["train", app, "--config", str(tmp_path / "printed.yaml"), "--print-config"]) == 0
+    assert capsys.readouterr().out == text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["printed.yaml"]  # nothing trained, no runs/ folder
+    assert cli.main(["train", app, "--set", "epochs=0", "--print-config"]) == 2  # checked like a training's
+    assert "epochs" in capsys.readouterr().err
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
 def test_unknown_key_names_the_valid_keys(tmp_path):
     with pytest.raises(config.ConfigError, match="unknown config key.*epoch.*Valid keys:.*epochs"):
         config.load(TranslateConfig(), None, ["epoch=3"])
