@@ -229,8 +229,11 @@ def test_mixed_precision_training_ships_a_float32_model(tmp_path):
     import keras
 
     cfg = dataclasses.replace(tiny(), mixed_precision="mixed_float16", epochs=2, tflite_eval_examples=20)
-    scores = get_app("translate").train(cfg, tmp_path)
-    assert keras.mixed_precision.global_policy().name == "float32"
+    try:
+        scores = get_app("translate").train(cfg, tmp_path)
+        assert keras.mixed_precision.global_policy().name == "float32"
+    finally:  # a failed run must not leave the policy to the tests after it
+        keras.mixed_precision.set_global_policy("float32")
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert len(history) == 3 and "nan" not in "".join(history).lower()
     assert "float16" not in _keras_file_config(tmp_path / "model.keras")
