@@ -209,7 +209,7 @@ def test_fit_on_datasets_gives_no_keras_warning(tmp_path):
     assert not [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
 
 
-def test_a_model_trained_in_mixed_precision_is_saved_and_exported_as_float32():
+def test_in_float32_gives_a_float32_copy_of_a_model_trained_in_mixed_precision():
     import keras
     import numpy as np
 
@@ -229,9 +229,10 @@ def test_a_model_trained_in_mixed_precision_is_saved_and_exported_as_float32():
         x = np.random.default_rng(0).normal(size=(8, 5, 3)).astype("float32")
         mixed.fit(x, x.sum(axis=(1, 2))[:, None], epochs=2, verbose=0)
         assert mixed.dtype_policy.name == "mixed_float16"
+        twin = training.in_float32(mixed, build)
+        assert keras.mixed_precision.global_policy().name == "float32"  # what the export that follows builds in
     finally:
-        twin = training.in_float32(mixed, build)  # also puts the global policy back to float32
-    assert keras.mixed_precision.global_policy().name == "float32"
+        keras.mixed_precision.set_global_policy("float32")
     assert twin is not mixed and twin.compute_dtype == "float32" and twin(x).dtype == "float32"
     for a, b in zip(twin.get_weights(), mixed.get_weights()):
         np.testing.assert_array_equal(a, b)
