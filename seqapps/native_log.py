@@ -35,6 +35,10 @@ _ABSL = re.compile(r"([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^ \]]+:\d+\] ")
 _TFLITE = re.compile(r"(INFO|WARNING|ERROR): ")
 _SEVERITY = {"I": 0, "INFO": 0, "W": 1, "WARNING": 1, "E": 2, "ERROR": 2, "F": 3}
 NO_CUDA_DRIVER = "Could not find cuda drivers on your machine"
+# the two ERROR lines of a device start-up that report nothing wrong (see init_devices)
+DT_BOOL_FALLBACK = "oneDNN supports DT_BOOL only"
+NO_CUINIT = "failed call to cuInit"
+START_UP_ERRORS = (DT_BOOL_FALLBACK, NO_CUINIT)
 
 dropped: list[str] = []  # every line this process dropped, for diagnostics and tests
 
@@ -118,7 +122,7 @@ def init_devices():
     import tensorflow as tf  # imported already, its lines filtered, by seqapps/__init__
 
     no_driver = any(NO_CUDA_DRIVER in line for line in dropped)
-    expected = ("oneDNN supports DT_BOOL only",) + (("failed call to cuInit",) if no_driver else ())
+    expected = START_UP_ERRORS if no_driver else (DT_BOOL_FALLBACK,)
     with filtered(expected=expected):
         devices = tf.config.list_physical_devices()
         if "TF_CONFIG" not in os.environ:
