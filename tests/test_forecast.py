@@ -522,7 +522,8 @@ def test_predict_that_fails_leaves_earlier_outputs_as_they_were(trained, tmp_pat
 
 
 def test_forecast_times_are_written_in_one_format():
-    from seqapps.forecast.app import format_times, future_times
+    from seqapps.forecast.app import future_times
+    from seqapps.forecast.data import format_times
 
     # hourly data: the forecast crosses midnight, which keeps its hours like every other row
     hourly = np.arange("2014-12-31T20:00", "2015-01-01T00:00", dtype="datetime64[h]").astype("datetime64[s]")
@@ -611,6 +612,24 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys):
     )
     rc, _, err = _cli(capsys, "predict", "forecast", "--model", model, "--csv", str(novol))
     assert rc == 2 and "missing column(s) ['volume']" in err
+    # the trained model fixes its columns: the message names them, not --set (which predict does not take)
+    assert f"The model {model} reads the columns ['open', 'high', 'low', 'close', 'volume']" in err
+    assert "--set" not in err
+    rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--data", str(novol))
+    assert rc == 2 and "missing column(s) ['volume']" in err and "--set" not in err
+    assert f"The model {model} reads the columns ['open', 'high', 'low', 'close', 'volume']" in err
+    notime = tmp_path / "notime.csv"
+    notime.write_text(na.read_text().replace("Date,", "Day,", 1))
+    rc, _, err = _cli(capsys, "predict", "forecast", "--model", model, "--csv", str(notime))
+    assert rc == 2 and "time column(s) ['date'] not found" in err and "the time from 'date'" in err
+    assert "--set" not in err
+    swapped = (folder / "T1.csv").read_text().splitlines()
+    swapped[5], swapped[6] = swapped[6], swapped[5]
+    (tmp_path / "unsorted.csv").write_text("\n".join(swapped) + "\n")
+    for name, option in (("na.csv", "--ffill"), ("unsorted.csv", "--sort")):
+        rc, _, err = _cli(capsys, "predict", "forecast", "--model", model, "--csv", str(tmp_path / name))
+        assert rc == 2 and f"pass {option}" in err and "--set" not in err, err
+    assert "comes before the previous row's 2015-01-1" in err and "T00:00:00" not in err  # dates as written
 
     rc, out, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "arima_windows=0")
     assert rc == 0, err

@@ -77,6 +77,8 @@ def _check_cfg(cfg):
 def _check_target_step(ds, pairs, targets, step: float):
     """``target_step`` rounds the forecast median to the grid the target is recorded on: every training
     target must lie on that grid."""
+    from seqapps.forecast.data import format_times
+
     off = np.abs(targets / step - np.round(targets / step)) > 1e-6
     if off.any():
         i, h = np.argwhere(off)[0]
@@ -98,6 +100,21 @@ def _check_fixed_by_model(cfg, spec):
                 f"window, horizon and target_step are fixed by the trained model: retrain with --set "
                 f"{key}={getattr(cfg, key):g}"
             )
+
+
+def _model_hints(model_dir, cfg, predict=False) -> dict:
+    """How messages about a file tell the user to fix it for a trained model, whose config fixes the columns
+    it reads (`seqapps.forecast.data.FIX_HINTS`); `predict` takes --ffill and --sort instead of --set."""
+    from seqapps.forecast import data as data_lib
+
+    columns = f"the columns {data_lib.column_plan(cfg, cfg.mode)[0]}"
+    if not predict:  # evaluate --set time_column=... reads another time column into the same windows
+        return {"columns": f"The model {model_dir} reads {columns} (case-insensitive); its config.yaml fixes them."}
+    fixed = (
+        f"The model {model_dir} reads {columns} and the time from {cfg.time_column!r} (case-insensitive); "
+        f"its config.yaml fixes them."
+    )
+    return {"columns": fixed, "time_column": fixed, "missing": "--ffill", "unsorted": "--sort"}
 
 
 def _parity_text(report: dict, mode: str) -> str:
@@ -538,7 +555,7 @@ class ForecastApp(App):
         cfg = dataclasses.replace(cfg, mode=spec.mode)
         _check_fixed_by_model(cfg, spec)
         _check_cfg(cfg)
-        ds = data_lib.load(cfg)
+        ds = data_lib.load(cfg, hints=_model_hints(model_dir, cfg))
         if ds.columns != spec.columns:
             raise ValueError(f"data columns {ds.columns} differ from the model's {spec.columns}")
         sp = data_lib.split(ds, cfg)
@@ -593,7 +610,9 @@ class ForecastApp(App):
         cfg = dataclasses.replace(
             cfg, mode=spec.mode, missing="ffill" if args.ffill else "error", unsorted="sort" if args.sort else "error"
         )
-        series = data_lib.read_csv(args.csv, cfg, min_rows=spec.window)
+        series = data_lib.read_csv(
+            args.csv, cfg, min_rows=spec.window, hints=_model_hints(model_dir, cfg, predict=True)
+        )
         if series.columns != spec.columns:
             raise ValueError(f"{args.csv}: columns {series.columns} do not match the model's {spec.columns}")
         window = series.values[-spec.window :].astype(np.float32)[None]
@@ -607,7 +626,7 @@ class ForecastApp(App):
         target = spec.columns[spec.target_index]
         names = [f"q{round(100 * x):02d}" for x in quantiles]
         # the last observed time and the forecast times in one format (hourly data keeps "00:00" at midnight)
-        last_text, *time_text = format_times([series.times[-1], *times])
+        last_text, *time_text = data_lib.format_times([series.times[-1], *times])
         lines = ["step,time,last_observed," + ",".join(names)]
         for h in range(horizon):
             lines.append(f"{h + 1},{time_text[h]},{series.target[-1]:.6g}," + ",".join(f"{v:.6g}" for v in q[h]))
@@ -685,16 +704,6 @@ def _calibration_windows(ds, sp, cfg) -> np.ndarray:
     pairs = sp.train
     pairs = pairs[np.linspace(0, len(pairs) - 1, min(len(pairs), CALIBRATION_WINDOWS)).round().astype(int)]
     return data.windows(ds, pairs, cfg.window, cfg.horizon)[0].astype(np.float32)
-
-
-def format_times(times) -> list[str]:
-    """Times as text in one format for all of them: dates alone when every time is midnight (daily data),
-    else date and hours:minutes (with seconds when any has them), so that a forecast CSV's time column
-    parses the same way on every row."""
-    text = [str(t).replace("T", " ") for t in np.asarray(times, dtype="datetime64[s]")]
-    if all(s.endswith("00:00:00") for s in text):
-        return [s[:10] for s in text]
-    return text if any(not s.endswith(":00") for s in text) else [s[:16] for s in text]
 
 
 def display_decimals(q) -> int:

@@ -94,16 +94,32 @@ def calendar_columns(times, fields) -> np.ndarray:
     return np.stack([_calendar(times, f) for f in fields], axis=1)
 
 
-def _parse_times(df, spec: str, source: str, lower_map: dict) -> np.ndarray:
+def format_times(times) -> list[str]:
+    """Times as text in one format for all of them: dates alone when every time is midnight (daily data),
+    else date and hours:minutes (with seconds when any has them), so that a forecast CSV's time column
+    parses the same way on every row."""
+    text = [str(t).replace("T", " ") for t in np.asarray(times, dtype="datetime64[s]")]
+    if all(s.endswith("00:00:00") for s in text):
+        return [s[:10] for s in text]
+    return text if any(not s.endswith(":00") for s in text) else [s[:16] for s in text]
+
+
+# How a message tells the user to fix a file (training and evaluation take --set; `predict` passes its own)
+FIX_HINTS = {
+    "columns": "Choose columns with --set target=... / features=...",
+    "time_column": "Set time_column (e.g. --set time_column=Date, or year,month,day,hour).",
+    "missing": "--set missing=ffill",
+    "unsorted": "--set unsorted=sort",
+}
+
+
+def _parse_times(df, spec: str, source: str, lower_map: dict, hint: str = FIX_HINTS["time_column"]) -> np.ndarray:
     import pandas as pd
 
     names = [n.lower() for n in parse_list(spec)]
     missing = [n for n in names if n not in lower_map]
     if missing:
-        raise DataError(
-            f"{source}: time column(s) {missing} not found; columns are {list(df.columns)}. "
-            f"Set time_column (e.g. --set time_column=Date, or year,month,day,hour)."
-        )
+        raise DataError(f"{source}: time column(s) {missing} not found; columns are {list(df.columns)}. {hint}")
     if len(names) == 1:
         raw = df[lower_map[names[0]]].astype(str).str.strip()
         times = pd.to_datetime(raw, errors="coerce", format="mixed")
@@ -133,16 +149,24 @@ def _parse_times(df, spec: str, source: str, lower_map: dict) -> np.ndarray:
 
 
 def from_frame(
-    df, source: str, cfg, name: str | None = None, min_rows: int | None = None, decimal: str = "."
+    df,
+    source: str,
+    cfg,
+    name: str | None = None,
+    min_rows: int | None = None,
+    decimal: str = ".",
+    hints: dict | None = None,
 ) -> Series:
     """Validate a DataFrame of strings/numbers read from ``source`` and return a `Series`.
 
     ``decimal=","`` (files separated by ``;``) reads numbers written with a decimal comma (``3,25``) and
     refuses a column that mixes them with ``.`` (``1.234`` could be a thousand). With ``"."`` commas are
-    thousands separators (``1,234.5``).
+    thousands separators (``1,234.5``). ``hints`` replaces entries of `FIX_HINTS`, the fixes that
+    messages suggest.
     """
     import pandas as pd
 
+    hints = {**FIX_HINTS, **(hints or {})}
     if len(df) == 0:
         raise DataError(f"{source}: no data rows")
     lower_map = {}
@@ -154,10 +178,9 @@ def from_frame(
     if missing:
         hint = " (ohlcv mode needs Open, High, Low, Close, Volume)" if mode == "ohlcv" else ""
         raise DataError(
-            f"{source}: missing column(s) {missing}{hint}; the file has {list(df.columns)}. "
-            f"Choose columns with --set target=... / features=..."
+            f"{source}: missing column(s) {missing}{hint}; the file has {list(df.columns)}. {hints['columns']}"
         )
-    times = _parse_times(df, cfg.time_column, source, lower_map)
+    times = _parse_times(df, cfg.time_column, source, lower_map, hints["time_column"])
 
     values = np.empty((len(df), len(cols)), np.float64)
     filled = 0
@@ -200,7 +223,7 @@ def from_frame(
                 raise DataError(
                     f"{source}: line {int(rows[0]) + 2}, column {lower_map[c]!r}: missing value (NA/empty)"
                     f"; {len(rows)} missing cell(s) in this column. Fix the file or pass "
-                    f"--set missing=ffill to forward-fill from the previous row."
+                    f"{hints['missing']} to forward-fill from the previous row."
                 )
             if rows[0] == 0:
                 raise DataError(
@@ -215,9 +238,10 @@ def from_frame(
     if len(order_bad):
         i = int(order_bad[0]) + 1
         if cfg.unsorted != "sort":
+            now, before = format_times([times[i], times[i - 1]])
             raise DataError(
-                f"{source}: line {i + 2}: date {times[i]} comes before the previous row's {times[i - 1]}; "
-                f"dates must be increasing. Sort the file or pass --set unsorted=sort."
+                f"{source}: line {i + 2}: date {now} comes before the previous row's {before}; "
+                f"dates must be increasing. Sort the file or pass {hints['unsorted']}."
             )
         order = np.argsort(times, kind="stable")
         times, values = times[order], values[order]
@@ -227,7 +251,7 @@ def from_frame(
     if len(dup):
         i = int(dup[0]) + 1
         raise DataError(
-            f"{source}: duplicate date {times[i]} (line {i + 2} and the row before it"
+            f"{source}: duplicate date {format_times([times[i]])[0]} (line {i + 2} and the row before it"
             f"{' after sorting' if len(order_bad) else ''}); keep one row per date"
         )
     if mode == "ohlcv":
@@ -260,7 +284,7 @@ def from_frame(
     return Series(name, str(source), times, values, cols + cal, target_index, filled)
 
 
-def read_csv(path, cfg, min_rows=None) -> Series:
+def read_csv(path, cfg, min_rows=None, **options) -> Series:
     import pandas as pd
 
     path = Path(path)
@@ -277,7 +301,7 @@ def read_csv(path, cfg, min_rows=None) -> Series:
         raise DataError(f"{path}: not a valid CSV: {exc}") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return from_frame(df, str(path), cfg, min_rows=min_rows, decimal="," if sep == ";" else ".")
+    return from_frame(df, str(path), cfg, min_rows=min_rows, decimal="," if sep == ";" else ".", **options)
 
 
 def separator(path) -> str:
@@ -314,13 +338,15 @@ class Dataset:
     mode: str
 
 
-def load(cfg) -> Dataset:
-    """Resolve ``cfg.data`` to validated series (see the module docstring)."""
+def load(cfg, **options) -> Dataset:
+    """Resolve ``cfg.data`` to validated series (see the module docstring); ``options`` go to `from_frame`."""
     min_rows = cfg.window + cfg.horizon
     spec = cfg.data
     skipped = {}
     if spec in ("default", "msft", "pmdarima:msft"):
-        series = [from_frame(default_frame(), "pmdarima.datasets.load_msft()", cfg, name="MSFT", min_rows=min_rows)]
+        series = [
+            from_frame(default_frame(), "pmdarima.datasets.load_msft()", cfg, name="MSFT", min_rows=min_rows, **options)
+        ]
     else:
         path = Path(spec)
         if path.is_dir():
@@ -332,7 +358,7 @@ def load(cfg) -> Dataset:
             series = []
             for f in files:
                 try:
-                    series.append(read_csv(f, cfg, min_rows=min_rows))
+                    series.append(read_csv(f, cfg, min_rows=min_rows, **options))
                 except DataError as exc:
                     if cfg.bad_series != "skip":
                         raise DataError(f"{exc} (or pass --set bad_series=skip to leave such files out)") from None
@@ -346,7 +372,7 @@ def load(cfg) -> Dataset:
             if not series:
                 raise DataError(f"{path}: no usable series")
         elif path.is_file():
-            series = [read_csv(path, cfg, min_rows=min_rows)]
+            series = [read_csv(path, cfg, min_rows=min_rows, **options)]
         elif spec.startswith(("http://", "https://")):
             raise DataError(f"data {spec!r}: download the CSV first and pass its path")
         else:
