@@ -11,7 +11,7 @@ from seqapps import registry
 EXAMPLES = """examples:
   seqapps train translate                          # offline embedded corpus, exports to runs/translate
   seqapps train translate --config seqapps/translate/configs/spa_eng.yaml --out trained/translate
-  seqapps train translate --set epochs=3 --set data=../shared/data/translation/spa-eng/spa.txt
+  seqapps train translate --set epochs=3 --data ../shared/data/translation/spa-eng/spa.txt
   seqapps train translate --resume                 # continue a run that was interrupted
   seqapps train translate --print-config > my.yaml # every setting; edit, then --config my.yaml
   seqapps evaluate translate --model trained/translate
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file of config values (see the app's configs/ folder)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
     p.add_argument("--tiny", action="store_true", help="start from the app's tiny test configuration")
+    p.add_argument("--data", help="data spec to train on (the same as --set data=SPEC; see the README)")
     p.add_argument("--out", type=Path, help="output folder (default runs/APP)")
     p.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint in --out")
     p.add_argument(
@@ -193,7 +194,8 @@ def _run(argv=None) -> int:
         app = registry.get_app(args.app)
         if args.command == "train":
             cfg = app.tiny_config() if args.tiny else app.default_config()
-            cfg = config_lib.load(cfg, args.config, args.set)
+            overrides = ([f"data={args.data}"] if args.data is not None else []) + args.set  # --set data= wins
+            cfg = config_lib.load(cfg, args.config, overrides)
             if args.print_config:
                 print(config_lib.to_yaml(cfg), end="")
                 return 0

@@ -31,6 +31,11 @@ def test_print_config_shows_the_resolved_config_that_config_reads_back(app, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["printed.yaml"]  # nothing trained, no runs/ folder
     assert cli.main(["train", app, "--set", "epochs=0", "--print-config"]) == 2  # checked like a training's
     assert "epochs" in capsys.readouterr().err
+    # --data SPEC is --set data=SPEC, and a --set data= after it wins
+    assert cli.main(["train", app, "--data", "some/file", "--print-config"]) == 0
+    assert "data: some/file\n" in capsys.readouterr().out
+    assert cli.main(["train", app, "--data", "some/file", "--set", "data=other", "--print-config"]) == 0
+    assert "data: other\n" in capsys.readouterr().out
 
 
 def _write(path, text):
