@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -125,7 +126,7 @@ def test_forward_fill_and_sort_are_options_with_stated_effect(tmp_path):
         data.read_csv(p, cfg_for(p, missing="ffill"))
 
 
-def test_folder_skip_lists_bad_files(tmp_path):
+def test_folder_skip_lists_bad_files(tmp_path, capsys):
     folder = tmp_path / "tickers"
     folder.mkdir()
     for i in range(3):
@@ -135,11 +136,13 @@ def test_folder_skip_lists_bad_files(tmp_path):
         data.load(cfg_for(folder))
     ds = data.load(cfg_for(folder, bad_series="skip"))
     assert [s.name for s in ds.series] == ["T0", "T1", "T2"] and list(ds.skipped) == ["BAD.csv"]
+    # the printed summary gives each file's first clause whole, not cut mid-word
+    assert "BAD.csv: line 9, column 'Close': price -1 <= 0 (1 such row(s))\n" in capsys.readouterr().out
 
 
 def test_data_that_does_not_exist_names_the_path_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"data no/such.csv not found \(relative to .*--set data=PATH"):
+    with pytest.raises(FileNotFoundError, match=r"data no/such.csv not found \(relative to .*--data PATH"):
         data.load(cfg_for("no/such.csv"))
     with pytest.raises(FileNotFoundError, match=r"such.csv not found; give 'default'"):
         data.load(cfg_for(tmp_path / "such.csv"))
@@ -562,7 +565,7 @@ def _cli(capsys, *args):
     return rc, out.out, out.err
 
 
-def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys):
+def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys, monkeypatch):
     root, folder, _ = trained
     model = str(root / "model")
     out_csv = tmp_path / "fc.csv"
@@ -634,6 +637,10 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys):
     rc, out, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "arima_windows=0")
     assert rc == 0, err
     assert "naive" in out and "seasonal_naive" in out and "coverage80" in out
+    with monkeypatch.context() as m:  # at a terminal, the ARIMA fits show a progress bar
+        m.setattr(sys.stdout, "isatty", lambda: True)
+        rc, out, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "arima_windows=2")
+    assert rc == 0 and "ARIMA (pmdarima.auto_arima) on 2 of the" in out and "2/2" in out, err
     assert out.count("90% interval of model MAE / baseline MAE: naive") == 3  # horizons 1, 3 and their mean
     rc, out, err = _cli(
         capsys, "evaluate", "forecast", "--model", model, "--set", "arima_windows=0", "--set", "bootstrap=0"

