@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from seqapps.config import TrainConfig
@@ -41,3 +42,14 @@ class App:
 
     def bench(self, model_dir: Path) -> list[dict]:
         return []
+
+
+def progress_bar(total: int, unit: str, title: str):
+    """At a terminal, print ``title`` and return a Keras progress bar over ``total`` items (call
+    ``.update(done)``); None when standard output is not one, so that a pipe or a log gets the results alone."""
+    if not sys.stdout.isatty():
+        return None
+    import keras
+
+    print(title)
+    return keras.utils.Progbar(total, unit_name=unit)

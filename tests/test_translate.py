@@ -351,3 +351,18 @@ def test_notebook_runs_on_a_model_folder(trained):
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {}) for o in outputs)
     assert not any(o.get("output_type") == "error" for o in outputs)
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_translate_batch_shows_progress_only_at_a_terminal(terminal, monkeypatch, capsys):
+    """`seqapps evaluate translate` decodes thousands of sentences: at a terminal a progress bar counts them;
+    a pipe (JSON for a script) gets the results alone."""
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
+
+    def fn(batch):
+        return {"translation": tf.strings.upper(batch)}
+
+    out = get_app("translate").translate_batch(fn, ["a", "b", "c"], batch_size=2, title="decoding:")
+    printed = capsys.readouterr().out
+    assert out == ["A", "B", "C"]
+    assert ("decoding:" in printed and "3/3" in printed) == terminal and (printed == "") != terminal

@@ -21,7 +21,6 @@ dates) stays inside a block.
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 
@@ -69,16 +68,14 @@ def baselines(ds, pairs, horizon, season, hist, log_space):
     return naive, drift, seasonal_naive(ds, pairs, horizon, season), nint
 
 
-def arima_forecasts(ds, pairs, horizon, hist, log_space, progress=False):
-    """auto_arima per window -> (point [N, H], interval [N, H, 2], seconds). ``progress``: a Keras progress
-    bar over the windows (a few hundred fits take minutes)."""
+def arima_forecasts(ds, pairs, horizon, hist, log_space):
+    """auto_arima per window -> (point [N, H], interval [N, H, 2], seconds), with a progress bar at a
+    terminal (a few hundred fits take minutes)."""
     import pmdarima as pm
 
-    bar = None
-    if progress:
-        import keras
+    from seqapps.app import progress_bar
 
-        bar = keras.utils.Progbar(len(pairs), unit_name="window")
+    bar = progress_bar(len(pairs), "window", f"ARIMA (pmdarima.auto_arima) on {len(pairs)} test windows:")
 
     point = np.empty((len(pairs), horizon))
     interval = np.empty((len(pairs), horizon, 2))
@@ -211,9 +208,7 @@ def run(ds, pairs, y, model_q, quantiles, cfg, scale_by_series, arima_windows=No
     n_arima = cfg.arima_windows if arima_windows is None else arima_windows
     if n_arima:
         sub = np.unique(np.linspace(0, len(pairs) - 1, min(n_arima, len(pairs))).round().astype(int))
-        if sys.stdout.isatty():
-            print(f"ARIMA (pmdarima.auto_arima) on {len(sub)} of the {len(pairs)} test windows:")
-        ap, ai, secs = arima_forecasts(ds, pairs[sub], cfg.horizon, hist, log_space, progress=sys.stdout.isatty())
+        ap, ai, secs = arima_forecasts(ds, pairs[sub], cfg.horizon, hist, log_space)
         args = (y[sub], last[sub], scale[sub])
         res["arima_subset"] = {
             "windows": len(sub),

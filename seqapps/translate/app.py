@@ -151,13 +151,19 @@ class TranslateApp(App):
         )
 
     @staticmethod
-    def translate_batch(fn, sentences, batch_size=64, key="translation"):
+    def translate_batch(fn, sentences, batch_size=64, key="translation", title=None):
+        """``fn`` over ``sentences`` in batches; with a ``title``, a progress bar at a terminal."""
         import tensorflow as tf
 
+        from seqapps.app import progress_bar
+
+        bar = progress_bar(len(sentences), "sentence", title) if title else None
         out = []
         for i in range(0, len(sentences), batch_size):
             res = fn(tf.constant(sentences[i : i + batch_size]))
             out.extend(x.decode("utf-8") for x in res[key].numpy())
+            if bar is not None:
+                bar.update(len(out))
         return out
 
     def _score(self, module, pairs, cfg, samples=5):
@@ -518,9 +524,11 @@ class TranslateApp(App):
         served = self._load_serving(model_dir)
         sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
         t0 = time.time()
-        beam = self.translate_batch(served.signatures["serving_default"], sources)
+        beam = self.translate_batch(
+            served.signatures["serving_default"], sources, title=f"beam search on {len(sources)} test sentences:"
+        )
         elapsed = time.time() - t0
-        greedy = self.translate_batch(served.signatures["translate_details"], sources)
+        greedy = self.translate_batch(served.signatures["translate_details"], sources, title="greedy decoding:")
         res = {
             "data": cfg.data,
             "test_pairs": len(pairs),
