@@ -640,7 +640,7 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys, monkeypatch)
     with monkeypatch.context() as m:  # at a terminal, the ARIMA fits show a progress bar
         m.setattr(sys.stdout, "isatty", lambda: True)
         rc, out, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "arima_windows=2")
-    assert rc == 0 and "ARIMA (pmdarima.auto_arima) on 2 of the" in out and "2/2" in out, err
+    assert rc == 0 and "ARIMA (pmdarima.auto_arima) on 2 test windows:" in out and "2/2" in out, err
     assert out.count("90% interval of model MAE / baseline MAE: naive") == 3  # horizons 1, 3 and their mean
     rc, out, err = _cli(
         capsys, "evaluate", "forecast", "--model", model, "--set", "arima_windows=0", "--set", "bootstrap=0"
