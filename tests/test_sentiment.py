@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import sys
 import tarfile
 
 import numpy as np
@@ -525,6 +526,10 @@ def test_cli_predict_evaluate_and_errors(trained, capsys):
     assert cli.main(["evaluate", "sentiment", "--model", str(model_dir), "--data", str(ev)]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "macro F1" in out and "confusion matrix" in out and "examples 60" in out
+    with pytest.MonkeyPatch.context() as m:  # at a terminal, a progress bar counts the texts
+        m.setattr(sys.stdout, "isatty", lambda: True)
+        assert cli.main(["evaluate", "sentiment", "--model", str(model_dir), "--data", str(ev)]) == 0
+    assert "classifying 60 texts:" in capsys.readouterr().out
     odd = write_csv(root / "odd.csv", [("meh", "so so"), ("positive", "great")])
     assert cli.main(["evaluate", "sentiment", "--model", str(model_dir), "--data", str(odd)]) == 2
     assert "data labels ['meh'] are not labels of the model" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from seqapps import config as config_lib
-from seqapps.app import App
+from seqapps.app import App, progress_bar
 from seqapps.registry import register_app
 from seqapps.sentiment.config import SentimentConfig, tiny
 
@@ -500,12 +500,15 @@ class SentimentApp(App):
         texts = [ds.texts[i] for i in rows]
         y = np.array([labels.index(mapping[ds.labels[i]]) for i in rows])
         preds, truncated, empty = [], 0, 0
+        bar = progress_bar(len(texts), "text", f"classifying {len(texts)} texts:")
         t0 = time.time()
         for i in range(0, len(texts), 128):
             out = fn(text=tf.constant(texts[i : i + 128]))
             preds.append(out["probabilities"].numpy().argmax(-1))
             truncated += int(out["truncated"].numpy().sum())
             empty += int(out["empty"].numpy().sum())
+            if bar is not None:
+                bar.update(min(i + 128, len(texts)))
         elapsed = time.time() - t0
         rep = metrics.report(y, np.concatenate(preds), labels)
         rep.update(
