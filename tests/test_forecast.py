@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -110,6 +111,59 @@ def test_semicolon_and_tab_separated_files_read_like_commas(tmp_path):
     p = write_csv(tmp_path / "mixed.csv", semi, header=HEADER.replace(",", ";"))
     with pytest.raises(data.DataError, match=r"mixed.csv: line 6, column 'Open': .* '\.' .*decimal comma \(line 2\)"):
         data.read_csv(p, cfg_for(p))
+    # tab-separated with decimal commas (no ';' to tell): read as decimals, not as thousands (3,25 -> 325)
+    tab_dc = [r.replace(",", "\t").replace(".", ",") for r in rows]
+    p = write_csv(tmp_path / "dc.tsv", tab_dc, header=HEADER.replace(",", "\t"))
+    np.testing.assert_array_equal(data.read_csv(p, cfg_for(p)).values, want.values)
+    # comma-separated: a comma must group thousands, anything else names the cell
+    quoted = [r.split(",") for r in rows]
+    quoted[3][4] = '"1,234.5"'
+    p = write_csv(tmp_path / "k.csv", [",".join(r) for r in quoted])
+    assert data.read_csv(p, cfg_for(p)).values[3, 3] == 1234.5
+    quoted[3][4] = '"3,25"'
+    p = write_csv(tmp_path / "dc.csv", [",".join(r) for r in quoted])
+    with pytest.raises(data.DataError, match=r"dc.csv: line 5, column 'Close': '3,25' has a comma that is not a thou"):
+        data.read_csv(p, cfg_for(p))
+
+
+def test_error_lines_count_blank_lines(tmp_path):
+    rows = gbm(30)
+    rows[6] = rows[6].replace(rows[6].split(",")[4], "x")
+    p = tmp_path / "blank.csv"
+    p.write_text(HEADER + "\n" + "\n".join(rows[:3]) + "\n\n  \n" + "\n".join(rows[3:]) + "\n")
+    with pytest.raises(data.DataError, match=r"blank.csv: line 10, column 'Close': 'x' is not a number"):
+        data.read_csv(p, cfg_for(p))  # rows[6]: header, 3 rows, 2 blank lines, 3 rows, then it
+
+
+def test_a_folder_is_read_in_its_first_files_mode(tmp_path):
+    """With mode auto, a file of a folder that lacks the first file's columns is an error (or skipped), never
+    a series with other columns stretched into the same windows."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_csv(folder / "A.csv", gbm(60))
+    write_csv(folder / "B.csv", [",".join(r.split(",")[i] for i in (0, 4)) for r in gbm(60, seed=1)], "Date,Close")
+    with pytest.raises(data.DataError, match=r"B.csv: missing column\(s\) \['open', 'high', 'low', 'volume'\]"):
+        data.load(cfg_for(folder))
+    ds = data.load(cfg_for(folder, bad_series="skip"))
+    assert [s.name for s in ds.series] == ["A"] and list(ds.skipped) == ["B.csv"] and ds.mode == "ohlcv"
+
+
+def test_mase_leaves_out_series_that_start_in_the_test_period():
+    """A series with fewer than MASE_MIN_ROWS rows before the test period has no in-sample scale: MASE is
+    the mean over the other windows, and the backtest says which were left out."""
+    err = np.array([[1.0], [2.0], [4.0]])
+    scale = np.array([1.0, 2.0, np.nan])
+    np.testing.assert_allclose(backtest._mase(err, scale), [1.0])  # (1/1 + 2/2) / 2
+    assert np.isnan(backtest._mase(err, np.full(3, np.nan))).all()
+    ds = types.SimpleNamespace(series=[types.SimpleNamespace(name="OLD"), types.SimpleNamespace(name="NEW")])
+    pairs = np.array([[0, 50], [1, 3], [1, 4]])
+    note = backtest.mase_note(ds, pairs, np.array([1.0, np.nan, np.nan]))
+    assert note.startswith("MASE leaves out 2 of the 3 windows: those of NEW,")
+    assert backtest.mase_note(ds, pairs, np.ones(3)) is None
+    series = [types.SimpleNamespace(target=np.arange(40.0) * k) for k in (1.0, 2.0)]  # steps of 1 and 2 per row
+    split = types.SimpleNamespace(test_index=[backtest.MASE_MIN_ROWS, 5])
+    scaled = data.naive_scale(types.SimpleNamespace(series=series), split)
+    assert scaled[0] == 1.0 and np.isnan(scaled[1])
 
 
 def test_forward_fill_and_sort_are_options_with_stated_effect(tmp_path):
@@ -323,8 +377,8 @@ def test_baselines_against_hand_computed_values(tmp_path):
     np.testing.assert_allclose(snaive[0], [y[8], y[9], y[10]])  # t+h-5
     sd = np.std(np.diff(np.log(y[7:13])))
     np.testing.assert_allclose(nint[0, :, 1], y[12] * np.exp(backtest.Z80 * sd * np.sqrt([1, 2, 3])))
-    scale = data.naive_scale(ds, data.Split(pairs, pairs, pairs, {0: 10}, {}, ""))
-    assert scale[0] == pytest.approx(np.mean(np.abs(np.diff(y[:10]))))
+    scale = data.naive_scale(ds, data.Split(pairs, pairs, pairs, {0: 20}, {}, ""))  # backtest.MASE_MIN_ROWS
+    assert scale[0] == pytest.approx(np.mean(np.abs(np.diff(y[:20]))))
 
 
 def test_ratio_intervals_block_bootstrap():
@@ -535,6 +589,11 @@ def test_forecast_times_are_written_in_one_format():
     # daily data (business days after a Friday): dates alone
     daily = np.array(["2020-01-01", "2020-01-02", "2020-01-03"], dtype="datetime64[s]")
     assert format_times([daily[-1], *future_times(daily, 2)]) == ["2020-01-03", "2020-01-06", "2020-01-07"]
+    # hourly bars of prices are forecast hour by hour, and prices traded every day (crypto) day by day
+    bars = np.arange("2020-01-03T06", "2020-01-03T10", dtype="datetime64[h]").astype("datetime64[s]")
+    assert format_times(future_times(bars, 2)) == ["2020-01-03 10:00", "2020-01-03 11:00"]
+    every_day = np.arange("2019-12-28", "2020-01-04", dtype="datetime64[D]").astype("datetime64[s]")
+    assert format_times(future_times(every_day, 2)) == ["2020-01-04", "2020-01-05"]
     assert format_times(np.array(["2020-01-01T00:00:30"], dtype="datetime64[s]")) == ["2020-01-01 00:00:30"]
 
 
@@ -646,6 +705,8 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys, monkeypatch)
         capsys, "evaluate", "forecast", "--model", model, "--set", "arima_windows=0", "--set", "bootstrap=0"
     )
     assert rc == 0 and "interval" not in out
+    rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "quantiles=0.1,0.25,0.5,0.9")
+    assert rc == 2 and "the model outputs the quantiles 0.1,0.5,0.9, fixed by training" in err
     rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "bootstrap=-5")
     assert rc == 2 and "evaluate --set: bootstrap=-5 must be >= 0" in err
 
@@ -926,6 +987,9 @@ def test_quantile_and_config_validation():
     assert parse_quantiles("0.9, 0.1,0.5") == [0.1, 0.5, 0.9]
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         parse_quantiles("0.5,1.2")
+    with pytest.raises(ValueError, match=r"quantiles=0.05,0.25,0.75,0.95: add 0.1,0.5,0.9. The median"):
+        parse_quantiles("0.05,0.25,0.75,0.95")
+    assert parse_quantiles("0.05,0.1,0.5,0.9,0.95") == [0.05, 0.1, 0.5, 0.9, 0.95]
     with pytest.raises(data.DataError, match="calendar"):
         data.column_plan(ForecastConfig(calendar="weekday"), "generic")
     from seqapps.forecast.app import _check_cfg

@@ -23,18 +23,27 @@ CALIBRATION_WINDOWS = 200
 
 
 def parse_quantiles(text) -> list:
+    """The sorted quantile levels of ``text`` ("0.1,0.5,0.9"). They must include 0.5, the median that is the
+    point forecast, and 0.1 and 0.9, the 80% interval that the backtest scores."""
     try:
         qs = sorted({round(float(q), 6) for q in str(text).split(",") if q.strip()})
     except ValueError:
         raise ValueError(f"quantiles: expected comma-separated numbers like 0.1,0.5,0.9, got {text!r}") from None
-    if len(qs) < 2 or not all(0 < q < 1 for q in qs):
-        raise ValueError(f"quantiles: need at least two values strictly between 0 and 1, got {text!r}")
+    if not all(0 < q < 1 for q in qs):
+        raise ValueError(f"quantiles: every value must lie strictly between 0 and 1, got {text!r}")
+    missing = [q for q in (0.1, 0.5, 0.9) if q not in qs]
+    if missing:
+        raise ValueError(
+            f"quantiles={text}: add {','.join(map(str, missing))}. The median (0.5) is the point forecast and 0.1 "
+            "and 0.9 bound the 80% interval that the backtest scores; other levels may be added (e.g. "
+            "0.05,0.1,0.5,0.9,0.95)"
+        )
     return qs
 
 
 def median_index(quantiles) -> int:
-    """Index of the 0.5 quantile (the point forecast); the middle one when 0.5 is not among them."""
-    return quantiles.index(0.5) if 0.5 in quantiles else len(quantiles) // 2
+    """Index of the 0.5 quantile, the point forecast (`parse_quantiles` requires it)."""
+    return quantiles.index(0.5)
 
 
 def _check_cfg(cfg):
@@ -60,6 +69,7 @@ def _check_cfg(cfg):
             f"bootstrap (resamples, 0 = off) and bootstrap_block (origin times per block, 0 = 7 x season) must be "
             f">= 0, got {cfg.bootstrap} and {cfg.bootstrap_block}"
         )
+    parse_quantiles(cfg.quantiles)
     if cfg.mixed_precision != "none":
         raise ValueError(
             f"mixed_precision={cfg.mixed_precision}: forecast trains in float32 (its quantile outputs and the "
@@ -547,8 +557,12 @@ class ForecastApp(App):
 
         model_dir = Path(model_dir)
         write = str(options.pop("write", "false")).lower() in ("1", "true", "yes")
-        cfg = config_lib.read(ForecastConfig, model_dir / "config.yaml")
-        cfg = config_lib.override(cfg, options, "evaluate --set")
+        trained = config_lib.read(ForecastConfig, model_dir / "config.yaml")
+        cfg = config_lib.override(trained, options, "evaluate --set")
+        if parse_quantiles(cfg.quantiles) != parse_quantiles(trained.quantiles):
+            raise ValueError(
+                f"quantiles={cfg.quantiles}: the model outputs the quantiles {trained.quantiles}, fixed by training"
+            )
         if data:
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
         spec = _read_spec(model_dir)
@@ -621,7 +635,7 @@ class ForecastApp(App):
         if not bool(out["valid"].numpy()[0]):
             raise ValueError(f"{args.csv}: the last {spec.window} rows contain values the model cannot use")
         q = out["quantiles"].numpy()[0][:horizon]
-        times = future_times(series.times, horizon, business_days=spec.mode == "ohlcv")
+        times = future_times(series.times, horizon)
         out_csv = args.out or Path(f"{args.csv.stem}_forecast.csv")  # its folder is made by the atomic writes
         target = spec.columns[spec.target_index]
         names = [f"q{round(100 * x):02d}" for x in quantiles]
@@ -735,13 +749,15 @@ def forecast_table(target, last_text, last_value, time_text, names, q) -> str:
     return "\n".join(lines)
 
 
-def future_times(times, horizon, business_days=False):
+def future_times(times, horizon):
+    """The times of the next ``horizon`` rows: business days after daily rows that skip weekends (stock
+    prices), else the median step of the last rows (hourly bars, prices traded every day, weather)."""
     import pandas as pd
 
     last = pd.Timestamp(times[-1])
     steps = np.diff(times[-50:]).astype("timedelta64[s]").astype(np.int64)
     step = int(np.median(steps)) if len(steps) else 86400
-    if business_days or (step == 86400 and all(pd.DatetimeIndex(times[-50:]).dayofweek < 5)):
+    if step == 86400 and all(pd.DatetimeIndex(times[-50:]).dayofweek < 5):
         return np.array(
             [(last + pd.offsets.BDay(h)).to_datetime64() for h in range(1, horizon + 1)], dtype="datetime64[s]"
         )
@@ -904,8 +920,9 @@ def model_card(meta: dict, cfg) -> str:
             ]
         if iv:
             lines += [backtest.interval_note(iv), ""]
-        if bt.get("mape_note"):
-            lines += [bt["mape_note"], ""]
+        for key in backtest.NOTES:
+            if bt.get(key):
+                lines += [bt[key], ""]
         cal = bt.get("calibration", {})
         lines += [
             f"Calibration (all horizons): fraction of outcomes below each quantile {cal.get('nominal')}: "

@@ -27,6 +27,8 @@ import warnings
 import numpy as np
 
 Z80 = 1.2815515655446004
+MASE_MIN_ROWS = 20  # rows before the test period that a series needs for its MASE scale (`data.naive_scale`)
+NOTES = ("mape_note", "mase_note")  # what the table and the model card print under the metrics
 
 
 def history(ds, si, t, n):
@@ -124,7 +126,7 @@ def metrics(pred, y, last, scale, interval=None, directional=True) -> dict:
         "mae": np.mean(np.abs(err), 0),
         "rmse": np.sqrt(np.mean(err**2, 0)),
         "mape": _mape(err, y),
-        "mase": np.mean(np.abs(err) / scale[:, None], 0),
+        "mase": _mase(err, scale),
     }
     if directional:
         dp, dy = np.sign(pred - last[:, None]), np.sign(y - last[:, None])
@@ -142,6 +144,28 @@ def metrics(pred, y, last, scale, interval=None, directional=True) -> dict:
         out["coverage80"] = np.full(y.shape[1], np.nan)
         out["interval_width"] = np.full(y.shape[1], np.nan)
     return {k: [None if not np.isfinite(x) else round(float(x), 6) for x in v] for k, v in out.items()}
+
+
+def _mase(err, scale) -> np.ndarray:
+    """Mean of |error| / scale over the windows whose series has a scale (`data.naive_scale` gives NaN to a
+    series with too few rows before the test period)."""
+    ok = np.isfinite(scale) & (scale > 0)
+    if not ok.any():
+        return np.full(err.shape[1], np.nan)
+    return np.mean(np.abs(err[ok]) / scale[ok, None], 0)
+
+
+def mase_note(ds, pairs, scale) -> str | None:
+    """Which test windows MASE leaves out: those of series with no in-sample scale."""
+    left = ~(np.isfinite(scale) & (scale > 0))
+    if not left.any():
+        return None
+    names = sorted({ds.series[si].name for si in pairs[left, 0]})
+    return (
+        f"MASE leaves out {int(left.sum()):,} of the {len(pairs):,} windows: those of {', '.join(names[:5])}"
+        f"{' ...' if len(names) > 5 else ''}, which have fewer than {MASE_MIN_ROWS} rows before the test period "
+        "to scale by."
+    )
 
 
 def mape_note(y) -> str | None:
@@ -187,9 +211,9 @@ def run(ds, pairs, y, model_q, quantiles, cfg, scale_by_series, arima_windows=No
         },
     }
     below = (y[..., None] <= model_q).mean(axis=(0, 1))
-    note = mape_note(y)
-    if note:
-        res["mape_note"] = note
+    for key, note in (("mape_note", mape_note(y)), ("mase_note", mase_note(ds, pairs, scale))):
+        if note:
+            res[key] = note
     res["calibration"] = {
         "nominal": quantiles,
         "observed_fraction_below": [round(float(b), 4) for b in below],
@@ -371,6 +395,5 @@ def table(res, horizon) -> str:
             lines.append(f"  {interval_text(iv, level=True)}")
     if iv:
         lines.append(interval_note(iv))
-    if res.get("mape_note"):
-        lines.append(res["mape_note"])
+    lines += [res[key] for key in NOTES if res.get(key)]
     return "\n".join(lines)

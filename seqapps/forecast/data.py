@@ -41,6 +41,7 @@ class Series:
     columns: list
     target_index: int
     filled: int = 0  # cells forward-filled
+    mode: str = "generic"  # "ohlcv" or "generic", as `resolve_mode` resolved it for this file
 
     @property
     def target(self) -> np.ndarray:
@@ -104,6 +105,8 @@ def format_times(times) -> list[str]:
     return text if any(not s.endswith(":00") for s in text) else [s[:16] for s in text]
 
 
+THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"  # a number whose commas group thousands: 1,234.5
+
 # How a message tells the user to fix a file (training and evaluation take --set; `predict` passes its own)
 FIX_HINTS = {
     "columns": "Choose columns with --set target=... / features=...",
@@ -113,8 +116,18 @@ FIX_HINTS = {
 }
 
 
+def file_lines(df) -> np.ndarray:
+    """The file line of each row of ``df``: `read_csv` keeps the row index pandas gave each line (the
+    header is line 1) when it drops blank lines, so the messages name the line an editor shows."""
+    if df.index.dtype.kind in "iu":
+        return df.index.to_numpy(np.int64) + 2
+    return np.arange(len(df)) + 2
+
+
 def _parse_times(df, spec: str, source: str, lower_map: dict, hint: str = FIX_HINTS["time_column"]) -> np.ndarray:
     import pandas as pd
+
+    line = file_lines(df)
 
     names = [n.lower() for n in parse_list(spec)]
     missing = [n for n in names if n not in lower_map]
@@ -127,7 +140,7 @@ def _parse_times(df, spec: str, source: str, lower_map: dict, hint: str = FIX_HI
         if len(bad):
             i = int(bad[0])
             raise DataError(
-                f"{source}: line {i + 2}, column {lower_map[names[0]]!r}: cannot read {raw.iloc[i]!r} "
+                f"{source}: line {line[i]}, column {lower_map[names[0]]!r}: cannot read {raw.iloc[i]!r} "
                 f"as a date/time ({len(bad)} such row(s))"
             )
         return times.to_numpy().astype("datetime64[s]")
@@ -139,7 +152,7 @@ def _parse_times(df, spec: str, source: str, lower_map: dict, hint: str = FIX_HI
         vals = pd.to_numeric(df[lower_map[n]].astype(str).str.strip(), errors="coerce")
         bad = np.flatnonzero(vals.isna().to_numpy())
         if len(bad):
-            raise DataError(f"{source}: line {int(bad[0]) + 2}, column {lower_map[n]!r}: not a number")
+            raise DataError(f"{source}: line {line[bad[0]]}, column {lower_map[n]!r}: not a number")
         parts[key] = vals.astype(int)
     try:
         times = pd.to_datetime(pd.DataFrame(parts), errors="raise")
@@ -159,9 +172,9 @@ def from_frame(
 ) -> Series:
     """Validate a DataFrame of strings/numbers read from ``source`` and return a `Series`.
 
-    ``decimal=","`` (files separated by ``;``) reads numbers written with a decimal comma (``3,25``) and
+    ``decimal=","`` (files separated by ``;``, and tab-separated ones with decimal commas) reads numbers written with a decimal comma (``3,25``) and
     refuses a column that mixes them with ``.`` (``1.234`` could be a thousand). With ``"."`` commas are
-    thousands separators (``1,234.5``). ``hints`` replaces entries of `FIX_HINTS`, the fixes that
+    thousands separators (``1,234.5``), and any other comma is an error. ``hints`` replaces entries of `FIX_HINTS`, the fixes that
     messages suggest.
     """
     import pandas as pd
@@ -169,6 +182,7 @@ def from_frame(
     hints = {**FIX_HINTS, **(hints or {})}
     if len(df) == 0:
         raise DataError(f"{source}: no data rows")
+    line = file_lines(df)
     lower_map = {}
     for c in df.columns:
         lower_map.setdefault(str(c).strip().lower(), c)
@@ -198,36 +212,44 @@ def from_frame(
                 if comma.any() and len(dot):  # 1.234 could be a thousand or one and a bit
                     i = int(dot[0])
                     raise DataError(
-                        f"{source}: line {i + 2}, column {lower_map[c]!r}: {text.iloc[i]!r} has a '.' in a "
-                        f"column whose other numbers use a decimal comma (line {int(np.argmax(comma)) + 2}), "
+                        f"{source}: line {line[i]}, column {lower_map[c]!r}: {text.iloc[i]!r} has a '.' in a "
+                        f"column whose other numbers use a decimal comma (line {line[np.argmax(comma)]}), "
                         "so it is ambiguous. Write the numbers without thousands separators, or save the file "
                         "separated by commas with '.' as the decimal mark"
                     )
                 text = text.str.replace(",", ".", regex=False)
             else:
+                odd = np.flatnonzero((text.str.contains(",", regex=False) & ~text.str.fullmatch(THOUSANDS)).to_numpy())
+                if len(odd):
+                    i = int(odd[0])
+                    raise DataError(
+                        f"{source}: line {line[i]}, column {lower_map[c]!r}: {text.iloc[i]!r} has a comma that is "
+                        "not a thousands separator (as in 1,234.5). A file with decimal commas (3,25) must separate "
+                        "its fields with ';' or tabs"
+                    )
                 text = text.str.replace(",", "", regex=False)
             num = pd.to_numeric(text.where(~na, None), errors="coerce").to_numpy(dtype=np.float64)
             bad = np.flatnonzero(np.isnan(num) & ~na)
             if len(bad):
                 i = int(bad[0])
                 raise DataError(
-                    f"{source}: line {i + 2}, column {lower_map[c]!r}: {text.iloc[i]!r} is not a number "
+                    f"{source}: line {line[i]}, column {lower_map[c]!r}: {text.iloc[i]!r} is not a number "
                     f"({len(bad)} non-numeric cell(s) in this column); fix or remove the row"
                 )
         bad_inf = np.flatnonzero(np.isinf(num))
         if len(bad_inf):
-            raise DataError(f"{source}: line {int(bad_inf[0]) + 2}, column {lower_map[c]!r}: infinite value")
+            raise DataError(f"{source}: line {line[bad_inf[0]]}, column {lower_map[c]!r}: infinite value")
         if na.any():
             rows = np.flatnonzero(na)
             if cfg.missing != "ffill":
                 raise DataError(
-                    f"{source}: line {int(rows[0]) + 2}, column {lower_map[c]!r}: missing value (NA/empty)"
+                    f"{source}: line {line[rows[0]]}, column {lower_map[c]!r}: missing value (NA/empty)"
                     f"; {len(rows)} missing cell(s) in this column. Fix the file or pass "
                     f"{hints['missing']} to forward-fill from the previous row."
                 )
             if rows[0] == 0:
                 raise DataError(
-                    f"{source}: line 2, column {lower_map[c]!r}: missing value in the first row cannot be "
+                    f"{source}: line {line[0]}, column {lower_map[c]!r}: missing value in the first row cannot be "
                     f"forward-filled; remove the leading rows"
                 )
             num = pd.Series(num).ffill().to_numpy()
@@ -240,18 +262,18 @@ def from_frame(
         if cfg.unsorted != "sort":
             now, before = format_times([times[i], times[i - 1]])
             raise DataError(
-                f"{source}: line {i + 2}: date {now} comes before the previous row's {before}; "
+                f"{source}: line {line[i]}: date {now} comes before the previous row's {before}; "
                 f"dates must be increasing. Sort the file or pass {hints['unsorted']}."
             )
         order = np.argsort(times, kind="stable")
-        times, values = times[order], values[order]
+        times, values, line = times[order], values[order], line[order]
         if filled:
             raise DataError(f"{source}: unsorted rows with missing values: sort the file first, then forward-fill")
     dup = np.flatnonzero(times[1:] == times[:-1])
     if len(dup):
         i = int(dup[0]) + 1
         raise DataError(
-            f"{source}: duplicate date {format_times([times[i]])[0]} (line {i + 2} and the row before it"
+            f"{source}: duplicate date {format_times([times[i]])[0]} (line {line[i]} and the row before it"
             f"{' after sorting' if len(order_bad) else ''}); keep one row per date"
         )
     if mode == "ohlcv":
@@ -260,14 +282,14 @@ def from_frame(
                 bad = np.flatnonzero(values[:, j] <= 0)
                 if len(bad):
                     raise DataError(
-                        f"{source}: line {int(bad[0]) + 2}, column {lower_map[c]!r}: price "
+                        f"{source}: line {line[bad[0]]}, column {lower_map[c]!r}: price "
                         f"{values[bad[0], j]:g} <= 0 ({len(bad)} such row(s)); prices must be positive "
                         f"for log returns"
                     )
             elif c == "volume":
                 bad = np.flatnonzero(values[:, j] < 0)
                 if len(bad):
-                    raise DataError(f"{source}: line {int(bad[0]) + 2}, column {lower_map[c]!r}: negative volume")
+                    raise DataError(f"{source}: line {line[bad[0]]}, column {lower_map[c]!r}: negative volume")
     if min_rows is not None and len(times) < min_rows:
         need = (
             f"window {cfg.window} + horizon {cfg.horizon}"
@@ -281,7 +303,7 @@ def from_frame(
     if cal:
         values = np.concatenate([values, calendar_columns(times, cal)], axis=1)
     name = name or Path(str(source)).stem.replace("_data", "")
-    return Series(name, str(source), times, values, cols + cal, target_index, filled)
+    return Series(name, str(source), times, values, cols + cal, target_index, filled, mode)
 
 
 def read_csv(path, cfg, min_rows=None, **options) -> Series:
@@ -301,7 +323,24 @@ def read_csv(path, cfg, min_rows=None, **options) -> Series:
         raise DataError(f"{path}: not a valid CSV: {exc}") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return from_frame(df, str(path), cfg, min_rows=min_rows, decimal="," if sep == ";" else ".", **options)
+    # pandas skips blank lines: index each row by its line in the file (minus 2, see `file_lines`), unless a
+    # quoted field spans lines
+    with open(path, "rb") as f:
+        nonblank = [n for n, raw in enumerate(f, start=1) if raw.strip()]
+    if len(nonblank) == len(df) + 1:
+        df.index = pd.Index(np.asarray(nonblank[1:], np.int64) - 2)
+    decimal = "," if sep == ";" or (sep == "\t" and _decimal_commas(df)) else "."
+    return from_frame(df, str(path), cfg, min_rows=min_rows, decimal=decimal, **options)
+
+
+def _decimal_commas(df) -> bool:
+    """Whether a tab-separated file writes decimal commas: some cell holds a number with a comma that is not
+    a thousands separator (3,25; 0,5). A file whose only commas group thousands (1,234) reads them as that."""
+    for col in df.columns:
+        text = df[col].astype(str).str.strip()
+        if (text.str.fullmatch(r"[+-]?\d*,\d+") & ~text.str.fullmatch(THOUSANDS)).any():
+            return True
+    return False
 
 
 def separator(path) -> str:
@@ -358,6 +397,8 @@ def load(cfg, **options) -> Dataset:
             for f in files:
                 try:
                     series.append(read_csv(f, cfg, min_rows=min_rows, **options))
+                    # every other file is read with the first one's mode, so that all have the same columns
+                    cfg = dataclasses.replace(cfg, mode=series[0].mode)
                 except DataError as exc:
                     if cfg.bad_series != "skip":
                         raise DataError(f"{exc} (or pass --set bad_series=skip to leave such files out)") from None
@@ -377,8 +418,7 @@ def load(cfg, **options) -> Dataset:
         else:
             raise not_found("data", path, f"give 'default', a CSV file or a folder of CSV files ({DATA_FIX})")
     s0 = series[0]
-    mode = "ohlcv" if s0.columns[:5] == list(OHLCV) and cfg.mode != "generic" else "generic"
-    return Dataset(spec, series, skipped, s0.columns, s0.target_index, mode)
+    return Dataset(spec, series, skipped, s0.columns, s0.target_index, s0.mode)
 
 
 # ---------------------------------------------------------------------------------------------- splits
@@ -477,10 +517,13 @@ def future_changes(ds: Dataset, pairs: np.ndarray, horizon: int, columns: list) 
 
 
 def naive_scale(ds: Dataset, sp: Split) -> np.ndarray:
-    """Per series: in-sample MAE of the one-step naive forecast, over the rows before the test period."""
+    """Per series: in-sample MAE of the one-step naive forecast, over the rows before the test period; NaN
+    for a series with fewer than `backtest.MASE_MIN_ROWS` of them (one that starts in the test period), which
+    MASE then leaves out rather than scale by a few test-period steps."""
+    from seqapps.forecast.backtest import MASE_MIN_ROWS
+
     out = np.full(len(ds.series), math.nan)
     for si, s in enumerate(ds.series):
-        y = s.target[: max(sp.test_index[si], 2)]
-        d = np.abs(np.diff(y))
-        out[si] = float(np.mean(d)) if len(d) else math.nan
+        if sp.test_index[si] >= MASE_MIN_ROWS:
+            out[si] = float(np.mean(np.abs(np.diff(s.target[: sp.test_index[si]]))))
     return out
