@@ -179,6 +179,26 @@ def test_flat_folder_labels_from_file_name_prefix(tmp_path):
     assert all(len({clips.speakers[i] for i in splits[k]}) == 1 for k in ("train", "val", "test"))
 
 
+def test_label_folders_of_fsdd_names_split_by_speaker(tmp_path, capsys):
+    """FSDD kept in one folder per digit (0/0_jackson_0.wav) is split by speaker, as the flat layout is."""
+    _write_folder(
+        tmp_path, [f"{d}/{d}_{spk}_{i}.wav" for d in range(2) for spk in ("ann", "bob", "cy") for i in range(2)]
+    )
+    clips = data.load_folder(tmp_path)
+    assert sorted(set(clips.speakers)) == ["ann", "bob", "cy"] and "no speaker" not in capsys.readouterr().out
+    nameless = tmp_path / "nameless"
+    _write_folder(nameless, [f"{w}/{i}.wav" for w in ("yes", "no") for i in range(3)])
+    data.load_folder(nameless)
+    assert "no speaker in the file names" in capsys.readouterr().out  # said, not hidden
+
+
+def test_a_folder_of_unreadable_wavs_names_one(tmp_path):
+    (tmp_path / "yes").mkdir()
+    (tmp_path / "yes" / "a_nohash_0.wav").write_bytes(b"not a wav")
+    with pytest.raises(ValueError, match=r"none of the 1 .wav files could be read, e.g. .*a_nohash_0.wav"):
+        data.load_folder(tmp_path)
+
+
 def test_too_few_speakers_and_missing_folder_are_clear(tmp_path):
     _write_folder(tmp_path, ["yes/aaaa_nohash_0.wav", "no/aaaa_nohash_1.wav"])
     with pytest.raises(ValueError, match="only 1 speaker"):
@@ -379,3 +399,36 @@ def test_notebook_runs(trained):
         "image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
     )
     assert "max |stream after 50 hops - clip model|" in text and images >= 4
+
+
+def test_tfds_clips_and_folders_are_not_mixed():
+    """tfds speech_commands clips have no speaker id: mixed with a folder, held-out speakers would reach the
+    training split, so the mix is refused before anything loads (synthetic clips mix with either)."""
+    for main, extra in (("some/folder", ["tfds:speech_commands"]), ("tfds:speech_commands", ["some/folder"])):
+        with pytest.raises(ValueError, match="carry no speaker"):
+            data.check_sources(main, extra)
+    data.check_sources("tfds:speech_commands", ["synthetic"])
+    data.check_sources("some/folder", ["other/folder", "synthetic"])
+
+
+def test_extra_train_adds_clips_to_training_only_and_drops_held_out_speakers(tmp_path):
+    from seqapps.speech.app import SpeechApp
+
+    main, extra = tmp_path / "main", tmp_path / "extra"
+    speakers = [f"{s:08x}" for s in range(10)]
+    _write_folder(main, [f"{w}/{s}_nohash_0.wav" for w in ("yes", "no") for s in speakers])
+    # the extra folder: the same ten speakers (other takes) and a new one, plus a word that is not a label
+    _write_folder(extra, [f"{w}/{s}_nohash_1.wav" for w in ("yes", "no") for s in [*speakers, "newvoice"]])
+    _write_folder(extra, ["cat/newvoice_nohash_0.wav"])
+    cfg = SpeechConfig(data=str(main), extra_train=str(extra), labels="yes,no", val_fraction=0.2, test_fraction=0.2)
+    parts, labels, _, info = SpeechApp().prepare(cfg, verbose=False)
+    clips = data.load_folder(main, verbose=False)
+    splits = data.split_by_speaker(clips, 0.2, 0.2)
+    held_out = {clips.speakers[i] for k in ("val", "test") for i in splits[k]}
+    kept_speakers = len(speakers) - len(held_out) + 1  # the training speakers and the new voice, two words each
+    assert info["extra_train"][str(extra)] == {
+        "added": 2 * kept_speakers,
+        "dropped_held_out_speakers_or_labels": 2 * len(held_out) + 1,
+    }
+    assert len(parts["train"][1]) == len(splits["train"]) + 2 * kept_speakers
+    assert (len(parts["val"][1]), len(parts["test"][1])) == (len(splits["val"]), len(splits["test"]))

@@ -53,6 +53,8 @@ class SpeechApp(App):
         from seqapps.speech import data
 
         t0 = time.time()
+        extras = [s.strip() for s in cfg.extra_train.split(",") if s.strip()]
+        data.check_sources(cfg.data, extras)
         clips = data.load(cfg.data, cfg, verbose=verbose)
         labels = data.resolve_labels(cfg.labels, None if cfg.data in ("default", "synthetic") else clips)
         if cfg.data in ("default", "synthetic") and cfg.labels != "auto":
@@ -69,7 +71,7 @@ class SpeechApp(App):
             "split": {k: int(len(v[1])) for k, v in parts.items()},
             "extra_train": {},
         }
-        for spec in [s.strip() for s in cfg.extra_train.split(",") if s.strip()]:
+        for spec in extras:
             extra = data.load(spec, cfg, label_hint=labels, verbose=verbose)
             ye = data.label_ids(extra.words, labels)
             keep = np.array([ye[i] >= 0 and extra.speakers[i] not in held_out for i in range(len(extra))], bool)

@@ -109,13 +109,15 @@ def _cache_dir() -> Path:
 _NOHASH = re.compile(r"^(?:.*_)?([0-9a-zA-Z]+)_nohash_\d+")
 
 
-def speaker_of(path: Path, label_from_prefix: bool) -> str:
+def speaker_of(path: Path, label: str) -> str:
+    """The speaker of a clip labelled ``label``, from its file name: ``<speaker>_nohash_<n>`` (Speech
+    Commands) or ``<label>_<speaker>_<n>`` (FSDD, flat or in label folders); else the clip is its own group."""
     stem = path.name.split(".")[0]
     m = _NOHASH.match(stem)
     if m:
         return m.group(1)
     fields = stem.split("_")
-    if label_from_prefix and len(fields) >= 3:
+    if len(fields) >= 3 and fields[0] == label:
         return fields[1]  # FSDD: <digit>_<speaker>_<index>
     return "clip:" + stem  # no speaker in the name (e.g. _silence_/1024.wav): each clip is its own group
 
@@ -128,10 +130,11 @@ def scan_folder(root: Path) -> list[tuple[Path, str, str]]:
     if subdirs:
         for d in subdirs:
             for p in sorted(d.glob("*.wav")):
-                items.append((p, d.name, speaker_of(p, False)))
+                items.append((p, d.name, speaker_of(p, d.name)))
     else:
         for p in sorted(root.glob("*.wav")):
-            items.append((p, p.name.split("_")[0].split(".")[0], speaker_of(p, True)))
+            label = p.name.split("_")[0].split(".")[0]
+            items.append((p, label, speaker_of(p, label)))
     return items
 
 
@@ -160,8 +163,15 @@ def load_folder(root, max_examples=0, seed=0, verbose=True) -> Clips:
         waves.append(audio.fit_clip(x))
         words.append(word)
         speakers.append(spk)
+    if not waves:
+        raise ValueError(f"{root}: none of the {len(items)} .wav files could be read, e.g. {bad[0]}")
     if bad and verbose:
         print(f"[speech] skipped {len(bad)} unreadable file(s), e.g. {bad[0]}")
+    if verbose and all(spk.startswith("clip:") for spk in speakers):
+        print(
+            f"[speech] {root}: no speaker in the file names (<speaker>_nohash_<n>.wav or <label>_<speaker>_<n>.wav), "
+            "so every clip is its own group: one speaker's clips can fall in different splits"
+        )
     noise = []
     if (root / NOISE_DIR).is_dir():
         for p in sorted((root / NOISE_DIR).glob("*.wav")):
@@ -267,6 +277,21 @@ def load(spec: str, cfg, label_hint=None, verbose=True) -> Clips:
     if spec.startswith("tfds:"):
         return load_tfds(spec[5:], cfg.max_examples)
     return load_folder(spec, cfg.max_examples, cfg.seed, verbose)
+
+
+def check_sources(data: str, extra_train: list[str]) -> None:
+    """The splits are by speaker, and ``extra_train`` clips of a held-out speaker are dropped. Clips from
+    tensorflow-datasets carry no speaker (only their split), so they cannot be kept apart from recordings of a
+    folder, which may hold the same speakers or even the same files: refuse that mix before anything loads."""
+    specs = [data, *extra_train]
+    tfds_specs = [s for s in specs if s.startswith("tfds:")]
+    folders = [s for s in specs if not s.startswith("tfds:") and s not in ("default", "synthetic")]
+    if tfds_specs and folders:
+        raise ValueError(
+            f"data={data} with extra_train={','.join(extra_train)}: clips from {tfds_specs[0]} carry no speaker, so "
+            f"the speakers held out of {folders[0]}'s training split cannot be kept out of it (or the reverse). "
+            "Use the tfds spec or folders, not both (synthetic clips mix with either)"
+        )
 
 
 def resolve_labels(setting: str, clips: Clips | None) -> list[str]:
