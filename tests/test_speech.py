@@ -324,6 +324,15 @@ def test_stream_tflite_over_a_clip_equals_clip_tflite(trained):
     # staggered windows: the window that ends at 1 s is exactly this clip
     ends, scores = window_scores(runner, np.concatenate([x, np.zeros(8000, np.float32)]), streams=4)
     np.testing.assert_allclose(scores[list(ends).index(16000)], clip, atol=1e-5)
+    # the end of a recording is scored too: a window ends at its last sample (zeros after it)
+    ends, _ = window_scores(runner, np.concatenate([x, x[:3200]]), streams=4)  # 1.2 s
+    assert ends[-1] == 19200 and ends[-2] < 19200
+    # shorter than a second: one window, padded as the clip model pads it
+    short = x[4000:12000]
+    ends, scores = window_scores(runner, short, streams=4)
+    want = tflite.run(tflite.interpreter(trained / "model.tflite"), "classify", waveform=audio.fit_clip(short)[None])
+    assert list(ends) == [8000]
+    np.testing.assert_allclose(scores[0], want["probabilities"][0], atol=1e-5)
 
 
 def test_saved_model_runs_without_seqapps_and_handles_bad_wavs(trained):

@@ -43,12 +43,19 @@ def window_scores(runner: StreamRunner, x, streams: int = 4, window_steps: int =
     """Scores of one-second windows ending every ``window_steps / streams`` hops.
 
     ``streams`` recurrent states run side by side, staggered, each reset to zero at the start of its window
-    (the model was trained on one-second clips from the zero state). Returns (end times in samples, [W, L])."""
+    (the model was trained on one-second clips from the zero state). Zeros after the recording let a window
+    end at or after its last sample, so its end is scored too; a recording shorter than a window is padded
+    to one, centred, as the clip model pads it. Returns (end times in samples, at most the recording's
+    length; [W, L])."""
+    from seqapps.speech.audio import fit_clip
+
     x = np.asarray(x, np.float32).reshape(-1)
+    length, window = len(x), window_steps * runner.hop
+    if length <= window:
+        x = fit_clip(x, window)
+    else:
+        x = np.pad(x, (0, -(-window_steps // streams) * runner.hop + (-length) % runner.hop))
     n_steps = len(x) // runner.hop
-    if len(x) % runner.hop:
-        x = np.pad(x, (0, runner.hop - len(x) % runner.hop))
-        n_steps += 1
     offsets = [round(j * window_steps / streams) for j in range(streams)]
     states = [runner.initial_state() for _ in offsets]
     ends, scores = [], []
@@ -61,14 +68,10 @@ def window_scores(runner: StreamRunner, x, streams: int = 4, window_steps: int =
                 states[j] = runner.initial_state()
             p, states[j] = runner.step(hop, states[j])
             if (t - off) % window_steps == window_steps - 1:
-                ends.append((t + 1) * runner.hop)
+                ends.append(min((t + 1) * runner.hop, length))
                 scores.append(p)
-    if not scores and n_steps:  # shorter than a window: score what there is
-        p, _ = None, None
-        state = runner.initial_state()
-        for t in range(n_steps):
-            p, state = runner.step(x[t * runner.hop : (t + 1) * runner.hop], state)
-        ends, scores = [n_steps * runner.hop], [p]
+                if (t + 1) * runner.hop >= length:  # this window holds the last sample: nothing later to score
+                    return np.array(ends), np.array(scores).reshape(len(scores), -1)
     return np.array(ends), np.array(scores).reshape(len(scores), -1)
 
 
