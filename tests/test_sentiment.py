@@ -61,6 +61,7 @@ CASES = [
     "Ⱟ ꟁ 𐕰 mixed-case ÀÉÎ",
     "\ufffd replacement",
     "b\U0002ed02b \u31ef\u2ffc 𑼀",  # letters/symbols of Unicode 15.1 (Python 3.13) and 15.0 (Python 3.12)
+    "ΑΣ\u00adΒ ΟΣ\u200bΑ ΣΑΣ\ufeffΣ",  # a capital sigma before a format character: final (ς) in the graph
 ]
 
 

@@ -112,6 +112,8 @@ def standardize(text: str | bytes) -> str:
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8", errors="replace")
     text = _BR.sub(" ", text)
+    if "\u03a3" in text:  # lower() makes a capital sigma final (ς) by its context, in which the graph has
+        text = "".join(" " if _kind(c) == "s" else c for c in text)  # already made spaces of format characters
     text = _lower(text)
     return "".join(c for c in text if c not in APOSTROPHES)
 
