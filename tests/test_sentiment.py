@@ -513,7 +513,8 @@ def test_tflite_with_python_tokenizer_equals_saved_model(trained):
 def test_cli_predict_evaluate_and_errors(trained, capsys):
     root, model_dir, _ = trained
     f = root / "in.txt"
-    f.write_bytes(b"a wonderful film\n\nawful \xff\xfe boring\n" + b"great " * 20000 + b"\n")
+    # one text per line feed: a U+2028 inside a tweet does not split it in two
+    f.write_bytes("a wonderful\u2028film\n\nawful ".encode() + b"\xff\xfe boring\n" + b"great " * 20000 + b"\n")
     assert cli.main(["predict", "sentiment", "--model", str(model_dir), "superb and brilliant", "--file", str(f)]) == 0
     out, err = capsys.readouterr()
     lines = out.strip().split("\n")

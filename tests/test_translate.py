@@ -132,6 +132,20 @@ def test_anki_file_errors_name_file_and_line(tmp_path):
         data.read_anki(latin)
     with pytest.raises(FileNotFoundError):
         data.read_anki(tmp_path / "missing.txt")
+    # a U+2028 or a form feed inside a sentence stays in its line, and the lines are numbered as editors do
+    odd = tmp_path / "odd.txt"
+    odd.write_text("Go.\tVe\u2028te.\r\nHi\x0c!\tHola.\r\nno tab\r\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"odd.txt:3: expected"):
+        data.read_anki(odd)
+    assert data.read_anki(odd, on_bad_lines="skip")[0] == [("Go.", "Ve\u2028te."), ("Hi\x0c!", "Hola.")]
+
+
+def test_text_lines_split_at_line_feeds_only():
+    from seqapps.data import text_lines
+
+    assert text_lines("a\u2028b\r\nc\x0bd\n\ne") == ["a\u2028b", "c\x0bd", "", "e"]
+    assert text_lines("a\nb\n") == ["a", "b"] and text_lines("") == [] and text_lines("\n") == [""]
+    assert text_lines("old\rmac\r") == ["old", "mac"]  # carriage returns alone
 
 
 def test_anki_spec_downloads_extracts_and_reads_the_archive(tmp_path, monkeypatch):

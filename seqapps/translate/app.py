@@ -552,11 +552,11 @@ class TranslateApp(App):
     def predict(self, model_dir, args):
         sentences = list(args.sentences)
         if args.file:
-            from seqapps.data import decode_utf8, input_name, read_input_file
+            from seqapps.data import decode_utf8, input_name, read_input_file, text_lines
 
             raw = read_input_file(args.file, "sentence")
             hint = "save it as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)"
-            sentences += decode_utf8(raw, input_name(args.file), hint).splitlines()
+            sentences += text_lines(decode_utf8(raw, input_name(args.file), hint))
         if not sentences:
             raise ValueError("nothing to translate: give sentences or --file")
         served = self._load_serving(model_dir)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from seqapps.data import decode_utf8, not_found
+from seqapps.data import decode_utf8, not_found, text_lines
 from seqapps.translate import corpus, text
 
 ANKI_URLS = {"spa-eng": "http://storage.googleapis.com/download.tensorflow.org/data/spa-eng.zip"}
@@ -49,7 +49,7 @@ def read_anki(path, on_bad_lines: str = "error") -> tuple[list[tuple[str, str]],
         f"convert it, e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}",
     )
     pairs, skipped = [], 0
-    for n, line in enumerate(content.splitlines(), 1):
+    for n, line in enumerate(text_lines(content), 1):
         if not line.strip():
             continue
         fields = line.split("\t")
