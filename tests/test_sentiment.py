@@ -142,6 +142,17 @@ def test_csv_encoding_columns_and_headerless_tsv(tmp_path):
     t.write_text("a fine film\t1\nawful\t0\n")
     ds = data.read_table(t)
     assert ds.texts == ["a fine film", "awful"] and ds.labels == ["1", "0"]
+    # a header with names that are not known columns is a header, not a text labelled "score"
+    u = tmp_path / "u.csv"
+    u.write_text("phrase,score\nsuch a fine film,positive\nawful,negative\ndull,negative\n")
+    with pytest.raises(ValueError, match=r"first row \['phrase', 'score'\] looks like a header.*text_column=NAME"):
+        data.read_table(u)
+    named = data.read_table(u, text_column="phrase", label_column="score")
+    assert named.labels == ["positive", "negative", "negative"]
+    # a .txt file separated by commas is read as such (the suffix says nothing about the separator)
+    c = tmp_path / "c.txt"
+    c.write_text('text,label\n"good, really",pos\nbad,neg\n')
+    assert data.read_table(c).texts == ["good, really", "bad"]
 
 
 def test_imdb_tar_and_folder_and_sst2(tmp_path):

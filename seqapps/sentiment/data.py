@@ -86,7 +86,10 @@ def read_table(
         raise not_found("data file", path)
     content = _decode(path.read_bytes(), path, encoding)
     first = content.split("\n", 1)[0]
-    tsv = path.suffix.lower() in (".tsv", ".txt") or ("\t" in first and first.count("\t") >= first.count(","))
+    # tabs or commas, whichever the first line has more of (a .tsv file with neither is tab-separated)
+    tsv = ("\t" in first and first.count("\t") >= first.count(",")) or (
+        path.suffix.lower() == ".tsv" and "," not in first
+    )
     if tsv:
         reader = csv.reader(io.StringIO(content), delimiter="\t", quoting=csv.QUOTE_NONE)
     else:
@@ -104,6 +107,12 @@ def read_table(
         sample = [r for _, r in rows[:500] if len(r) == 2]
         mean_len = [np.mean([len(r[c]) for r in sample]) if sample else 0 for c in (0, 1)]
         ti, li = (1, 0) if mean_len[0] < mean_len[1] else (0, 1)
+        later = {r[li].strip() for _, r in rows[1:] if len(r) == 2}
+        if len(rows) > 2 and rows[0][1][li].strip() not in later:  # a label seen nowhere else: a header
+            raise ValueError(
+                f"{path}: the first row {rows[0][1]} looks like a header, but neither name is a known text column "
+                f"{TEXT_COLUMNS} or label column {LABEL_COLUMNS}; pass --set text_column=NAME --set label_column=NAME"
+            )
     else:
         raise ValueError(
             f"{path}: no header naming the text and label columns (e.g. 'label,text'); add one or pass "
