@@ -237,3 +237,15 @@ def test_gpu_report_parses_analyzer_warnings():
     assert rep["analyzer_flagged_ops"] == {"CUMSUM": ["Not supported op CUMSUM"]}
     assert rep["stays_on_cpu"] == ["CUMSUM"] and rep["subgraphs"] == 1
     assert rep["analyzer_verdict"] == "incompatible ops found" and not rep["gpu_delegate_ready"]
+
+
+def test_remove_other_variants_deletes_only_tflite_files_this_export_does_not_write(tmp_path):
+    for name in ("model.tflite", "model_int8.tflite", "model_gpu.tflite", "notes.tflite", "stream.tflite"):
+        (tmp_path / name).write_bytes(b"x")
+    tflite.remove_other_variants(tmp_path, ("float32", "dynamic", "gpu"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model.tflite",
+        "model_gpu.tflite",
+        "notes.tflite",
+        "stream.tflite",
+    ]

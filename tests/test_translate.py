@@ -140,6 +140,29 @@ def test_anki_file_errors_name_file_and_line(tmp_path):
     assert data.read_anki(odd, on_bad_lines="skip")[0] == [("Go.", "Ve\u2028te."), ("Hi\x0c!", "Hola.")]
 
 
+def test_spread_samples_the_whole_split_in_order():
+    from seqapps.data import spread
+
+    assert (
+        spread(range(10), 4) == [0, 3, 6, 9] and spread(range(3), 0) == [0, 1, 2] and spread(range(3), 5) == [0, 1, 2]
+    )
+    assert spread([], 3) == [] and spread(range(100), 100) == list(range(100))
+
+
+def test_a_damaged_vocabulary_is_a_clear_error(trained, tmp_path):
+    import shutil
+
+    from seqapps.translate.tflite_runtime import TFLiteTranslator
+
+    out, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("run", "model.keras"))
+    vocab = copy / "assets" / "tgt_vocab.txt"
+    vocab.write_text("\n".join(vocab.read_text().splitlines()[3:]) + "\n")
+    with pytest.raises(ValueError, match=r"tgt_vocab.txt does not start with the reserved tokens"):
+        TFLiteTranslator(copy)
+
+
 def test_text_lines_split_at_line_feeds_only():
     from seqapps.data import text_lines
 
@@ -342,6 +365,8 @@ def test_export_command_rebuilds_artifacts_in_a_fresh_process(trained, tmp_path)
             str(out),
             "--out",
             str(tmp_path / "exported"),
+            "--set",
+            "tflite_eval_examples=0",  # every kept test pair, as 0 means for eval_examples
         ],
         capture_output=True,
         text=True,
@@ -351,7 +376,13 @@ def test_export_command_rebuilds_artifacts_in_a_fresh_process(trained, tmp_path)
     assert (tmp_path / "exported" / "saved_model" / "1" / "saved_model.pb").exists()
     assert (tmp_path / "exported" / "model.tflite").exists()
     meta = json.loads((tmp_path / "exported" / "metadata.json").read_text())
-    assert meta["tflite"]["float32"]["greedy_identical_to_keras"] == "100/100"
+    n = len(json.loads((out / "run" / "test_pairs.json").read_text()))
+    assert meta["tflite"]["float32"]["greedy_identical_to_keras"] == f"{n}/{n}" and n > 100
+    # the folder is a model folder of its own: its config (evaluate, export) and its tokenizer spec
+    assert (tmp_path / "exported" / "config.yaml").read_text() == (out / "config.yaml").read_text().replace(
+        "tflite_eval_examples: 100", "tflite_eval_examples: 0"
+    )
+    assert json.loads((tmp_path / "exported" / "assets" / "tokenizer.json").read_text())["max_src_len"] == 12
     with pytest.raises(FileNotFoundError, match="train first"):
         get_app("translate").export(tmp_path / "nothing")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 
 def decode_utf8(raw: bytes, path, hint: str) -> str:
     """Decode ``raw`` (the bytes of ``path``) as UTF-8 (a BOM is dropped), or raise a `ValueError` naming
@@ -18,6 +20,16 @@ def decode_utf8(raw: bytes, path, hint: str) -> str:
 
 
 DATA_FIX = "pass another with --data PATH"  # train and evaluate take it
+
+
+def spread(items, n: int) -> list:
+    """``n`` of ``items`` evenly spread over them, in their order (all of them when ``n`` is 0 or more than
+    there are). A corpus file sorted by length (Tatoeba's is) gives its first ``n`` as its shortest items;
+    this gives a sample of the whole range, the same on every run."""
+    items = list(items)
+    if not n or n >= len(items):
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
 def text_lines(content: str) -> list[str]:

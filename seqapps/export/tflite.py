@@ -44,6 +44,14 @@ FILE_NAMES = {
 }
 
 
+def remove_other_variants(folder, variants) -> None:
+    """Delete the TFLite files of `FILE_NAMES` that an export into ``folder`` does not write (``variants``): left
+    from an earlier export, they would hold other weights and still be listed, analysed and benchmarked."""
+    for variant, name in FILE_NAMES.items():
+        if variant not in variants and (Path(folder) / name).is_file():
+            (Path(folder) / name).unlink()
+
+
 # TFLite's dynamic-range quantizer leaves weight tensors with fewer elements than this in float.
 DYNAMIC_FLOAT_WEIGHTS = 1024
 

@@ -477,6 +477,7 @@ class ForecastApp(App):
         mid = median_index(quantiles)
         report = {}
         calibration = self._calibration(model_dir, out_dir, cfg) if cfg.tflite_int8 else None
+        tflite.remove_other_variants(out_dir, ("float32", "dynamic", "gpu", *(("int8",) if cfg.tflite_int8 else ())))
         for variant in ("float32", "dynamic", "int8", "gpu"):
             if variant == "gpu":  # float16, the RNN unrolled over the window: for GPU delegates
                 blob = tflite.convert_unrolled(model, lambda: self._module(model, spec, batch=1))

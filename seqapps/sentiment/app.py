@@ -400,6 +400,7 @@ class SentimentApp(App):
         rep_ids = [np.array([tok.encode(t)[0]], np.int32) for t in rep_texts]
         files = {}
         variants = ("float32", "dynamic", "full", "gpu") if cfg.int8_mode == "full" else ("float32", "dynamic", "gpu")
+        tflite.remove_other_variants(out_dir, [{"full": "int8"}.get(v, v) for v in variants])
         for variant in variants:
             blob = tflite_blob(model, cfg, len(vocab), len(labels), variant, rep_ids)
             key = {"full": "int8"}.get(variant, variant)

@@ -11,6 +11,7 @@ import numpy as np
 
 from seqapps import config as config_lib
 from seqapps.app import App
+from seqapps.data import spread
 from seqapps.registry import register_app
 from seqapps.translate.config import TranslateConfig, tiny
 
@@ -21,6 +22,10 @@ SAMPLES = [
     "¿Compraste el coche nuevo?",
     "Los gatos negros son pequeños.",
 ]
+
+
+# settings that change what the exported model outputs: an evaluation measured with others no longer holds
+DECODING_KEYS = ("beam_width", "length_penalty", "max_src_len", "max_tgt_len")
 
 
 @register_app("translate")
@@ -107,24 +112,7 @@ class TranslateApp(App):
         config_lib.save(cfg, out_dir / "config.yaml")
         text.write_vocab(out_dir / "assets" / "src_vocab.txt", src_vocab)
         text.write_vocab(out_dir / "assets" / "tgt_vocab.txt", tgt_vocab)
-        (out_dir / "assets" / "tokenizer.json").write_text(
-            json.dumps(
-                {
-                    "max_src_len": cfg.max_src_len,
-                    "max_tgt_len": cfg.max_tgt_len,
-                    "lowercase": True,
-                    "unicode": "NFC",
-                    "split": "every character that is not a letter, digit, apostrophe or space",
-                    "pad_id": text.PAD_ID,
-                    "unk_id": text.UNK_ID,
-                    "start_id": text.START_ID,
-                    "end_id": text.END_ID,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
-        test = splits["test"][: cfg.eval_examples or None]
+        test = spread(splits["test"], cfg.eval_examples)  # over the whole split: Tatoeba's is sorted by length
         (out_dir / "run" / "test_pairs.json").write_text(json.dumps(test, ensure_ascii=False))
         scores = self._score(self._module(model, cfg, src_vocab, tgt_vocab), test, cfg)
         train_info = {
@@ -195,6 +183,26 @@ class TranslateApp(App):
 
     # ------------------------------------------------------------------ export
     @staticmethod
+    def _write_tokenizer_spec(out_dir, cfg):
+        """``assets/tokenizer.json``, what a device's tokenizer and decoding loop need: written by every export,
+        so that lengths changed at export (``--set max_src_len=...``) reach the TFLite runtime too."""
+        from seqapps.export.atomic import atomic_write_text
+        from seqapps.translate import text
+
+        spec = {
+            "max_src_len": cfg.max_src_len,
+            "max_tgt_len": cfg.max_tgt_len,
+            "lowercase": True,
+            "unicode": "NFC",
+            "split": "every character that is not a letter, digit, apostrophe or space",
+            "pad_id": text.PAD_ID,
+            "unk_id": text.UNK_ID,
+            "start_id": text.START_ID,
+            "end_id": text.END_ID,
+        }
+        atomic_write_text(Path(out_dir) / "assets" / "tokenizer.json", json.dumps(spec, indent=2) + "\n")
+
+    @staticmethod
     def _calibration_sentences(cfg, train=None) -> list[str]:
         """``cfg.int8_calibration_sentences`` source sentences of the training split (``train``, else read from
         the data), a fixed random sample."""
@@ -222,12 +230,15 @@ class TranslateApp(App):
         cfg = cfg or config_lib.read(TranslateConfig, model_dir / "config.yaml")
         src_vocab = text.read_vocab(model_dir / "assets" / "src_vocab.txt")
         tgt_vocab = text.read_vocab(model_dir / "assets" / "tgt_vocab.txt")
-        # re-export of a trained folder (no model passed in): its whole-test-split evaluation still holds
+        # re-export of a trained folder (no model passed in): its whole-test-split evaluation still holds, as
+        # long as the settings that decode were those it was measured with
         previous = (
             metadata.read(model_dir / "metadata.json")
             if model is None and (model_dir / "metadata.json").is_file()
             else {}
         )
+        if any(previous.get("config", {}).get(k) != getattr(cfg, k) for k in DECODING_KEYS):
+            previous.pop("evaluation", None)
         model = model or saved_model.load_keras_model(
             model_dir, lambda: _model.build_model(cfg, len(src_vocab), len(tgt_vocab)), "make train-translate"
         )
@@ -239,27 +250,30 @@ class TranslateApp(App):
 
                 corp = data_lib.load_corpus(cfg)
                 test_pairs = data_lib.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)["test"]
-                test_pairs = [list(p) for p in test_pairs[: cfg.tflite_eval_examples]]
+                test_pairs = spread(test_pairs, cfg.eval_examples)  # the pairs a training scores and keeps
         if train_info is None:  # kept when a shipped folder is exported again
             train_info = metadata.training_info(model_dir)
         if out_dir != model_dir:
             import shutil
 
             shutil.copytree(model_dir / "assets", out_dir / "assets", dirs_exist_ok=True)
+            config_lib.save(cfg, out_dir / "config.yaml")  # evaluate and export read it from the folder
+        self._write_tokenizer_spec(out_dir, cfg)
 
         module = self._module(model, cfg, src_vocab, tgt_vocab)
         sm_path = saved_model.write(module, out_dir, module.signatures(), version=1)
         print(f"[translate] SavedModel -> {sm_path}")
 
         # TFLite: float32, dynamic-range, int8 and GPU (float16), checked against the Keras greedy decoder
-        sentences = [s for s, _ in test_pairs][: cfg.tflite_eval_examples]
-        refs = [t for _, t in test_pairs][: cfg.tflite_eval_examples]
+        test_pairs = spread(test_pairs, cfg.tflite_eval_examples)
+        sentences, refs = [s for s, _ in test_pairs], [t for _, t in test_pairs]
         keras_greedy = self._keras_greedy_ids(module, sentences)
         lite_module = TFLiteModule(model, cfg.max_src_len)
         report = {}
         variants = (
             ("float32", "dynamic", "int8", "gpu") if cfg.int8_calibration_sentences else ("float32", "dynamic", "gpu")
         )
+        tflite.remove_other_variants(out_dir, variants)  # an int8 file of an earlier export holds other weights
         for variant in variants:
             if variant == "gpu":  # float16, the encoder unrolled over max_src_len: for GPU delegates
                 blob = tflite.convert_unrolled(model, lambda: TFLiteModule(model, cfg.max_src_len))
@@ -367,8 +381,7 @@ class TranslateApp(App):
                 ]
             ),
             f"- Test split ({test.get('examples', '?')} pairs, at the end of training): sacreBLEU "
-            f"**{test.get('bleu_beam', '?')}** with beam search (width {cfg['beam_width']}, length penalty "
-            f"{cfg['length_penalty']}), {test.get('bleu_greedy', '?')} greedy; chrF {test.get('chrf_beam', '?')} (beam).",
+            f"**{test.get('bleu_beam', '?')}** with beam search (width {test.get('beam_width', cfg['beam_width'])}), {test.get('bleu_greedy', '?')} greedy; chrF {test.get('chrf_beam', '?')} (beam).",
             *(
                 [
                     f"- Whole test split ({meta['evaluation']['test_pairs']} pairs, `{meta['evaluation']['command']}`): "
@@ -519,8 +532,7 @@ class TranslateApp(App):
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
         corp = data_lib.load_corpus(cfg)
         pairs = data_lib.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)["test"]
-        if cfg.eval_examples:
-            pairs = pairs[: cfg.eval_examples]
+        pairs = spread(pairs, cfg.eval_examples)
         served = self._load_serving(model_dir)
         sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
         t0 = time.time()

@@ -26,8 +26,8 @@ class TranslateConfig(TrainConfig):
     learning_rate: float = 2e-3
     beam_width: int = 4
     length_penalty: float = 0.6  # GNMT alpha; 0 = plain log-probability
-    eval_examples: int = 0  # test pairs decoded for BLEU at the end of training; 0 = all
-    tflite_eval_examples: int = 200  # test sentences used for TFLite parity and the quantized BLEU change
+    eval_examples: int = 0  # test pairs decoded for BLEU at the end of training, spread over the split; 0 = all
+    tflite_eval_examples: int = 200  # of those, spread over them: TFLite parity and the quantized BLEU change; 0 = all
     int8_calibration_sentences: int = 100  # training sentences that calibrate model_int8.tflite; 0: no int8 file
 
 

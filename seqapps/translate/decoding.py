@@ -26,7 +26,7 @@ def greedy(model, source, max_len: int):
         logits, state, weights = model.decode_step(token, state, enc_out, mask)
         token = tf.cast(tf.argmax(logits, axis=-1), tf.int32)
         done_before = done
-        done = done | tf.equal(token, END_ID)
+        done = done | tf.equal(token, END_ID) | tf.equal(token, PAD_ID)  # as beam search and the TFLite loop stop
         token_out = tf.where(done, PAD_ID, token)
         tokens = tokens.write(t, token_out)
         attn = attn.write(t, tf.where(done_before[:, None], tf.zeros_like(weights), weights))

@@ -32,10 +32,19 @@ class TFLiteTranslator:
             ("assets/tokenizer.json", "assets/src_vocab.txt", "assets/tgt_vocab.txt", model_file),
         )
         spec = json.loads((model_dir / "assets" / "tokenizer.json").read_text(encoding="utf-8"))
+        if "max_src_len" not in spec or "max_tgt_len" not in spec:
+            raise ValueError(
+                f"{model_dir}/assets/tokenizer.json lacks max_src_len or max_tgt_len: export the model again"
+            )
         self.max_src_len, self.max_tgt_len = spec["max_src_len"], spec["max_tgt_len"]
         self.src_vocab = _read_vocab(model_dir / "assets" / "src_vocab.txt")
         self.tgt_vocab = _read_vocab(model_dir / "assets" / "tgt_vocab.txt")
-        assert self.src_vocab[: len(RESERVED)] == RESERVED
+        for name, vocab in (("src_vocab.txt", self.src_vocab), ("tgt_vocab.txt", self.tgt_vocab)):
+            if vocab[: len(RESERVED)] != RESERVED:
+                raise ValueError(
+                    f"{model_dir}/assets/{name} does not start with the reserved tokens {RESERVED}: a damaged or "
+                    "foreign vocabulary; export the model again"
+                )
         self.src_index = {t: i for i, t in enumerate(self.src_vocab)}
         self.interp = litert.interpreter(model_dir / model_file, num_threads)
         self._encode = self.interp.get_signature_runner("encode")
