@@ -56,6 +56,12 @@ def _coerce(key: str, value, kind):
                 return False
             raise ConfigError(f"{key}: expected true/false, got {value!r}")
         value = yaml.safe_load(value)
+        if kind in (int, float) and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no '.') as a string
+            try:
+                number = float(value)
+                value = int(number) if kind is int and number.is_integer() else number
+            except ValueError:
+                pass
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind in (int, float, str, bool) and not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -108,6 +114,10 @@ ABOVE_ZERO = {"learning_rate"}
 SIGNED = {"seed", "deep_weight", "noise_snr_db_min", "noise_snr_db_max"}  # deep_weight -1: chosen on validation
 
 
+PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")  # mixed_precision (`training.set_precision`)
+STRATEGIES = ("none", "mirrored", "multiworker")  # distribute (`training.strategy`)
+
+
 def check_ranges(cfg, source: str = "config") -> None:
     """Raise `ConfigError` naming the first numeric key of ``cfg`` outside its range (see `AT_LEAST_ONE`)."""
     types = _field_types(type(cfg))
@@ -127,6 +137,18 @@ def check_ranges(cfg, source: str = "config") -> None:
             ok, want = value >= 0, ">= 0"
         if not ok:
             raise ConfigError(f"{source}: {key}={value!r} must be {want} (e.g. --set {key}={getattr(type(cfg), key)})")
+    for key, allowed in (("distribute", STRATEGIES), ("mixed_precision", PRECISIONS)):
+        if getattr(cfg, key, allowed[0]) not in allowed:
+            raise ConfigError(f"{source}: {key}={getattr(cfg, key)!r} must be one of {', '.join(allowed)}")
+    if not 0 <= getattr(cfg, "ema", 0) < 1:
+        raise ConfigError(f"{source}: ema={cfg.ema!r} must be in [0, 1) (the moving average's momentum; 0 = off)")
+    if getattr(cfg, "lr_plateau", 0) and not 0 < getattr(cfg, "lr_factor", 0.5) < 1:
+        raise ConfigError(f"{source}: lr_factor={cfg.lr_factor!r} must be in (0, 1) (the learning rate's cut)")
+    if getattr(cfg, "distribute", "") == "multiworker" and getattr(cfg, "mixed_precision", "none") == "mixed_float16":
+        raise ConfigError(
+            f"{source}: distribute=multiworker does not scale the loss that mixed_float16 needs (small float16 "
+            "gradients would vanish); use mixed_bfloat16 or distribute=mirrored"
+        )
     if getattr(cfg, "verbose", 0) not in (0, 1, 2):
         raise ConfigError(
             f"{source}: verbose={cfg.verbose!r} must be 0 (silent), 1 (progress bar) or 2 (one line per epoch)"

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import os
 import shutil
@@ -25,8 +27,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("none", "mirrored", "multiworker")
+from seqapps.config import PRECISIONS, STRATEGIES  # the values `config.check_ranges` allows
+
 _MULTI_WORKER = []  # the one MultiWorkerMirroredStrategy of this process (it must exist before other TF ops)
 
 
@@ -62,7 +64,10 @@ def is_chief() -> bool:
     if not _MULTI_WORKER:
         return True
     resolver = _MULTI_WORKER[0].cluster_resolver
-    return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0)
+    if resolver.task_type in (None, "chief"):
+        return True
+    # worker 0 leads only a cluster that names no chief of its own
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
 
 
 def set_precision(cfg) -> None:
@@ -102,6 +107,48 @@ def make_optimizer(cfg, learning_rate=None):
 
 def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
+
+
+class _ResumeState(keras.callbacks.Callback):
+    """Keeps what `EarlyStopping` and `ReduceLROnPlateau` hold in memory (the best value and epoch, the epochs
+    waited, the best weights) in the checkpoint folder after every epoch, and puts it back when a run resumes.
+    `BackupAndRestore` saves only the model and the optimizer: without this, a resumed run took its first
+    epoch for the best, restored the wrong weights at the end and waited its patience anew. Listed after
+    those callbacks, so that it saves their state of the epoch and restores it after they reset it."""
+
+    KEYS = ("wait", "best", "best_epoch", "cooldown_counter")
+
+    def __init__(self, folder, watched):
+        super().__init__()
+        self.folder, self.watched, self.saved_best = Path(folder), list(watched), None
+
+    def on_train_begin(self, logs=None):
+        path = self.folder / "callback_state.json"
+        if not path.is_file():
+            return
+        state = json.loads(path.read_text())
+        for cb, values in zip(self.watched, state["callbacks"]):
+            for key, value in values.items():
+                setattr(cb, key, value)
+        weights = self.folder / "best_weights.npz"
+        for cb in self.watched:
+            if getattr(cb, "restore_best_weights", False) and weights.is_file():
+                with np.load(weights) as saved:
+                    cb.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+                self.saved_best = getattr(cb, "best_epoch", None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from seqapps.export.atomic import atomic_write_bytes, atomic_write_text
+
+        state = {"callbacks": [{k: getattr(cb, k) for k in self.KEYS if hasattr(cb, k)} for cb in self.watched]}
+        for cb in self.watched:
+            best = getattr(cb, "best_weights", None)
+            if best is not None and cb.best_epoch != self.saved_best:  # new best weights: save them once
+                buffer = io.BytesIO()
+                np.savez(buffer, *best)
+                atomic_write_bytes(self.folder / "best_weights.npz", buffer.getvalue())
+                self.saved_best = cb.best_epoch
+        atomic_write_text(self.folder / "callback_state.json", json.dumps(state, default=float))
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -151,7 +198,8 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
         _EpochTimer(),
         *([plateau] if plateau else []),  # before the CSV logger, which then records the learning rate
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
+        # a --resume that found no checkpoint starts over, and so does its history
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume and backup.exists()),
         # after the checkpoint (which keeps the raw weights and, in the optimizer, their average) and before
         # early stopping (which then keeps and restores the averaged weights of the best epoch)
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []),
@@ -166,6 +214,9 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
                 verbose=1,
             )
         )
+    watched = [cb for cb in cbs if isinstance(cb, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau))]
+    if watched:
+        cbs.append(_ResumeState(backup, watched))
     cbs.extend(callbacks)
     model.jit_compile = bool(cfg.jit_compile)
     start = time.time()
@@ -286,7 +337,7 @@ def _fit_multi_worker(model, train_ds, val_ds, cfg, run_dir, resume, monitor):
     history, best, best_weights, wait = _History(), float("inf"), None, 0
     start = time.time()
     while int(epoch.numpy()) < cfg.epochs:
-        losses = [float(train_step(x, y)) for x, y in dist_train]
+        losses = [float(train_step(x, y)) for x, y in itertools.islice(dist_train, cfg.steps_per_epoch or None)]
         logs = {"loss": float(np.mean(losses)) if losses else float("nan")}
         if dist_val is not None:
             logs["val_loss"] = float(np.mean([float(val_step(x, y)) for x, y in dist_val]))

@@ -304,3 +304,24 @@ def test_predict_file_dash_reads_standard_input(monkeypatch, capsys):
     assert "error: standard input is empty; --file takes a text file with one sentence per line" in (
         capsys.readouterr().err
     )
+
+
+def test_floats_in_e_notation_and_checks_before_any_data_is_read(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("learning_rate: 3e-4\n")  # YAML 1.1 reads this as a string
+    assert config.load(TranslateConfig(), f).learning_rate == 3e-4
+    cfg = config.load(TranslateConfig(), None, ["learning_rate=1e-3", "epochs=1e1"])
+    assert (cfg.learning_rate, cfg.epochs) == (1e-3, 10)
+    with pytest.raises(config.ConfigError, match="epochs: expected int"):
+        config.load(TranslateConfig(), None, ["epochs=2.5"])
+    for item, message in (
+        ("distribute=mirored", "distribute='mirored' must be one of none, mirrored, multiworker"),
+        ("mixed_precision=fp16", "mixed_precision='fp16' must be one of none, mixed_float16"),
+        ("ema=1", r"ema=1.0 must be in \[0, 1\)"),
+    ):
+        with pytest.raises(config.ConfigError, match=message):
+            config.load(TranslateConfig(), None, [item])
+    with pytest.raises(config.ConfigError, match=r"lr_factor=0.0 must be in \(0, 1\)"):
+        config.load(TranslateConfig(), None, ["lr_plateau=2", "lr_factor=0"])
+    with pytest.raises(config.ConfigError, match="does not scale the loss that mixed_float16 needs"):
+        config.load(TranslateConfig(), None, ["distribute=multiworker", "mixed_precision=mixed_float16"])

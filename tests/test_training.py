@@ -237,3 +237,41 @@ def test_in_float32_gives_a_float32_copy_of_a_model_trained_in_mixed_precision()
     for a, b in zip(twin.get_weights(), mixed.get_weights()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(twin(x), np.float32(mixed(x)), atol=2e-2)
+
+
+def test_resumed_run_keeps_early_stopping_state_and_best_weights(tmp_path):
+    """Killed after an epoch past the best one, a resumed run stops where the whole run stops and restores the
+    same best weights: the best value, the epochs waited and the best weights survive the restart."""
+    import keras
+    import numpy as np
+    import pytest
+    import tensorflow as tf
+
+    from seqapps import training
+    from seqapps.config import TrainConfig
+
+    def model():  # one weight from 0 towards 2 (the training slope); validation wants 0.8
+        m = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
+        m.compile(keras.optimizers.SGD(0.1), "mse")
+        return m
+
+    x = np.linspace(-1, 1, 32, dtype="float32")[:, None]
+    train = tf.data.Dataset.from_tensor_slices((x, 2 * x)).batch(8)
+    val = tf.data.Dataset.from_tensor_slices((x, 0.8 * x)).batch(8)
+
+    class Crash(keras.callbacks.Callback):  # after epoch 3's checkpoint; epoch 2 was the best
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    cfg = TrainConfig(epochs=10, patience=2, verbose=0)
+    whole = model()
+    full = training.fit(whole, train, val, cfg, tmp_path / "whole")
+    assert int(np.argmin(full.history["val_loss"])) == 1 and len(full.history["loss"]) == 4
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(model(), train, val, cfg, tmp_path / "run", callbacks=[Crash()])
+    resumed = model()
+    history = training.fit(resumed, train, val, cfg, tmp_path / "run", resume=True)
+    assert len(history.history["loss"]) == 1  # epoch 4 only: it stops there, as the whole run did
+    np.testing.assert_allclose(resumed.get_weights()[0], whole.get_weights()[0], rtol=1e-6)
+    assert not (tmp_path / "run" / "backup").exists()  # a finished run leaves no checkpoint (nor this state)
