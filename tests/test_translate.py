@@ -61,6 +61,10 @@ SENTENCES = [
     "a_b 3.5$ «hola»",
     'Él dijo: "sí".',
     "Ça va? Über-cool… 😀",
+    # Unicode spaces (French puts a narrow no-break space before ? and !), separators and NEL: spaces in both
+    "Hola\xa0mundo\u202f! a\u2009b x\u3000y p\u2028q r\x0bs t\x1cu v\x85w",
+    unicodedata.normalize("NFD", "Việt Nam"),  # marks beyond Latin-1/Extended-A: composed by neither
+    "\u212b ΑΣ\xa0Β",  # the Angstrom sign (NFC would make it Å); a sigma before a no-break space
 ]
 
 

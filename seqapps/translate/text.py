@@ -33,6 +33,10 @@ for _cp in range(0xC0, 0x180):
     _nfd = unicodedata.normalize("NFD", _ch)
     if len(_nfd) == 2 and _nfd != _ch:
         _COMPOSE.append((_nfd, _ch))
+# Python's str.split() whitespace (str.isspace): ASCII whitespace, the information separators, NEL and every
+# Unicode space (\p{Z}: no-break, thin, ideographic, line and paragraph separators). RE2's \s is ASCII only,
+# so the graph makes these spaces first.
+_SPACES_TF = r"[\t\n\x{0b}\f\r\x{1c}-\x{1f}\x{85}\p{Z}]"
 _SPLIT_TF = r"([^\p{L}\p{N}'\s])"
 _SPLIT_PY = re.compile(r"([^\w'\s]|_)")
 
@@ -46,6 +50,7 @@ def standardize(text: tf.Tensor) -> tf.Tensor:
         for nfd, nfc in _COMPOSE:
             composed = tf.strings.regex_replace(composed, nfd, nfc)
         text = tf.where(has_marks, composed, text)
+    text = tf.strings.regex_replace(text, _SPACES_TF, " ")
     text = tf.strings.lower(text, encoding="utf-8")
     text = tf.strings.regex_replace(text, "[\u2018\u2019\u02bc]", "'")
     text = tf.strings.regex_replace(text, _SPLIT_TF, r" \1 ")
@@ -58,8 +63,12 @@ def tokenize(text: tf.Tensor) -> tf.RaggedTensor:
 
 
 def py_tokenize(text: str) -> list[str]:
-    """Pure-Python twin of `tokenize` for one string."""
-    text = unicodedata.normalize("NFC", text).lower()
+    """Pure-Python twin of `tokenize` for one string: it composes the same accented letters (not full NFC,
+    which the graph cannot do), and str.split() splits at the spaces the graph makes."""
+    if any("\u0300" <= ch <= "\u036f" for ch in text):
+        for nfd, nfc in _COMPOSE:
+            text = text.replace(nfd, nfc)
+    text = text.lower()
     text = re.sub("[\u2018\u2019\u02bc]", "'", text)
     return _SPLIT_PY.sub(r" \1 ", text).split()
 
