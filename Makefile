@@ -7,11 +7,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 APPS := translate sentiment speech forecast
-OUT ?=
-CONFIG ?=
-DATA ?=
-MODEL ?=
-ARGS ?=
+OUT =
+CONFIG =
+DATA =
+MODEL =
+ARGS =
 
 .PHONY: help install test test-fast lint format bench clean adding $(addprefix train-,$(APPS)) $(addprefix export-,$(APPS)) $(addprefix evaluate-,$(APPS))
 
@@ -57,13 +57,13 @@ adding: $(STAMP)  ## the adding problem (long-range memory) for RNN/LSTM/GRU, wi
 	$(PY) -m seqapps.experiments.adding $(ARGS)
 
 $(addprefix train-,$(APPS)): train-%: $(STAMP)  ## train APP (CONFIG=, DATA=, OUT=, ARGS=)
-	$(PY) -m seqapps train $* $(if $(CONFIG),--config $(CONFIG)) $(if $(DATA),--set data=$(DATA)) $(if $(OUT),--out $(OUT)) $(ARGS)
+	$(PY) -m seqapps train $* $(if $(CONFIG),--config "$(CONFIG)") $(if $(DATA),--data "$(DATA)") $(if $(OUT),--out "$(OUT)") $(ARGS)
 
 $(addprefix evaluate-,$(APPS)): evaluate-%: $(STAMP)  ## evaluate APP (MODEL=, DATA=)
-	$(PY) -m seqapps evaluate $* $(if $(MODEL),--model $(MODEL)) $(if $(DATA),--data $(DATA)) $(ARGS)
+	$(PY) -m seqapps evaluate $* $(if $(MODEL),--model "$(MODEL)") $(if $(DATA),--data "$(DATA)") $(ARGS)
 
 $(addprefix export-,$(APPS)): export-%: $(STAMP)  ## export APP to SavedModel + TFLite (MODEL=, OUT=)
-	$(PY) -m seqapps export $* $(if $(MODEL),--model $(MODEL)) $(if $(OUT),--out $(OUT))
+	$(PY) -m seqapps export $* $(if $(MODEL),--model "$(MODEL)") $(if $(OUT),--out "$(OUT)")
 
 clean:  ## remove runs/ and caches (keeps .venv and trained/)
 	rm -rf runs .pytest_cache .ruff_cache

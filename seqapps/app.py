@@ -53,3 +53,14 @@ def progress_bar(total: int, unit: str, title: str):
 
     print(title)
     return keras.utils.Progbar(total, unit_name=unit)
+
+
+def shipped(path) -> Path:
+    """``path`` (``trained/translate``, say) in the working folder when it is there, else in the checkout this
+    package was installed from (``pip install -e``, as ``make`` does), so the shipped models are found from
+    any folder."""
+    path = Path(path)
+    if path.exists() or path.is_absolute():
+        return path
+    checkout = Path(__file__).resolve().parent.parent / path
+    return checkout if checkout.exists() else path

@@ -288,6 +288,7 @@ def default_out(what: str = "all", quick: bool = False) -> Path:
 
 def main(what: str = "all", quick: bool = False, out: str | Path | None = None) -> int:
     from seqapps import registry
+    from seqapps.app import shipped
 
     out = Path(out) if out is not None else default_out(what, quick)
     if out.is_dir():
@@ -300,7 +301,7 @@ def main(what: str = "all", quick: bool = False, out: str | Path | None = None) 
     apps = registry.available() if what == "all" else ([what] if what != "layers" else [])
     for name in apps:
         app = registry.get_app(name)
-        model_dir = Path(app.default_model_dir or f"trained/{name}")
+        model_dir = shipped(app.default_model_dir or f"trained/{name}")
         if not model_dir.exists():
             print(f"[bench] {name}: no shipped model in {model_dir}; skipped")
             continue

@@ -109,16 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _model_dir(app, given):
     """--model, else the shipped model (or runs/APP for an app that ships none); an error names the fix."""
+    from seqapps.app import shipped
+
     folder = Path(given) if given is not None else Path(app.default_model_dir or Path("runs") / app.name)
+    if given is None and app.default_model_dir:
+        folder = shipped(folder)  # run from elsewhere: the checkout's shipped model
     if folder.is_dir():
         from seqapps.export import metadata
 
         return metadata.check_model_folder(folder, app.name)
-    if given is None and app.default_model_dir and not folder.is_absolute():
-        # run from elsewhere: the shipped models of the checkout this package is installed from (pip install -e)
-        shipped = Path(__file__).resolve().parent.parent / folder
-        if shipped.is_dir():
-            return shipped
     if given is not None:
         fix = "check the --model path"
     elif app.default_model_dir:
@@ -158,7 +157,9 @@ def _out_folder(path) -> Path:
 
 
 # import names of the dependencies that the commands need and the TFLite device runtimes do not
-_FULL_INSTALL = {"tensorflow", "keras", "yaml", "sklearn", "scipy", "matplotlib", "sacrebleu", "tensorflow_datasets"}
+_FULL_INSTALL = {
+    "tensorflow", "keras", "yaml", "sklearn", "scipy", "matplotlib", "sacrebleu", "tensorflow_datasets", "pandas"
+}  # fmt: skip
 
 
 def main(argv=None) -> int:

@@ -249,3 +249,11 @@ def test_remove_other_variants_deletes_only_tflite_files_this_export_does_not_wr
         "notes.tflite",
         "stream.tflite",
     ]
+
+
+def test_example_requests_find_the_shipped_models_from_any_folder(tmp_path, monkeypatch):
+    from seqapps.export import examples
+
+    monkeypatch.chdir(tmp_path)
+    assert examples.shipped() == ["translate", "sentiment", "speech", "forecast", "weather"]
+    assert examples._window("weather").shape[0] == 1

@@ -1,5 +1,6 @@
 """The built wheel holds every module and config of the source tree (a plain `pip install .`, not only -e)."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -56,3 +57,51 @@ def test_tfds_builders_prepare_without_a_missing_module():
     tfds = pytest.importorskip("tensorflow_datasets")
     for name in ("imdb_reviews", "speech_commands", "ted_hrlr_translate"):
         assert Path(str(tfds.builder(name).code_path)).name.endswith(".py"), name
+
+
+# imported only where their absence is handled: the offline eSpeak NG voice (an extra) and a thread limit
+OPTIONAL_IMPORTS = {"espeakng_loader": "offline", "threadpoolctl": "try: ... except ImportError"}
+
+
+def test_every_imported_library_is_declared():
+    """Each third-party module the package imports comes from a distribution in install_requires (pandas and
+    pmdarima were only pulled in by the offline extra, so a plain `pip install .` broke forecasting)."""
+    import ast
+    import configparser
+    import importlib.metadata as md
+    import re
+
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    required = {
+        re.split(r"[<>=!~ ;\[]", line.strip())[0].lower().replace("_", "-")
+        for line in parser["options"]["install_requires"].splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    }
+    imported = set()
+    for path in (ROOT / "seqapps").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"seqapps"} - set(OPTIONAL_IMPORTS)
+    providers = md.packages_distributions()
+    undeclared = {m: providers.get(m) for m in third_party if not {d.lower() for d in providers.get(m, [m])} & required}
+    assert {"pandas", "tensorflow", "keras"} <= third_party and not undeclared, undeclared
+
+
+def test_make_quotes_paths_and_ignores_shell_variables_of_the_same_names():
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+
+    def dry_run(*args, env=None):
+        proc = subprocess.run([make, "-n", *args], cwd=ROOT, capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()[-1]
+
+    line = dry_run("train-translate", "OUT=my runs/t", "DATA=a b.txt", "CONFIG=c d.yaml")
+    assert '--config "c d.yaml" --data "a b.txt" --out "my runs/t"' in line
+    env = {**os.environ, "OUT": "/somewhere/else", "DATA": "x", "MODEL": "y"}
+    assert "--out" not in dry_run("train-translate", env=env) and "--model" not in dry_run("export-speech", env=env)

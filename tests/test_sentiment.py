@@ -214,6 +214,13 @@ def test_metrics_against_hand_computed_oracle():
     assert rep["f1"] == pytest.approx({"a": 0.5, "b": 0.8, "c": 0.0})
     assert rep["macro_f1"] == pytest.approx(1.3 / 3)
     assert "confusion matrix" in metrics.format_report(rep)
+    # macro F1 over the classes that occur as true or predicted labels, as sklearn averages
+    assert metrics.report([1, 1], [1, 0], ["negative", "positive"])["macro_f1"] == pytest.approx(1 / 3)
+    # -1: no prediction (a text without tokens): wrong, a miss for its class's recall, not in the matrix
+    rep = metrics.report([0, 0, 1], [0, -1, 1], ["a", "b"])
+    assert rep["accuracy"] == pytest.approx(2 / 3) and rep["confusion_matrix"] == [[1, 0], [0, 1]]
+    assert rep["f1"]["a"] == pytest.approx(2 / 3) and rep["no_prediction"] == 1
+    assert "1 texts without tokens got no prediction" in metrics.format_report(rep)
 
 
 @pytest.mark.parametrize(
@@ -595,6 +602,19 @@ def test_cli_export_from_a_model_folder(trained, tmp_path, monkeypatch):
     # a bad quantization mode stops before anything is written
     assert cli.main(["export", "sentiment", "--model", str(shipped), "--out", "bad", "--set", "int8_mode=int4"]) == 2
     assert not (tmp_path / "bad").exists()
+
+    # held-out texts without tokens: the SavedModel gives them uniform probabilities, and its check expects that
+    empty = tmp_path / "empty"
+    shutil.copytree(model_dir, empty)
+    held = json.loads((empty / "run" / "heldout.json").read_text())
+    held["texts"] += ["<br />", "\u200b"]
+    held["labels"] += held["labels"][:2]
+    (empty / "run" / "heldout.json").write_text(json.dumps(held))
+    args = ["export", "sentiment", "--model", str(empty), "--out", "empty-out", "--set", "tflite_eval_examples=0"]
+    assert cli.main(args) == 0
+    assert json.loads((tmp_path / "empty-out" / "metadata.json").read_text())["parity"]["examples"] == len(
+        held["texts"]
+    )
 
 
 def test_evaluate_default_is_the_held_out_test_split(trained):

@@ -12,11 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+
+def _folder(name) -> Path:
+    """The shipped model ``name``: in the working folder's trained/, else the checkout's (`seqapps.app.shipped`)."""
+    from seqapps.app import shipped
+
+    return shipped(Path("trained") / name)
 
 
 def _window(name):
-    windows = np.load(ROOT / "trained" / name / "assets" / "sample_windows.npy")
+    windows = np.load(_folder(name) / "assets" / "sample_windows.npy")
     return windows[:1].astype("float32")
 
 
@@ -35,14 +40,14 @@ EXAMPLES = {
 
 
 def shipped() -> list[str]:
-    return [n for n in EXAMPLES if (ROOT / "trained" / n / "saved_model").is_dir()]
+    return [n for n in EXAMPLES if (_folder(n) / "saved_model").is_dir()]
 
 
 def run(name: str) -> tuple[dict, dict]:
     from seqapps.export import saved_model
 
     inputs = EXAMPLES[name]()
-    return inputs, saved_model.run_isolated(saved_model.latest(ROOT / "trained" / name), inputs)
+    return inputs, saved_model.run_isolated(saved_model.latest(_folder(name)), inputs)
 
 
 def rest(inputs: dict, outputs: dict) -> tuple[dict, dict]:
@@ -69,6 +74,8 @@ def rest(inputs: dict, outputs: dict) -> tuple[dict, dict]:
 
 
 def main():
+    if not shipped():
+        raise SystemExit("no shipped models found in trained/ (here or in the seqapps checkout): run from a checkout")
     for name in shipped():
         inputs, outputs = run(name)
         req, resp = rest(inputs, outputs)

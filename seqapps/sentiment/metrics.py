@@ -13,19 +13,26 @@ def confusion(y_true, y_pred, n: int) -> np.ndarray:
 
 
 def report(y_true, y_pred, labels: list[str]) -> dict:
-    cm = confusion(y_true, y_pred, len(labels))
+    """Accuracy, per-class and macro F1 and the confusion matrix. A prediction of -1 is none (a text without
+    tokens): it counts as wrong and lowers its class's recall, and stays out of the matrix, which says how
+    many there were. Macro F1 averages the classes that occur as true or predicted labels (as sklearn does)."""
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    made = y_pred >= 0
+    cm = confusion(y_true[made], y_pred[made], len(labels))
+    support = np.bincount(y_true, minlength=len(labels)).astype(float)  # with the texts given no prediction
     tp = np.diag(cm).astype(float)
     precision = np.divide(tp, cm.sum(0), out=np.zeros_like(tp), where=cm.sum(0) > 0)
-    recall = np.divide(tp, cm.sum(1), out=np.zeros_like(tp), where=cm.sum(1) > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
-    present = cm.sum(1) > 0
+    present = (support + cm.sum(0)) > 0
     return {
-        "examples": int(cm.sum()),
-        "accuracy": float(tp.sum() / max(cm.sum(), 1)),
+        "examples": int(len(y_true)),
+        "accuracy": float(tp.sum() / max(len(y_true), 1)),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "f1": {lab: float(v) for lab, v in zip(labels, f1)},
         "labels": list(labels),
         "confusion_matrix": cm.tolist(),
+        "no_prediction": int((~made).sum()),
     }
 
 
@@ -40,4 +47,8 @@ def format_report(rep: dict) -> str:
     ]
     for lab, row in zip(labels, cm):
         lines.append(f"{lab:>{w}}" + "".join(f"{v:>{w}}" for v in row))
+    if rep.get("no_prediction"):
+        lines.append(
+            f"{rep['no_prediction']} texts without tokens got no prediction: counted as wrong, not in the matrix"
+        )
     return "\n".join(lines)

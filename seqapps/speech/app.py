@@ -454,6 +454,10 @@ class SpeechApp(App):
             idx = data_lib.split_by_speaker(clips, cfg.val_fraction, cfg.test_fraction)[split]
         else:
             raise ValueError(f"split must be train, val, test or all, got {split!r}")
+        if len(idx) == 0:
+            raise ValueError(
+                f"{spec}: the {split} split is empty (test_fraction={cfg.test_fraction:g}); pass --set split=val or all"
+            )
         y = data_lib.label_ids([clips.words[i] for i in idx], labels)
         keep = y >= 0
         x, y = clips.waveforms[idx][keep], y[keep]
