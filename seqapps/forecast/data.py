@@ -361,7 +361,8 @@ def default_frame():
         from pmdarima.datasets import load_msft
     except ImportError:
         raise DataError(
-            "the default data set needs pmdarima (pip install 'seqapps[offline]'), or give a CSV path with --data PATH"
+            "the default data set needs pmdarima, a seqapps dependency (pip install pmdarima), or give a CSV path "
+            "with --data PATH"
         ) from None
     return load_msft()
 
