@@ -97,9 +97,10 @@ def test_make_quotes_paths_and_ignores_shell_variables_of_the_same_names():
         pytest.skip("make is not installed")
 
     def dry_run(*args, env=None):
-        proc = subprocess.run([make, "-n", *args], cwd=ROOT, capture_output=True, text=True, env=env)
+        cmd = [make, "-n", "--no-print-directory", *args]  # under `make test`, make would name the folder
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
         assert proc.returncode == 0, proc.stderr
-        return proc.stdout.splitlines()[-1]
+        return next(line for line in proc.stdout.splitlines() if "-m seqapps " in line)
 
     line = dry_run("train-translate", "OUT=my runs/t", "DATA=a b.txt", "CONFIG=c d.yaml")
     assert '--config "c d.yaml" --data "a b.txt" --out "my runs/t"' in line
