@@ -144,11 +144,14 @@ def test_csv_encoding_columns_and_headerless_tsv(tmp_path):
     assert ds.texts == ["a fine film", "awful"] and ds.labels == ["1", "0"]
     # a header with names that are not known columns is a header, not a text labelled "score"
     u = tmp_path / "u.csv"
-    u.write_text("phrase,score\nsuch a fine film,positive\nawful,negative\ndull,negative\n")
+    u.write_text("phrase,score\n" + "such a fine film,positive\nawful,negative\ndull,negative\n" * 4)
     with pytest.raises(ValueError, match=r"first row \['phrase', 'score'\] looks like a header.*text_column=NAME"):
         data.read_table(u)
     named = data.read_table(u, text_column="phrase", label_column="score")
-    assert named.labels == ["positive", "negative", "negative"]
+    assert named.labels == ["positive", "negative", "negative"] * 4
+    few = tmp_path / "few.csv"  # a small headerless file whose first label is the only one of its kind
+    few.write_text("good,pos\nbad,neg\nawful,neg\n")
+    assert data.read_table(few).labels == ["pos", "neg", "neg"]
     # a .txt file separated by commas is read as such (the suffix says nothing about the separator)
     c = tmp_path / "c.txt"
     c.write_text('text,label\n"good, really",pos\nbad,neg\n')

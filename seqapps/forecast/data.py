@@ -128,7 +128,6 @@ def _parse_times(df, spec: str, source: str, lower_map: dict, hint: str = FIX_HI
     import pandas as pd
 
     line = file_lines(df)
-
     names = [n.lower() for n in parse_list(spec)]
     missing = [n for n in names if n not in lower_map]
     if missing:
@@ -172,10 +171,10 @@ def from_frame(
 ) -> Series:
     """Validate a DataFrame of strings/numbers read from ``source`` and return a `Series`.
 
-    ``decimal=","`` (files separated by ``;``, and tab-separated ones with decimal commas) reads numbers written with a decimal comma (``3,25``) and
-    refuses a column that mixes them with ``.`` (``1.234`` could be a thousand). With ``"."`` commas are
-    thousands separators (``1,234.5``), and any other comma is an error. ``hints`` replaces entries of `FIX_HINTS`, the fixes that
-    messages suggest.
+    ``decimal=","`` (files separated by ``;``, and tab-separated ones with decimal commas) reads numbers
+    written with a decimal comma (``3,25``) and refuses a column that mixes them with ``.`` (``1.234`` could
+    be a thousand). With ``"."`` commas are thousands separators (``1,234.5``), and any other comma is an
+    error. ``hints`` replaces entries of `FIX_HINTS`, the fixes that messages suggest.
     """
     import pandas as pd
 

@@ -108,7 +108,8 @@ def read_table(
         mean_len = [np.mean([len(r[c]) for r in sample]) if sample else 0 for c in (0, 1)]
         ti, li = (1, 0) if mean_len[0] < mean_len[1] else (0, 1)
         later = {r[li].strip() for _, r in rows[1:] if len(r) == 2}
-        if len(rows) > 2 and rows[0][1][li].strip() not in later:  # a label seen nowhere else: a header
+        # a label seen nowhere else among ten or more rows with a few labels: a header with unknown names
+        if len(rows) > 10 and len(later) <= 20 and rows[0][1][li].strip() not in later:
             raise ValueError(
                 f"{path}: the first row {rows[0][1]} looks like a header, but neither name is a known text column "
                 f"{TEXT_COLUMNS} or label column {LABEL_COLUMNS}; pass --set text_column=NAME --set label_column=NAME"
