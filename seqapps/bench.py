@@ -206,7 +206,7 @@ def shipped_model_rows(quick: bool = False) -> list[dict]:
 
     with tempfile.TemporaryDirectory(prefix="seqapps-bench-") as tmp:
         for name in examples.shipped():
-            folder = examples.ROOT / "trained" / name
+            folder = examples.folder(name)
             meta = json.loads((folder / "metadata.json").read_text())
             example = examples.EXAMPLES[name]()
             fn = tf.saved_model.load(str(saved_model.latest(folder))).signatures["serving_default"]

@@ -40,7 +40,7 @@ def test_every_shipped_model_has_a_gpu_variant_and_report(name):
 
     from seqapps.export import tflite
 
-    folder = examples._folder(name)
+    folder = examples.folder(name)
     meta = json.loads((folder / "metadata.json").read_text())
     report = json.loads((folder / "gpu_compatibility.json").read_text())
     assert set(report) == {p.name for p in folder.glob("*.tflite")}
@@ -55,7 +55,7 @@ def test_every_shipped_model_has_a_gpu_variant_and_report(name):
 def test_metadata_lists_the_files_that_ship(name):
     from seqapps.export import metadata
 
-    folder = examples._folder(name)
+    folder = examples.folder(name)
     assert metadata.read(folder / "metadata.json")["files"] == metadata.file_sizes(folder)
 
 
@@ -64,7 +64,7 @@ def test_shipped_benchmark_table_pieces():
 
     from seqapps import bench
 
-    meta = json.loads((examples._folder("sentiment") / "metadata.json").read_text())
+    meta = json.loads((examples.folder("sentiment") / "metadata.json").read_text())
     metric, value, keras_value = bench._variant_metric("sentiment", meta, "model_gpu.tflite")
     assert metric.startswith("accuracy") and value == meta["parity"]["gpu"]["accuracy"]
     assert keras_value == meta["parity"]["keras_accuracy"]
@@ -110,7 +110,7 @@ def test_benchmark_covers_every_variant_with_its_task_metric(name):
 
     from seqapps import bench
 
-    folder = examples._folder(name)
+    folder = examples.folder(name)
     meta = json.loads((folder / "metadata.json").read_text())
     shipped = {p.name for p in folder.glob("*.tflite")}
     built = {bench.ON_REQUEST[name][2]} if name in bench.ON_REQUEST else set()
@@ -119,3 +119,14 @@ def test_benchmark_covers_every_variant_with_its_task_metric(name):
     for file in shipped - {"stream.tflite"}:
         metric, value, keras_value = bench._variant_metric(name, meta, file)
         assert metric and value is not None and keras_value is not None, file
+
+
+def test_bench_rows_of_a_shipped_model(monkeypatch, tmp_path):
+    """`make bench` times the shipped models: its loop runs (on the small stocks model, quick) from any folder."""
+    from seqapps import bench
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(examples, "shipped", lambda: ["forecast"])
+    rows = bench.shipped_model_rows(quick=True)
+    assert {r["artifact"] for r in rows} >= {"SavedModel, batch 1", "model.tflite", "model_gpu.tflite"}
+    assert all(r["ms"] > 0 for r in rows)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _folder(name) -> Path:
+def folder(name) -> Path:
     """The shipped model ``name``: in the working folder's trained/, else the checkout's (`seqapps.app.shipped`)."""
     from seqapps.app import shipped
 
@@ -21,7 +21,7 @@ def _folder(name) -> Path:
 
 
 def _window(name):
-    windows = np.load(_folder(name) / "assets" / "sample_windows.npy")
+    windows = np.load(folder(name) / "assets" / "sample_windows.npy")
     return windows[:1].astype("float32")
 
 
@@ -40,14 +40,14 @@ EXAMPLES = {
 
 
 def shipped() -> list[str]:
-    return [n for n in EXAMPLES if (_folder(n) / "saved_model").is_dir()]
+    return [n for n in EXAMPLES if (folder(n) / "saved_model").is_dir()]
 
 
 def run(name: str) -> tuple[dict, dict]:
     from seqapps.export import saved_model
 
     inputs = EXAMPLES[name]()
-    return inputs, saved_model.run_isolated(saved_model.latest(_folder(name)), inputs)
+    return inputs, saved_model.run_isolated(saved_model.latest(folder(name)), inputs)
 
 
 def rest(inputs: dict, outputs: dict) -> tuple[dict, dict]:
