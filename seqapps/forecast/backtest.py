@@ -146,10 +146,15 @@ def metrics(pred, y, last, scale, interval=None, directional=True) -> dict:
     return {k: [None if not np.isfinite(x) else round(float(x), 6) for x in v] for k, v in out.items()}
 
 
+def _has_scale(scale) -> np.ndarray:
+    """Windows whose series has a MASE scale (`data.naive_scale` gives NaN to a series with too few rows before
+    the test period)."""
+    return np.isfinite(scale) & (scale > 0)
+
+
 def _mase(err, scale) -> np.ndarray:
-    """Mean of |error| / scale over the windows whose series has a scale (`data.naive_scale` gives NaN to a
-    series with too few rows before the test period)."""
-    ok = np.isfinite(scale) & (scale > 0)
+    """Mean of |error| / scale over the windows whose series has a scale."""
+    ok = _has_scale(scale)
     if not ok.any():
         return np.full(err.shape[1], np.nan)
     return np.mean(np.abs(err[ok]) / scale[ok, None], 0)
@@ -157,7 +162,7 @@ def _mase(err, scale) -> np.ndarray:
 
 def mase_note(ds, pairs, scale) -> str | None:
     """Which test windows MASE leaves out: those of series with no in-sample scale."""
-    left = ~(np.isfinite(scale) & (scale > 0))
+    left = ~_has_scale(scale)
     if not left.any():
         return None
     names = sorted({ds.series[si].name for si in pairs[left, 0]})

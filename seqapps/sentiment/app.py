@@ -577,16 +577,14 @@ class SentimentApp(App):
             from seqapps.data import input_name, read_input_file, text_lines
 
             raw = read_input_file(args.file, "review")
-            content = raw.decode("utf-8-sig", errors="replace")  # a BOM is not part of the first text
-            bad = sum("\ufffd" in line for line in text_lines(content)) - raw.decode("utf-8", errors="ignore").count(
-                "\ufffd"
-            )
+            lines = text_lines(raw.decode("utf-8-sig", errors="replace"))  # a BOM is not part of the first text
+            bad = sum("\ufffd" in line for line in lines) - raw.decode("utf-8", errors="ignore").count("\ufffd")
             if bad > 0:
                 print(
                     f"note: {input_name(args.file)}: {bad} line(s) are not valid UTF-8; invalid bytes replaced by U+FFFD",
                     file=sys.stderr,
                 )
-            texts += text_lines(content)
+            texts += lines
         if not texts:
             raise ValueError("nothing to classify: give texts or --file FILE (one text per line)")
         for i, t in enumerate(texts):

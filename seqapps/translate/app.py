@@ -381,7 +381,8 @@ class TranslateApp(App):
                 ]
             ),
             f"- Test split ({test.get('examples', '?')} pairs, at the end of training): sacreBLEU "
-            f"**{test.get('bleu_beam', '?')}** with beam search (width {test.get('beam_width', cfg['beam_width'])}), {test.get('bleu_greedy', '?')} greedy; chrF {test.get('chrf_beam', '?')} (beam).",
+            f"**{test.get('bleu_beam', '?')}** with beam search (width {test.get('beam_width', cfg['beam_width'])}), "
+            f"{test.get('bleu_greedy', '?')} greedy; chrF {test.get('chrf_beam', '?')} (beam).",
             *(
                 [
                     f"- Whole test split ({meta['evaluation']['test_pairs']} pairs, `{meta['evaluation']['command']}`): "
