@@ -13,7 +13,7 @@ DATA =
 MODEL =
 ARGS =
 
-.PHONY: help install test test-fast lint format bench clean adding $(addprefix train-,$(APPS)) $(addprefix export-,$(APPS)) $(addprefix evaluate-,$(APPS))
+.PHONY: help install test test-fast lint format bench clean adding notebooks $(addprefix train-,$(APPS)) $(addprefix export-,$(APPS)) $(addprefix evaluate-,$(APPS))
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -52,6 +52,9 @@ format: $(STAMP)  ## ruff format
 
 bench: $(STAMP)  ## benchmarks: custom cells vs Keras built-ins, shipped models (writes bench/results.md)
 	$(PY) -m seqapps bench all
+
+notebooks: $(STAMP)  ## re-execute notebooks/*.ipynb against the shipped models in trained/, storing their outputs
+	$(PY) -m tests.notebooks_util
 
 adding: $(STAMP)  ## the adding problem (long-range memory) for RNN/LSTM/GRU, with gradient-norm plot
 	$(PY) -m seqapps.experiments.adding $(ARGS)

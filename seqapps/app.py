@@ -40,7 +40,8 @@ class App:
         """SavedModel + TFLite files of a trained folder; ``cfg`` overrides the folder's config.yaml."""
         raise NotImplementedError
 
-    def bench(self, model_dir: Path) -> list[dict]:
+    def bench(self, model_dir: Path, quick: bool = False) -> list[dict]:
+        """Benchmark rows (``seqapps.bench.to_markdown``) of a trained folder; ``quick``: fewer repetitions."""
         return []
 
 

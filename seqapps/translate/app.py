@@ -457,11 +457,11 @@ class TranslateApp(App):
         return out
 
     # ------------------------------------------------------------------ bench
-    def bench(self, model_dir):
+    def bench(self, model_dir, quick: bool = False):
         """SavedModel latency (beam search) at batch 1 and 32, TFLite greedy latency per sentence."""
         import tensorflow as tf
 
-        from seqapps.bench import interleaved
+        from seqapps.bench import interleaved_times, ratio_range
         from seqapps.export import tflite
         from seqapps.translate.tflite_runtime import TFLiteTranslator
 
@@ -476,14 +476,15 @@ class TranslateApp(App):
             if (model_dir / tflite.FILE_NAMES[v]).is_file()
         }
         lite = {v: TFLiteTranslator(model_dir, f) for v, f in files.items()}
-        t = interleaved(
+        times = interleaved_times(
             {
                 "sm1": lambda: fn(text=one),
                 "sm32": lambda: fn(text=batch),
                 **{v: (lambda r=r: r.translate(SAMPLES[0])) for v, r in lite.items()},
             },
-            rounds=5,
+            rounds=2 if quick else 7,
         )
+        t = {k: float(np.median(v)) for k, v in times.items()}
         sizes = {v: (model_dir / f).stat().st_size / 1e6 for v, f in files.items()}
         names = {"dynamic": "dynamic-range", "int8": "int8 (weights and activations)"}
         return [
@@ -494,6 +495,7 @@ class TranslateApp(App):
                 "unit": "ms",
                 "baseline": t["sm1"] * 1e3,
                 "ratio": t["sm32"] / 32 / t["sm1"],
+                "range": ratio_range({"b": [x / 32 for x in times["sm32"]], "one": times["sm1"]}, "b", "one"),
             },
             {
                 "benchmark": f"TFLite float32 greedy, 1 thread ({sizes['float32']:.1f} MB)",
@@ -507,6 +509,7 @@ class TranslateApp(App):
                     "unit": "ms/sentence",
                     "baseline": t["float32"] * 1e3,
                     "ratio": t[v] / t["float32"],
+                    "range": ratio_range(times, v, "float32"),
                 }
                 for v in ("dynamic", "int8")
                 if v in lite
