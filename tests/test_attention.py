@@ -90,3 +90,16 @@ def test_mask_bias_keeps_padding_below_every_real_value_in_each_float_dtype():
     for dtype in ("float16", "bfloat16", "float32"):
         out = np.float32(keras.ops.cast(x, dtype) + sl.mask_bias(keep, dtype))
         assert np.all(np.isfinite(out)) and out[0, 2] < x.min() and np.all(out[0, :2] == x[0, :2]), dtype
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_attention_computes_in_its_own_dtype_policy(policy, mixed_float16):
+    """A float32 attention inside a mixed-precision model scores in float32 (its Dense sublayers too), and a
+    mixed_float16 one in float16 whatever the global policy."""
+    keras.mixed_precision.set_global_policy("float32" if policy == "mixed_float16" else "mixed_float16")
+    rng = np.random.default_rng(0)
+    q, v = rng.normal(size=(2, 3, 6)).astype("float32"), rng.normal(size=(2, 5, 6)).astype("float32")
+    attn = sl.BahdanauAttention(8, dtype=policy)
+    context, weights = attn(q, v, mask=np.array([[1, 1, 1, 0, 0], [1] * 5], bool))
+    assert attn.compute_dtype == attn.query_dense.compute_dtype == attn.score_dense.compute_dtype
+    assert context.dtype == weights.dtype == attn.compute_dtype

@@ -211,6 +211,22 @@ def test_get_config_round_trip(layer_cls):
     assert type(cell).from_config(cell.get_config()).get_config() == cell.get_config()
 
 
+@pytest.mark.parametrize("ours,theirs", [(sl.SimpleRNN, keras.layers.SimpleRNN), (sl.GRU, keras.layers.GRU)])
+def test_built_in_configs_load_and_constraints_hold(ours, theirs):
+    """A Keras built-in layer's config builds the seqapps layer (constraints included), and the constraints
+    act after each update as Keras's do."""
+    config = theirs(4, kernel_constraint="non_neg", recurrent_constraint="non_neg", bias_constraint="non_neg")
+    layer = ours.from_config(config.get_config())
+    assert layer.get_config() == ours.from_config(layer.get_config()).get_config()
+    x, _ = _data()
+    layer(x)
+    opt = keras.optimizers.SGD(1.0)
+    with tf.GradientTape() as tape:
+        loss = -tf.reduce_sum(layer(x))  # pushes weights both ways
+    opt.apply_gradients(zip(tape.gradient(loss, layer.trainable_variables), layer.trainable_variables))
+    assert all(np.all(np.asarray(w) >= 0) for w in layer.get_weights())
+
+
 def test_keras_file_reloads_in_fresh_process(tmp_path):
     x, mask = _data()
     inp = keras.Input((7, 5))
@@ -251,6 +267,29 @@ def test_clear_errors_for_bad_shapes():
         sl.LSTMCell(3, dropout=1.5)
     with pytest.raises(ValueError, match="Unknown cell type"):
         sl.make_cell("transformer", 3)
+    with pytest.raises(ValueError, match=r"needs a known feature size.*\(batch, None, None\)"):
+        keras.Sequential([keras.Input((None, None)), sl.GRU(4)])
+
+
+@pytest.mark.parametrize("cell_policy,layer_policy", [("float32", "mixed_float16"), ("mixed_float16", "float32")])
+@pytest.mark.parametrize("projection", ["per_step", "sequence"])
+def test_a_cell_runs_in_its_own_dtype_policy_as_in_keras_loop(cell_policy, layer_policy, projection):
+    """The fast loop runs the cell in the cell's dtype policy (a float32 recurrence inside a mixed_float16
+    model, the usual recipe), like `keras.layers.RNN` does; it raised a dtype error. Dropout masks made in the
+    layer's dtype are cast to the cell's."""
+    x, mask = _data()
+    for cell_cls in (sl.SimpleRNNCell, sl.LSTMCell, sl.GRUCell):
+        ref = keras.layers.RNN(cell_cls(6, dtype=cell_policy), dtype=layer_policy, return_sequences=True)
+        mine = sl.RNN(cell_cls(6, dtype=cell_policy), dtype=layer_policy, return_sequences=True)
+        ref(x), mine(x)
+        _randomize(ref)
+        mine.set_weights(ref.get_weights())
+        with _projection(projection):
+            out = mine(x, mask=mask)
+            dropped = sl.RNN(cell_cls(6, dtype=cell_policy, dropout=0.2, recurrent_dropout=0.2), dtype=layer_policy)
+            assert np.all(np.isfinite(np.float32(dropped(x, training=True))))
+        assert out.dtype == mine.compute_dtype, cell_cls.__name__
+        assert max_diff(np.float32(out), np.float32(ref(x, mask=mask))) < 5e-3, cell_cls.__name__
 
 
 def test_trains_in_model_fit():

@@ -27,7 +27,8 @@ class _Attention(keras.layers.Layer):
         value: (batch, Tv, Dv), the encoder outputs (also used as keys).
         mask:  (batch, Tv) boolean/0-1, True where ``value`` is a real (not padded) position.
     Returns ``(context, weights)``: context (batch, Tq, Dv) and weights (batch, Tq, Tv), or
-    (batch, Dv) and (batch, Tv) for a rank-2 query. Weights sum to 1 over the unmasked positions.
+    (batch, Dv) and (batch, Tv) for a rank-2 query. Weights sum to 1 over the unmasked positions; a row
+    with no unmasked position gets equal weights on all of them, as `keras.layers.Attention` gives.
     """
 
     def _check(self, query, value):
@@ -83,9 +84,11 @@ class BahdanauAttention(_Attention):
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
         self.units = units
-        self.query_dense = keras.layers.Dense(units, use_bias=False, name="query_dense")
-        self.key_dense = keras.layers.Dense(units, name="key_dense")
-        self.score_dense = keras.layers.Dense(1, use_bias=False, name="score_dense")
+        # the sublayers compute in this layer's dtype policy, not the global one
+        policy = self.dtype_policy
+        self.query_dense = keras.layers.Dense(units, use_bias=False, name="query_dense", dtype=policy)
+        self.key_dense = keras.layers.Dense(units, name="key_dense", dtype=policy)
+        self.score_dense = keras.layers.Dense(1, use_bias=False, name="score_dense", dtype=policy)
 
     def build(self, query_shape, value_shape, mask_shape=None):
         self.query_dense.build(query_shape)

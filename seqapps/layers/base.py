@@ -17,8 +17,9 @@ A seqapps cell splits its work in two, so that the same weights serve every use:
   CPU (``make bench``).
 * **whole sequence** (GPU, unrolled loops, and every export, see `sequence_projection`): the
   input half of all time steps is one large matrix product before the loop (time-major, so the
-  big projected tensor is never transposed) and each step does one recurrent matrix product.
-  Fewer, larger ops: what GPUs and single-threaded TFLite interpreters run best.
+  big projected tensor is never transposed) and each step does one recurrent matrix product (two
+  for a GRU with ``reset_after=False``). Fewer, larger ops: what GPUs and single-threaded TFLite
+  interpreters run best.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from keras import ops
 
 # Keras's dropout-mask mixin: `keras.layers.RNN` pre-computes the masks of cells that derive from it
 # before its loop (a mask created inside a tf.while_loop cannot be cached across steps).
+from keras.src.backend import AutocastScope
 from keras.src.backend import rnn as _backend_rnn
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
@@ -86,6 +88,9 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
         kernel_regularizer=None,
         recurrent_regularizer=None,
         bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
         seed=None,
@@ -106,6 +111,9 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
         self.dropout = float(dropout)
         self.recurrent_dropout = float(recurrent_dropout)
         self.seed = seed
@@ -127,12 +135,14 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
             name="kernel",
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         self.recurrent_kernel = self.add_weight(
             shape=(self.units, width),
             name="recurrent_kernel",
             initializer=self.recurrent_initializer,
             regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
         )
         self.bias = self._build_bias() if self.use_bias else None
 
@@ -142,6 +152,7 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
             name="bias",
             initializer=self.bias_initializer,
             regularizer=self.bias_regularizer,
+            constraint=self.bias_constraint,
         )
 
     def _input_bias(self):
@@ -152,10 +163,11 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
     def _input_dropout(self, inputs, training, time_major=False):
         if not (training and 0.0 < self.dropout < 1.0):
             return inputs
+        # masks that `RNN.call` made in the layer's dtype are cast to the cell's
         if len(inputs.shape) == 2:
-            return inputs * self.get_dropout_mask(inputs)
+            return inputs * ops.cast(self.get_dropout_mask(inputs), inputs.dtype)
         mask = self.get_dropout_mask(inputs[0] if time_major else inputs[:, 0, :])
-        return inputs * ops.expand_dims(mask, 0 if time_major else 1)
+        return inputs * ops.expand_dims(ops.cast(mask, inputs.dtype), 0 if time_major else 1)
 
     def project_inputs(self, inputs, training=False, time_major=False):
         """``inputs @ kernel + input_bias`` for a step (batch, features) or a sequence.
@@ -209,7 +221,7 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
 
     def _recurrent_input(self, h_tm1, training):
         if training and 0.0 < self.recurrent_dropout < 1.0:
-            return h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
+            return h_tm1 * ops.cast(self.get_recurrent_dropout_mask(h_tm1), h_tm1.dtype)
         return h_tm1
 
     def step(self, x_proj, states, training=False, constants=None):  # pragma: no cover - abstract
@@ -253,6 +265,9 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
             "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
             "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
             "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": keras.constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed,
@@ -282,12 +297,26 @@ class RNN(keras.layers.RNN):
                 f"{type(self).__name__} expects inputs of shape (batch, timesteps, features), "
                 f"got shape {tuple(sequences_shape)} (rank {len(sequences_shape)})."
             )
+        if sequences_shape[-1] is None:
+            raise ValueError(
+                f"{type(self).__name__} needs a known feature size: got inputs of shape "
+                f"{_shape_str(sequences_shape)}; give the last axis a size, e.g. keras.Input((None, 8))."
+            )
         super().build(sequences_shape, initial_state_shape)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
         if not isinstance(cell, RecurrentCell):
             return super().inner_loop(sequences, initial_state, mask, training=training)
+        # The loop calls the cell's halves directly, not the cell: do what the cell's __call__ would, run
+        # it in its own dtype policy (which may differ from this layer's, e.g. a float32 recurrence in a
+        # mixed_float16 model), with its weights cast to its compute dtype.
+        dtype = cell.compute_dtype
+        autocast = cell.autocast and keras.backend.is_float_dtype(dtype)
+        with AutocastScope(dtype if autocast else None):
+            return self._fast_loop(cell, ops.cast(sequences, dtype), initial_state, mask, training)
+
+    def _fast_loop(self, cell, sequences, initial_state, mask, training):
         if not isinstance(initial_state, (list, tuple)):
             initial_state = [initial_state]
         if isinstance(mask, (list, tuple)):

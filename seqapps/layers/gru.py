@@ -45,7 +45,11 @@ class GRUCell(RecurrentCell):
     def _build_bias(self):
         shape = (2, 3 * self.units) if self.reset_after else (3 * self.units,)
         return self.add_weight(
-            shape=shape, name="bias", initializer=self.bias_initializer, regularizer=self.bias_regularizer
+            shape=shape,
+            name="bias",
+            initializer=self.bias_initializer,
+            regularizer=self.bias_regularizer,
+            constraint=self.bias_constraint,
         )
 
     def _input_bias(self):

@@ -56,7 +56,11 @@ class LSTMCell(RecurrentCell):
             )
 
         return self.add_weight(
-            shape=(4 * units,), name="bias", initializer=initializer, regularizer=self.bias_regularizer
+            shape=(4 * units,),
+            name="bias",
+            initializer=initializer,
+            regularizer=self.bias_regularizer,
+            constraint=self.bias_constraint,
         )
 
     def step(self, x_proj, states, training=False, constants=None):

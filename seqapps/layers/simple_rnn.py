@@ -19,7 +19,7 @@ class SimpleRNNCell(RecurrentCell):
     Args:
         units: size of the hidden state.
         activation: the nonlinearity (default ``"tanh"``).
-        use_bias, kernel_initializer, recurrent_initializer, bias_initializer, *_regularizer:
+        use_bias, kernel_initializer, recurrent_initializer, bias_initializer, *_regularizer, *_constraint:
             as in Keras.
         dropout: fraction of the inputs dropped (one mask per sequence) while training.
         recurrent_dropout: fraction of ``h_{t-1}`` dropped (one mask per sequence) while training.
