@@ -65,8 +65,8 @@ $(addprefix train-,$(APPS)): train-%: $(STAMP)  ## train APP (CONFIG=, DATA=, OU
 $(addprefix evaluate-,$(APPS)): evaluate-%: $(STAMP)  ## evaluate APP (MODEL=, DATA=)
 	$(PY) -m seqapps evaluate $* $(if $(MODEL),--model "$(MODEL)") $(if $(DATA),--data "$(DATA)") $(ARGS)
 
-$(addprefix export-,$(APPS)): export-%: $(STAMP)  ## export APP to SavedModel + TFLite (MODEL=, OUT=)
-	$(PY) -m seqapps export $* $(if $(MODEL),--model "$(MODEL)") $(if $(OUT),--out "$(OUT)")
+$(addprefix export-,$(APPS)): export-%: $(STAMP)  ## export APP to SavedModel + TFLite (MODEL=, OUT=, ARGS=)
+	$(PY) -m seqapps export $* $(if $(MODEL),--model "$(MODEL)") $(if $(OUT),--out "$(OUT)") $(ARGS)
 
 clean:  ## remove runs/ and caches (keeps .venv and trained/)
 	rm -rf runs .pytest_cache .ruff_cache

@@ -375,6 +375,8 @@ def main(what: str = "all", quick: bool = False, out: str | Path | None = None) 
     if out.is_dir():
         raise IsADirectoryError(f"--out {out} is a folder, not a file: give the Markdown file to write")
 
+    apps = registry.available() if what == "all" else ([what] if what != "layers" else [])
+    apps = {name: registry.get_app(name) for name in apps}  # an unknown name stops here, before any timing
     load = load_average()
     if busy_note(load):
         print(f"[bench] {busy_note(load).strip()}", flush=True)
@@ -382,9 +384,7 @@ def main(what: str = "all", quick: bool = False, out: str | Path | None = None) 
     if what in ("all", "layers"):
         print("[bench] custom cells vs Keras built-ins ...", flush=True)
         sections["Custom cells vs Keras built-in layers (CPU, samples/s; baseline = keras.layers)"] = layer_rows(quick)
-    apps = registry.available() if what == "all" else ([what] if what != "layers" else [])
-    for name in apps:
-        app = registry.get_app(name)
+    for name, app in apps.items():
         model_dir = shipped(app.default_model_dir or f"trained/{name}")
         if not model_dir.exists():
             print(f"[bench] {name}: no shipped model in {model_dir}; skipped")

@@ -148,11 +148,23 @@ def _train_multi_worker(app, cfg, out, resume):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _out_folder(path) -> Path:
-    """``--out``: a folder that may not exist yet, but not a file (checked before anything is trained)."""
+def _out_folder(path, app: str) -> Path:
+    """``--out``: a folder that may not exist yet, but not a file nor another app's model folder (checked
+    before anything is trained or exported, so that neither is overwritten)."""
+    import json
+
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"--out {path} is a file, not a folder: give a folder for the model (it is created)")
+    try:
+        other = json.loads((path / "metadata.json").read_text(encoding="utf-8")).get("app")
+    except (OSError, ValueError, AttributeError):
+        other = None
+    if isinstance(other, str) and other != app:
+        raise FileExistsError(
+            f"--out {path} holds a {other} model (its metadata.json says app: {other}); writing a {app} model "
+            f"there would overwrite it: choose another --out folder, or remove that one first"
+        )
     return path
 
 
@@ -200,7 +212,7 @@ def _run(argv=None) -> int:
             if args.print_config:
                 print(config_lib.to_yaml(cfg), end="")
                 return 0
-            out = _out_folder(args.out or Path("runs") / app.name)
+            out = _out_folder(args.out or Path("runs") / app.name, app.name)
             if cfg.distribute == "multiworker":
                 _train_multi_worker(app, cfg, out, args.resume)
             else:
@@ -209,21 +221,25 @@ def _run(argv=None) -> int:
             options = config_lib.parse_overrides(args.set)
             app.evaluate(_model_dir(app, args.model), data=args.data, **options)
         elif args.command == "export":
-            model = args.model or Path("runs") / app.name
-            if Path(model).is_dir():
-                from seqapps.export import metadata
+            from seqapps.export import metadata
+            from seqapps.export.atomic import staged_dir
 
-                metadata.check_model_folder(model, app.name)
-            if args.out is not None:
-                _out_folder(args.out)
+            model = Path(args.model or Path("runs") / app.name)
+            if not model.is_dir():
+                raise FileNotFoundError(f"model folder {model} not found; train first (make train-{app.name})")
+            metadata.check_model_folder(model, app.name)
+            out = _out_folder(args.out or model, app.name)
+            cfg = None
             if args.set:
-                saved = Path(model) / "config.yaml"
+                saved = model / "config.yaml"
                 if not saved.is_file():
                     raise FileNotFoundError(f"{saved} not found; train first (make train-{app.name})")
                 cfg = config_lib.load(config_lib.read(type(app.default_config()), saved), None, args.set)
-                app.export(model, args.out, cfg=cfg)
-            else:
-                app.export(model, args.out)
+            # the whole export is built in a copy of --out (the model folder itself by default) that replaces
+            # it only once every file is written and checked: a failure or Ctrl-C leaves the folder as it was
+            with staged_dir(out) as staging:
+                app.export(model, staging, cfg=cfg)
+            print(f"[{app.name}] exported to {out}")
     except (KeyError, ValueError, OSError, UnicodeDecodeError, FloatingPointError) as exc:  # OSError: files
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"seqapps {args.command}: error: {msg}", file=sys.stderr)
@@ -243,8 +259,14 @@ def _run(argv=None) -> int:
 
 def _predict(argv) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: seqapps predict APP [--model DIR] INPUTS... (seqapps predict APP --help for the app's options)")
-        print(f"apps: {', '.join(registry.available())}")
+        usage = (
+            "usage: seqapps predict APP [--model DIR] INPUTS... (seqapps predict APP --help for the app's options)\n"
+            f"apps: {', '.join(registry.available())}"
+        )
+        if not argv:  # like argparse: a missing argument is an error (exit 2), asking for help is not
+            print(f"{usage}\nseqapps predict: error: name the app", file=sys.stderr)
+            return 2
+        print(usage)
         return 0
     try:
         app = registry.get_app(argv[0])

@@ -136,6 +136,14 @@ def test_registry_errors_and_help():
     assert "train" in parser.format_help()
 
 
+def test_predict_without_an_app_is_an_error_and_help_is_not(capsys):
+    assert cli.main(["predict"]) == 2
+    out, err = capsys.readouterr()
+    assert not out and "usage: seqapps predict APP" in err and "error: name the app" in err
+    assert cli.main(["predict", "--help"]) == 0
+    assert "apps: " in capsys.readouterr().out
+
+
 def test_cli_reports_bad_config_without_traceback():
     proc = subprocess.run(
         [sys.executable, "-m", "seqapps", "train", "translate", "--set", "epoch=3"],
@@ -272,6 +280,55 @@ def test_helper_commands_stop_with_a_message_not_a_traceback(tmp_path, capsys):
             main(argv)
         err = capsys.readouterr().err
         assert stop.value.code == 2 and expected in err, err
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, ValueError("parity check failed")], ids=["ctrl-c", "error"])
+@pytest.mark.parametrize("in_place", [True, False], ids=["in-place", "out"])
+def test_an_export_that_stops_midway_leaves_the_folder_as_it_was(stop, in_place, tmp_path, monkeypatch, capsys):
+    """`seqapps export` builds the whole export in a copy of the output folder: files written before a failure
+    or Ctrl-C never reach it (each file was atomic, the export was not)."""
+    app = registry.get_app("forecast")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "metadata.json").write_text(json.dumps({"app": "forecast"}))
+    (model / "model.tflite").write_text("old")
+    out = model if in_place else tmp_path / "out"
+    if not in_place:
+        out.mkdir()
+        (out / "mine.txt").write_text("keep")
+    before = {p.relative_to(tmp_path): p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
+
+    def half_written(self, model_dir, out_dir=None, **kwargs):
+        (out_dir / "model.tflite").write_text("new")
+        (out_dir / "saved_model").mkdir()
+        raise stop
+
+    monkeypatch.setattr(type(app), "export", half_written)
+    rc = cli.main(["export", "forecast", "--model", str(model), *([] if in_place else ["--out", str(out)])])
+    assert rc == (130 if stop is KeyboardInterrupt else 2)
+    assert {p.relative_to(tmp_path): p.read_text() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"] + ([] if in_place else ["out"])
+
+    def complete(self, model_dir, out_dir=None, **kwargs):
+        (out_dir / "model.tflite").write_text("new")
+
+    monkeypatch.setattr(type(app), "export", complete)
+    assert cli.main(["export", "forecast", "--model", str(model), *([] if in_place else ["--out", str(out)])]) == 0
+    assert (out / "model.tflite").read_text() == "new" and (in_place or (out / "mine.txt").read_text() == "keep")
+    assert f"[forecast] exported to {out}" in capsys.readouterr().out
+
+
+def test_out_holding_another_apps_model_is_refused(tmp_path, capsys):
+    other = tmp_path / "sentiment"
+    other.mkdir()
+    (other / "metadata.json").write_text(json.dumps({"app": "sentiment"}))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "metadata.json").write_text(json.dumps({"app": "forecast"}))
+    for command in (["train", "forecast", "--tiny"], ["export", "forecast", "--model", str(model)]):
+        assert cli.main([*command, "--out", str(other)]) == 2
+        assert f"--out {other} holds a sentiment model" in capsys.readouterr().err
+    assert sorted(p.name for p in other.iterdir()) == ["metadata.json"]
 
 
 def test_ctrl_c_during_training_says_how_to_resume(tmp_path, monkeypatch, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 import types
 
@@ -512,6 +513,14 @@ def test_int8_variant_only_on_request_with_float_front_end(trained, capsys):
     assert calibration.shape[1:] == (16, 5)
     rc, _, err = _cli(capsys, "export", "forecast", "--model", str(root / "model"), "--set", "nope=1")
     assert rc == 2 and "nope" in err
+    # an int8 file that was asked for and cannot be calibrated is an error, not skipped with exit 0: a folder
+    # without the calibration windows (the shipped ones: they hold rows of the data) and no readable data
+    shutil.copytree(root / "model", root / "bare")
+    (root / "bare" / "assets" / "calibration_windows.npy").unlink()
+    args = ["--out", str(root / "no-int8"), "--set", "tflite_int8=true", "--set", f"data={root / 'gone.csv'}"]
+    rc, _, err = _cli(capsys, "export", "forecast", "--model", str(root / "bare"), *args)
+    assert rc == 2 and "tflite_int8=true needs training windows to calibrate on" in err and "--set data=" in err
+    assert not (root / "no-int8").exists()
 
 
 def test_saved_model_runs_without_seqapps_and_flags_bad_windows(trained):
@@ -709,6 +718,8 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys, monkeypatch)
     assert rc == 2 and "the model outputs the quantiles 0.1,0.5,0.9, fixed by training" in err
     rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "bootstrap=-5")
     assert rc == 2 and "evaluate --set: bootstrap=-5 must be >= 0" in err
+    rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "write=maybe")
+    assert rc == 2 and "write=maybe: give true or false" in err
 
 
 def test_bench_rows(trained):

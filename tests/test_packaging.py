@@ -106,3 +106,5 @@ def test_make_quotes_paths_and_ignores_shell_variables_of_the_same_names():
     assert '--config "c d.yaml" --data "a b.txt" --out "my runs/t"' in line
     env = {**os.environ, "OUT": "/somewhere/else", "DATA": "x", "MODEL": "y"}
     assert "--out" not in dry_run("train-translate", env=env) and "--model" not in dry_run("export-speech", env=env)
+    for target in ("train-forecast", "evaluate-forecast", "export-forecast"):  # every app target passes ARGS
+        assert dry_run(target, "ARGS=--set tflite_int8=true").endswith("--set tflite_int8=true"), target

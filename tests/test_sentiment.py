@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from seqapps import cli
+from seqapps import cli, config
 from seqapps.export import saved_model, tflite
 from seqapps.sentiment import data, metrics, text, tokenizer
 from seqapps.sentiment import model as model_lib
@@ -529,6 +529,20 @@ def test_tflite_with_python_tokenizer_equals_saved_model(trained):
     lite = np.stack([clf.probabilities(t) for t in texts])
     np.testing.assert_allclose(lite, ref, atol=1e-5)
     assert clf.classify("") == ("", 0.5) and clf.classify(BAD_INPUTS[3]) == ("", 0.5)
+
+
+def test_export_with_a_new_max_len_writes_the_config_and_tokenizer_it_was_made_with(trained, tmp_path):
+    """`seqapps export sentiment --set max_len=8`: the TFLite files take 8 ids, and so do the exported
+    tokenizer.json and config.yaml that the device runtime and evaluate read (they kept 12: RESHAPE failed)."""
+    from seqapps.sentiment.tflite_runtime import TFLiteClassifier
+
+    _, model_dir, _ = trained
+    out = tmp_path / "short"
+    assert cli.main(["export", "sentiment", "--model", str(model_dir), "--out", str(out), "--set", "max_len=8"]) == 0
+    assert json.loads((out / "assets" / "tokenizer.json").read_text())["max_len"] == 8
+    assert config.read(SentimentConfig, out / "config.yaml").max_len == 8
+    assert TFLiteClassifier(out).classify("a wonderful film " * 5)[0] in ("negative", "positive")
+    assert json.loads((model_dir / "assets" / "tokenizer.json").read_text())["max_len"] == 12  # source untouched
 
 
 def test_cli_predict_evaluate_and_errors(trained, capsys):

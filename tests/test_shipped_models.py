@@ -30,6 +30,26 @@ def test_example_request(name):
     assert len(req["instances"]) == n and len(resp["predictions"]) == n
 
 
+def test_printed_curl_commands_send_whole_requests(tmp_path, monkeypatch, capsys):
+    """`python -m seqapps.export.examples`: a short body is inline and shell-quoted, a long one (a window of
+    raw rows) goes whole into a file for `curl -d @FILE`; it was cut at 300 characters, mid-number."""
+    import json
+    import shlex
+
+    fake = {
+        "sentiment": ({"text": np.array(["it's good"], dtype=object)}, {"label": np.array(["positive"], dtype=object)})
+    }
+    fake["forecast"] = ({"window": np.ones((1, 40, 6), np.float32)}, {"quantiles": np.ones((1, 5, 3), np.float32)})
+    monkeypatch.setattr(examples, "shipped", lambda: list(fake))
+    monkeypatch.setattr(examples, "run", lambda name: fake[name])
+    examples.main(["--requests", str(tmp_path / "req")])
+    curls = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("curl -d")]
+    bodies = [shlex.split(line.rstrip(" \\"))[2] for line in curls]
+    assert json.loads(bodies[0]) == {"instances": ["it's good"]}
+    assert bodies[1] == "@" + str(tmp_path / "req" / "forecast.json")
+    assert np.shape(json.loads((tmp_path / "req" / "forecast.json").read_text())["instances"]) == (1, 40, 6)
+
+
 def test_all_apps_ship_a_model():
     assert set(examples.EXAMPLES) == set(examples.shipped())
 

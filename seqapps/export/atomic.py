@@ -37,6 +37,18 @@ def atomic_dir(final, overwrite: bool = False):
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def staged_dir(final):
+    """`atomic_dir` (``final`` replaced) whose temporary folder starts as a copy of ``final``'s files when it
+    exists: what the block writes replaces or joins them, and ``final`` is unchanged unless the block succeeds
+    (``seqapps export`` builds a whole export this way)."""
+    final = Path(final)
+    with atomic_dir(final, overwrite=True) as tmp:
+        if final.is_dir():
+            shutil.copytree(final, tmp, symlinks=True, dirs_exist_ok=True)
+        yield tmp
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

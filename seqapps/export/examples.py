@@ -73,26 +73,52 @@ def rest(inputs: dict, outputs: dict) -> tuple[dict, dict]:
     return {"instances": instances}, {"predictions": predictions}
 
 
-def main():
+INLINE_CHARS = 300  # a longer request body is written to a file for curl -d @FILE
+
+
+def main(argv=None):
+    import argparse
+    import os
+    import shlex
+
+    from seqapps.export import saved_model
+    from seqapps.export.atomic import atomic_write_text
+
+    parser = argparse.ArgumentParser(
+        prog="python -m seqapps.export.examples",
+        description="Run the example request of every shipped SavedModel in a plain-TensorFlow process and print "
+        "the saved_model_cli and TF Serving REST (curl) commands with the actual responses.",
+    )
+    parser.add_argument(
+        "--requests",
+        type=Path,
+        default=Path("serving-requests"),
+        help=f"folder for request bodies longer than {INLINE_CHARS} characters (curl -d @FILE); default: %(default)s",
+    )
+    args = parser.parse_args(argv)
     if not shipped():
         raise SystemExit("no shipped models found in trained/ (here or in the seqapps checkout): run from a checkout")
     for name in shipped():
         inputs, outputs = run(name)
         req, resp = rest(inputs, outputs)
-        path = f"trained/{name}/saved_model/1"
+        path = os.path.relpath(saved_model.latest(folder(name)))
         key = next(iter(inputs))
         print(f"### {name}\n")
         if inputs[key].dtype == object:
             expr = f"{key}={json.dumps([str(s) for s in inputs[key]], ensure_ascii=False)}"
             print(
                 f"    saved_model_cli run --dir {path} --tag_set serve --signature_def serving_default \\\n"
-                f"        --input_exprs '{expr}'\n"
+                f"        --input_exprs {shlex.quote(expr)}\n"
             )
-        print(
-            f"    curl -d '{json.dumps(req, ensure_ascii=False)[:300]}' \\\n"
-            f"        -X POST http://localhost:8501/v1/models/{name}:predict\n"
-        )
-        print(f"    {json.dumps(resp, ensure_ascii=False)[:400]}\n")
+        body = json.dumps(req, ensure_ascii=False)
+        if len(body) > INLINE_CHARS:
+            file = args.requests / f"{name}.json"
+            atomic_write_text(file, body + "\n")
+            data = "@" + str(file)
+        else:
+            data = body
+        print(f"    curl -d {shlex.quote(data)} \\\n        -X POST http://localhost:8501/v1/models/{name}:predict\n")
+        print(f"    {json.dumps(resp, ensure_ascii=False)}\n")
 
 
 if __name__ == "__main__":

@@ -389,7 +389,8 @@ class ForecastApp(App):
 
     def _calibration(self, model_dir, out_dir, cfg):
         """Training windows for the int8 calibration: ``assets/calibration_windows.npy``, else read from the
-        training data (then saved to ``out_dir``); None (int8 skipped, said) when the data cannot be read."""
+        training data (then saved to ``out_dir``); an error that names the fix when neither can be read (an
+        int8 file that was asked for is never skipped silently)."""
         from seqapps.forecast import data
 
         path = Path(model_dir) / "assets" / CALIBRATION_FILE
@@ -399,8 +400,12 @@ class ForecastApp(App):
             ds = data.load(cfg)
             windows = _calibration_windows(ds, data.split(ds, cfg), cfg)
         except (OSError, ValueError) as exc:
-            print(f"[forecast] int8 TFLite skipped: no {path.name} and the training data is not readable ({exc})")
-            return None
+            raise ValueError(
+                f"tflite_int8=true needs training windows to calibrate on: {model_dir} has no assets/{path.name} "
+                f"(it is not shipped: it holds rows of the data) and the training data could not be read ({exc}). "
+                "Run from the folder the data path is relative to (the checkout's root for the shipped models), or "
+                "give it with --set data=PATH"
+            ) from exc
         (Path(out_dir) / "assets").mkdir(parents=True, exist_ok=True)
         np.save(Path(out_dir) / "assets" / CALIBRATION_FILE, windows)
         return windows
@@ -458,20 +463,23 @@ class ForecastApp(App):
         evaluation = (
             json.loads((model_dir / "evaluation.json").read_text()) if (model_dir / "evaluation.json").is_file() else {}
         )
-        if out_dir != model_dir:
+        if out_dir.resolve() != model_dir.resolve():
             import shutil
 
             shutil.copytree(model_dir / "assets", out_dir / "assets", dirs_exist_ok=True)
-            for name in ("model.keras", "config.yaml", "evaluation.json"):
+            for name in ("model.keras", "evaluation.json"):
                 if (model_dir / name).is_file():
                     shutil.copy2(model_dir / name, out_dir / name)
+        config_lib.save(cfg, out_dir / "config.yaml")  # the config this export was made with (--set)
 
         module = self._module(model, spec)
         reference = module.forecast(tf.constant(sample))["quantiles"].numpy()
         sm_path = saved_model.write(module, out_dir, module.signatures(), version=1)
         iso = saved_model.run_isolated(sm_path.resolve(), {"window": sample[:8]})
         sm_diff = float(np.max(np.abs(iso["quantiles"] - reference[:8])))
-        print(f"[forecast] SavedModel -> {sm_path} (plain-TensorFlow run: max |diff| vs Keras {sm_diff:.2e})")
+        print(
+            f"[forecast] SavedModel -> {sm_path.relative_to(out_dir)} (plain-TensorFlow run: max |diff| vs Keras {sm_diff:.2e})"
+        )
 
         lite = self._module(model, spec, batch=1)
         mid = median_index(quantiles)
@@ -557,7 +565,10 @@ class ForecastApp(App):
         from seqapps.forecast import data as data_lib
 
         model_dir = Path(model_dir)
-        write = str(options.pop("write", "false")).lower() in ("1", "true", "yes")
+        write = str(options.pop("write", "false")).lower()
+        if write not in ("1", "true", "yes", "0", "false", "no"):
+            raise ValueError(f"evaluate --set write={write}: give true or false (true stores the backtest)")
+        write = write in ("1", "true", "yes")
         trained = config_lib.read(ForecastConfig, model_dir / "config.yaml")
         cfg = config_lib.override(trained, options, "evaluate --set")
         if parse_quantiles(cfg.quantiles) != parse_quantiles(trained.quantiles):

@@ -12,6 +12,7 @@ import numpy as np
 
 from seqapps import config as config_lib
 from seqapps.app import App, progress_bar
+from seqapps.export.atomic import atomic_write_text
 from seqapps.registry import register_app
 from seqapps.sentiment.config import SentimentConfig, tiny
 
@@ -161,7 +162,7 @@ class SentimentApp(App):
         config_lib.save(cfg, out_dir / "config.yaml")
         text.write_lines(out_dir / "assets" / "vocab.txt", vocab)
         text.write_lines(out_dir / "assets" / "labels.txt", labels)
-        (out_dir / "assets" / "tokenizer.json").write_text(json.dumps(self.tokenizer_spec(cfg), indent=2) + "\n")
+        atomic_write_text(out_dir / "assets" / "tokenizer.json", json.dumps(self.tokenizer_spec(cfg), indent=2) + "\n")
 
         predict_fn = compiled_predict(model)
 
@@ -345,9 +346,12 @@ class SentimentApp(App):
             }
             rep_texts = [ds.texts[i] for i in idx["train"][: cfg.representative_examples]]
         train_info = metadata.training_info(model_dir)  # kept when a shipped folder is exported again
-        if out_dir != model_dir:
+        if out_dir.resolve() != model_dir.resolve():
             shutil.copytree(model_dir / "assets", out_dir / "assets", dirs_exist_ok=True)
-            shutil.copy2(model_dir / "config.yaml", out_dir / "config.yaml")
+        # the config and tokenizer this export was made with (--set max_len=... changes both), which evaluate and
+        # the device runtime read from the folder
+        config_lib.save(cfg, out_dir / "config.yaml")
+        atomic_write_text(out_dir / "assets" / "tokenizer.json", json.dumps(self.tokenizer_spec(cfg), indent=2) + "\n")
 
         n_eval = cfg.tflite_eval_examples or len(heldout["texts"])
         rng = np.random.default_rng(cfg.seed)
@@ -393,7 +397,7 @@ class SentimentApp(App):
         iso = saved_model.run_isolated(sm_path.resolve(), {"text": texts[:4] + ["", "\u00e9t\u00e9 \U0001f600"]})
         report["saved_model"]["isolated_max_abs_diff"] = float(np.abs(iso["probabilities"][:4] - sm_probs[:4]).max())
         print(
-            f"[sentiment] SavedModel -> {sm_path}: max |diff| vs Keras {report['saved_model']['max_abs_diff_vs_keras']:.2e} "
+            f"[sentiment] SavedModel -> {sm_path.relative_to(out_dir)}: max |diff| vs Keras {report['saved_model']['max_abs_diff_vs_keras']:.2e} "
             f"on {len(texts)} held-out texts; tokenizer ids identical {report['saved_model']['python_tokenizer_ids_identical']}"
         )
         if report["saved_model"]["max_abs_diff_vs_keras"] > 1e-4:

@@ -216,11 +216,11 @@ class SpeechApp(App):
         cfg = cfg or config_lib.read(SpeechConfig, model_dir / "config.yaml")
         model = model or keras.saving.load_model(model_dir / "model.keras", compile=False)
         labels = read_labels(model_dir)
-        if out_dir != model_dir:
+        if out_dir.resolve() != model_dir.resolve():
             out_dir.mkdir(parents=True, exist_ok=True)
             shutil.copytree(model_dir / "assets", out_dir / "assets", dirs_exist_ok=True)
             shutil.copy2(model_dir / "model.keras", out_dir / "model.keras")
-            shutil.copy2(model_dir / "config.yaml", out_dir / "config.yaml")
+        config_lib.save(cfg, out_dir / "config.yaml")  # the config this export was made with (--set)
         clips_file = model_dir / "run" / "eval_clips.npz"
         if clips_file.is_file():
             z = np.load(clips_file)
@@ -259,7 +259,9 @@ class SpeechApp(App):
             "max_abs_diff": float(np.abs(sm_probs - keras_probs).max()) if len(xte) else 0.0,
             "accuracy": float((sm_probs.argmax(-1) == yte).mean()) if len(yte) else None,
         }
-        print(f"[speech] SavedModel -> {sm_path} (max |diff| vs Keras {report['saved_model']['max_abs_diff']:.2e})")
+        print(
+            f"[speech] SavedModel -> {sm_path.relative_to(out_dir)} (max |diff| vs Keras {report['saved_model']['max_abs_diff']:.2e})"
+        )
 
         # TFLite: clip classifier float32, dynamic-range, int8 and GPU (float16); streaming step float32
         clip_mod = ClipTFLite(model, CLIP)
@@ -428,7 +430,9 @@ class SpeechApp(App):
             "recurrent state every second.",
             "- Not a speaker or wake-word security feature.",
             "",
-            "Reproduce: see `config.yaml` (`python -m seqapps train speech --config config.yaml`).",
+            "Reproduce, from the checkout's root (the data path in `config.yaml` is relative to it): "
+            "`seqapps train speech --config trained/speech/config.yaml --out runs/speech` (this folder's config; "
+            "`seqapps/speech/configs/speech_commands.yaml` is the shipped recipe).",
         ]
         atomic.atomic_write_text(Path(out_dir) / "MODEL_CARD.md", "\n".join(lines) + "\n")
 

@@ -253,16 +253,16 @@ class TranslateApp(App):
                 test_pairs = spread(test_pairs, cfg.eval_examples)  # the pairs a training scores and keeps
         if train_info is None:  # kept when a shipped folder is exported again
             train_info = metadata.training_info(model_dir)
-        if out_dir != model_dir:
+        if out_dir.resolve() != model_dir.resolve():
             import shutil
 
             shutil.copytree(model_dir / "assets", out_dir / "assets", dirs_exist_ok=True)
-            config_lib.save(cfg, out_dir / "config.yaml")  # evaluate and export read it from the folder
-        self._write_tokenizer_spec(out_dir, cfg)
+        config_lib.save(cfg, out_dir / "config.yaml")  # the config this export was made with (--set), read back
+        self._write_tokenizer_spec(out_dir, cfg)  # by evaluate and export
 
         module = self._module(model, cfg, src_vocab, tgt_vocab)
         sm_path = saved_model.write(module, out_dir, module.signatures(), version=1)
-        print(f"[translate] SavedModel -> {sm_path}")
+        print(f"[translate] SavedModel -> {sm_path.relative_to(out_dir)}")
 
         # TFLite: float32, dynamic-range, int8 and GPU (float16), checked against the Keras greedy decoder
         test_pairs = spread(test_pairs, cfg.tflite_eval_examples)
@@ -380,7 +380,9 @@ class TranslateApp(App):
                     "on a 2-core CPU."
                 ]
             ),
-            f"- Test split ({test.get('examples', '?')} pairs, at the end of training): sacreBLEU "
+            # the note of a subset ("first 3000 test pairs in file order (...); see 'evaluation' ..."), to its ";"
+            f"- Test split at the end of training ({test.get('examples', '?')} pairs"
+            f"{': ' + test['note'].split(';')[0] if test.get('note') else ''}): sacreBLEU "
             f"**{test.get('bleu_beam', '?')}** with beam search (width {test.get('beam_width', cfg['beam_width'])}), "
             f"{test.get('bleu_greedy', '?')} greedy; chrF {test.get('chrf_beam', '?')} (beam).",
             *(
@@ -587,8 +589,10 @@ class TranslateApp(App):
             if not s.strip():
                 print("(empty input)", file=sys.stderr)
             if bool(details["truncated"][i]):
+                kept = [t.decode("utf-8") for t in details["source_tokens"][i].numpy() if t]
                 print(
-                    f"note: input longer than the model's limit; translated its first tokens only: {s[:60]!r}",
+                    f"note: input longer than the model's limit of {len(kept)} tokens; translated its first "
+                    f"{len(kept)} only, up to {' '.join(kept[-4:])!r}",
                     file=sys.stderr,
                 )
             print(o)
