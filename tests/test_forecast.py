@@ -538,6 +538,13 @@ def test_saved_model_runs_without_seqapps_and_flags_bad_windows(trained):
     # prices: the median one step ahead is near the last close of the window
     assert abs(q[0, 1] / sample[0, -1, 3] - 1) < 0.2
     assert np.isnan(res["quantiles"][1]).all()
+    # the TFLite files too: a bad window gets valid=false and NaN quantiles, never a plausible forecast (the
+    # batch-1 graph used to give one from the placeholder values that keep NaN out of the RNN)
+    for name in ("model.tflite", "model_dynamic.tflite", "model_gpu.tflite"):
+        interp = tflite.interpreter(out / name)
+        outs = [tflite.run(interp, "serving_default", window=w[None]) for w in sample]
+        assert [bool(o["valid"][0]) for o in outs] == [True, False, False], name
+        assert np.all(np.isfinite(outs[0]["quantiles"])) and all(np.isnan(o["quantiles"]).all() for o in outs[1:])
 
 
 def test_evaluate_write_stores_the_new_backtest_with_the_model(trained, tmp_path, capsys):

@@ -336,7 +336,8 @@ def test_stream_tflite_over_a_clip_equals_clip_tflite(trained):
 
 
 def test_saved_model_runs_without_seqapps_and_handles_bad_wavs(trained):
-    from seqapps.export import saved_model
+    from seqapps.export import saved_model, tflite
+    from seqapps.speech.tflite_runtime import StreamRunner
 
     path = saved_model.latest(trained)
     x = np.zeros((2, 16000), np.float32)
@@ -344,6 +345,17 @@ def test_saved_model_runs_without_seqapps_and_handles_bad_wavs(trained):
     out = saved_model.run_isolated(path, {"waveform": x})
     assert out["probabilities"].shape == (2, 6) and np.isfinite(out["probabilities"]).all()
     loaded = tf.saved_model.load(str(path))
+    none = loaded.signatures["serving_default"](waveform=tf.zeros([0, 16000]))  # an empty batch: empty answers
+    assert none["probabilities"].shape == (0, 6) and none["label"].shape == (0,)
+    # the TFLite files read a NaN sample as 0 too: the clip models and, streaming, every later step
+    silent = x[:1].copy()
+    silent[0, 100] = np.nan
+    for name in ("model.tflite", "model_dynamic.tflite", "model_gpu.tflite"):
+        got = tflite.run(tflite.interpreter(trained / name), "classify", waveform=silent)["probabilities"]
+        want = tflite.run(tflite.interpreter(trained / name), "classify", waveform=x[:1])["probabilities"]
+        np.testing.assert_allclose(got, want, atol=1e-6, err_msg=name)
+    runner = StreamRunner(trained / "stream.tflite")
+    assert np.isfinite(runner.run_clip(silent)).all()
     wav = loaded.signatures["classify_wav"]
     ok = wav(wav=tf.constant(audio.encode_wav(tone(3.0, 48000), 48000, 8)))
     assert ok["error"].numpy() == b"" and int(ok["sample_rate"]) == 48000 and ok["label"].numpy()[0] != b""

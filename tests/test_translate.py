@@ -65,6 +65,7 @@ SENTENCES = [
     "Hola\xa0mundo\u202f! a\u2009b x\u3000y p\u2028q r\x0bs t\x1cu v\x85w",
     unicodedata.normalize("NFD", "Việt Nam"),  # marks beyond Latin-1/Extended-A: composed by neither
     "\u212b ΑΣ\xa0Β",  # the Angstrom sign (NFC would make it Å); a sigma before a no-break space
+    "Un\x00GATO negro",  # NUL: tf.strings.lower used to end the string there (the graph kept "un" alone)
 ]
 
 

@@ -3,8 +3,9 @@
 SavedModel ``serving_default``
     window    float32 [None, W, C]  raw values, columns in ``metadata.json`` ``input_columns`` order
     -> quantiles float32 [None, H, Q]  forecasts of the target for steps 1..H (prices for stocks)
-       valid     bool    [None]        false where the window has NaN/inf (or a price <= 0): ignore that row
-TFLite (builtin ops, batch 1): window [1, W, C] -> quantiles [1, H, Q]
+       valid     bool    [None]        false where the window has NaN/inf (or a price <= 0): its quantiles are NaN
+TFLite (builtin ops, batch 1): window [1, W, C] -> quantiles [1, H, Q], valid [1], the same way: a bad window
+never gets a plausible forecast (its values are replaced by 1 inside, to keep NaN out of the RNN state)
 """
 
 from __future__ import annotations
@@ -32,11 +33,8 @@ class ForecastModule(KerasModule):
         x, anchor, scale = features.engineer(clean, spec)
         z = self.model(x, training=False)
         q = features.decode(z, anchor, scale, spec)
-        if self.batch is None:
-            nan = tf.fill(tf.shape(q), float("nan"))
-            q = tf.where(ok[:, None, None], q, nan)
-            return {"quantiles": q, "valid": ok}
-        return {"quantiles": q}
+        q = tf.where(ok[:, None, None], q, tf.fill(tf.shape(q), float("nan")))
+        return {"quantiles": q, "valid": ok}
 
     def signatures(self):
         return {"serving_default": self.forecast}

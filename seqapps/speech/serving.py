@@ -12,6 +12,8 @@ SavedModel signatures (run with TensorFlow alone)
 TFLite (builtin ops only, batch 1)
     model*.tflite   classify: waveform (float32 [1, 16000]) -> probabilities (float32 [1, L])
     stream.tflite   step: audio (float32 [1, hop]) + state (float32 [1, S]) -> probabilities [1, L], state [1, S]
+Every signature reads NaN or infinite samples as 0 (`sanitize`), so that one bad sample cannot turn the
+answer (or, streaming, every later state) into NaN.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ MAX_WAV_SECONDS = 1200.0
 
 
 def sanitize(x):
-    return tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))
+    """NaN and infinite samples as 0. Named as part of the front end, which the int8 file keeps in float (its
+    input quantised to int8 would cost the quiet clips their detail)."""
+    with tf.name_scope("frontend_sanitize"):
+        return tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))
 
 
 def _u16(b, pos):
@@ -192,7 +197,13 @@ class SpeechModule(KerasModule):
         self.classify_wav = tf.function(self._classify_wav, input_signature=[tf.TensorSpec([], tf.string, name="wav")])
 
     def _classify(self, waveform):
-        probs = tf.nn.softmax(self.model(sanitize(waveform), training=False), axis=-1)
+        x = sanitize(waveform)
+        labels = self.labels.shape[0]
+        # an empty batch gets empty outputs (the front end's matrix product refuses a batch of 0)
+        logits = tf.cond(
+            tf.shape(x)[0] > 0, lambda: self.model(x, training=False), lambda: tf.zeros([0, labels], tf.float32)
+        )
+        probs = tf.nn.softmax(logits, axis=-1)
         return {"probabilities": probs, "label": tf.gather(self.labels, tf.argmax(probs, axis=-1))}
 
     def _classify_wav(self, wav):
@@ -222,7 +233,7 @@ class ClipTFLite(KerasModule):
         )
 
     def _classify(self, waveform):
-        return {"probabilities": tf.nn.softmax(self.model(waveform, training=False), axis=-1)}
+        return {"probabilities": tf.nn.softmax(self.model(sanitize(waveform), training=False), axis=-1)}
 
     def signatures(self):
         return {"classify": self.classify}
@@ -242,7 +253,7 @@ class StreamTFLite(KerasModule):
         )
 
     def _step(self, audio, state):
-        logits, new_state = self.stepper(audio, state)
+        logits, new_state = self.stepper(sanitize(audio), state)
         return {"probabilities": tf.nn.softmax(logits, axis=-1), "state": new_state}
 
     def signatures(self):

@@ -35,8 +35,8 @@ for _cp in range(0xC0, 0x180):
         _COMPOSE.append((_nfd, _ch))
 # Python's str.split() whitespace (str.isspace): ASCII whitespace, the information separators, NEL and every
 # Unicode space (\p{Z}: no-break, thin, ideographic, line and paragraph separators). RE2's \s is ASCII only,
-# so the graph makes these spaces first.
-_SPACES_TF = r"[\t\n\x{0b}\f\r\x{1c}-\x{1f}\x{85}\p{Z}]"
+# so the graph makes these spaces first; NUL too, at which tf.strings.lower would end the string.
+_SPACES_TF = r"[\x{00}\t\n\x{0b}\f\r\x{1c}-\x{1f}\x{85}\p{Z}]"
 _SPLIT_TF = r"([^\p{L}\p{N}'\s])"
 _SPLIT_PY = re.compile(r"([^\w'\s]|_)")
 
@@ -68,7 +68,7 @@ def py_tokenize(text: str) -> list[str]:
     if any("\u0300" <= ch <= "\u036f" for ch in text):
         for nfd, nfc in _COMPOSE:
             text = text.replace(nfd, nfc)
-    text = text.lower()
+    text = text.replace("\x00", " ").lower()
     text = re.sub("[\u2018\u2019\u02bc]", "'", text)
     return _SPLIT_PY.sub(r" \1 ", text).split()
 
