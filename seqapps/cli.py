@@ -151,16 +151,13 @@ def _train_multi_worker(app, cfg, out, resume):
 def _out_folder(path, app: str) -> Path:
     """``--out``: a folder that may not exist yet, but not a file nor another app's model folder (checked
     before anything is trained or exported, so that neither is overwritten)."""
-    import json
+    from seqapps.export.metadata import app_of
 
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"--out {path} is a file, not a folder: give a folder for the model (it is created)")
-    try:
-        other = json.loads((path / "metadata.json").read_text(encoding="utf-8")).get("app")
-    except (OSError, ValueError, AttributeError):
-        other = None
-    if isinstance(other, str) and other != app:
+    other = app_of(path)
+    if other is not None and other != app:
         raise FileExistsError(
             f"--out {path} holds a {other} model (its metadata.json says app: {other}); writing a {app} model "
             f"there would overwrite it: choose another --out folder, or remove that one first"

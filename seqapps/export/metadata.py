@@ -64,17 +64,24 @@ def read(path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def app_of(folder) -> str | None:
+    """The app whose model ``folder`` holds, from its ``metadata.json``; None when there is none or it is
+    unreadable (the app's own loading then reports what is wrong)."""
+    try:
+        app = json.loads((Path(folder) / "metadata.json").read_text(encoding="utf-8")).get("app")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return app if isinstance(app, str) else None
+
+
 def check_model_folder(folder, app: str, files=()) -> Path:
     """``folder`` as a `Path`, or a clear error: it is not a folder, its ``metadata.json`` (written by every
     export) names another app, or one of ``files`` (paths inside it) is missing."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"model folder {folder} not found: check the path")
-    try:
-        other = json.loads((folder / "metadata.json").read_text(encoding="utf-8")).get("app")
-    except (OSError, ValueError, AttributeError):
-        other = None  # no or unreadable metadata: the app's own loading reports what is wrong
-    if isinstance(other, str) and other != app:
+    other = app_of(folder)
+    if other is not None and other != app:
         raise ValueError(
             f"{folder} holds a {other} model (its metadata.json says app: {other}), not a {app} model: "
             f"use the {other} commands, or give a {app} model folder"
