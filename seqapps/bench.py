@@ -48,9 +48,9 @@ def interleaved_times(fns: dict, rounds: int, calls: int = 3) -> dict:
     return times
 
 
-def interleaved(fns: dict, rounds: int, calls: int = 3) -> dict:
+def medians(times: dict) -> dict:
     """Median seconds per call of each function over `interleaved_times`'s rounds."""
-    return {name: float(np.median(v)) for name, v in interleaved_times(fns, rounds, calls).items()}
+    return {name: float(np.median(v)) for name, v in times.items()}
 
 
 def ratio_range(times: dict, value: str, baseline: str, speed: bool = False) -> str:
@@ -101,7 +101,7 @@ def layer_rows(quick: bool = False) -> list[dict]:
             fns[f"{label} train"] = tf.function(train)
             fns[f"{label} inference"] = tf.function(infer)
         times = interleaved_times(fns, rounds)
-        t = {k: float(np.median(v)) for k, v in times.items()}
+        t = medians(times)
         for mode in ("train", "inference"):
             mine, base = BATCH / t[f"seqapps {mode}"], BATCH / t[f"keras {mode}"]
             rows.append(

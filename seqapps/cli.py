@@ -232,11 +232,19 @@ def _run(argv=None) -> int:
                 if not saved.is_file():
                     raise FileNotFoundError(f"{saved} not found; train first (make train-{app.name})")
                 cfg = config_lib.load(config_lib.read(type(app.default_config()), saved), None, args.set)
-            # the whole export is built in a copy of --out (the model folder itself by default) that replaces
-            # it only once every file is written and checked: a failure or Ctrl-C leaves the folder as it was
-            with staged_dir(out) as staging:
+            # The whole export is built beside --out and replaces it only once every file is written and checked:
+            # a failure or Ctrl-C leaves the folder as it was. In place it starts from a copy of the model folder;
+            # another folder gets this model alone (none of the files of a model it held before).
+            in_place = out.resolve() == model.resolve()
+            replaced = not in_place and out.is_dir() and any(out.iterdir())
+            if replaced and metadata.app_of(out) is None:
+                raise FileExistsError(
+                    f"--out {out} is not empty and holds no model: an export replaces the folder's contents, so give "
+                    "a new or empty folder"
+                )
+            with staged_dir(out, start_empty=not in_place) as staging:
                 app.export(model, staging, cfg=cfg)
-            print(f"[{app.name}] exported to {out}")
+            print(f"[{app.name}] exported to {out}" + (" (the model it held was replaced)" if replaced else ""))
     except (KeyError, ValueError, OSError, UnicodeDecodeError, FloatingPointError) as exc:  # OSError: files
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"seqapps {args.command}: error: {msg}", file=sys.stderr)

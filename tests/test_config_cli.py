@@ -293,9 +293,10 @@ def test_an_export_that_stops_midway_leaves_the_folder_as_it_was(stop, in_place,
     (model / "metadata.json").write_text(json.dumps({"app": "forecast"}))
     (model / "model.tflite").write_text("old")
     out = model if in_place else tmp_path / "out"
-    if not in_place:
+    if not in_place:  # another folder that holds a model of this app, which the export replaces
         out.mkdir()
-        (out / "mine.txt").write_text("keep")
+        (out / "metadata.json").write_text(json.dumps({"app": "forecast"}))
+        (out / "model.tflite").write_text("old")
     before = {p.relative_to(tmp_path): p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
 
     def half_written(self, model_dir, out_dir=None, **kwargs):
@@ -314,8 +315,50 @@ def test_an_export_that_stops_midway_leaves_the_folder_as_it_was(stop, in_place,
 
     monkeypatch.setattr(type(app), "export", complete)
     assert cli.main(["export", "forecast", "--model", str(model), *([] if in_place else ["--out", str(out)])]) == 0
-    assert (out / "model.tflite").read_text() == "new" and (in_place or (out / "mine.txt").read_text() == "keep")
+    assert (out / "model.tflite").read_text() == "new"
     assert f"[forecast] exported to {out}" in capsys.readouterr().out
+
+
+def test_staged_export_follows_links_names_dot_and_replaces_only_a_model(tmp_path, monkeypatch, capsys):
+    """Through a symbolic link the real folder is updated and the link kept; `--model .` works; an --out that
+    holds a model of the app gets the new model alone (no stale model.keras of the old one); a non-empty
+    folder that holds no model is refused."""
+    from seqapps.export.atomic import destination
+
+    app = registry.get_app("forecast")
+    seen = []
+
+    def export(self, model_dir, out_dir=None, **kwargs):
+        seen.append((sorted(p.name for p in out_dir.iterdir()), destination(out_dir)))
+        (out_dir / "model.tflite").write_text("new")
+        (out_dir / "metadata.json").write_text(json.dumps({"app": "forecast"}))
+
+    monkeypatch.setattr(type(app), "export", export)
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "metadata.json").write_text(json.dumps({"app": "forecast"}))
+    (real / "model.keras").write_text("this model")
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    assert cli.main(["export", "forecast", "--model", str(link)]) == 0
+    assert link.is_symlink() and (real / "model.tflite").read_text() == "new" and (real / "model.keras").exists()
+    assert seen[-1] == (["metadata.json", "model.keras"], link)  # in place: a copy, the final name known
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]  # nothing left beside them
+    monkeypatch.chdir(real)
+    assert cli.main(["export", "forecast", "--model", "."]) == 0 and (real / "model.keras").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metadata.json").write_text(json.dumps({"app": "forecast"}))
+    (other / "model.keras").write_text("an older model")
+    assert cli.main(["export", "forecast", "--model", str(real), "--out", str(other)]) == 0
+    assert seen[-1][0] == [] and sorted(p.name for p in other.iterdir()) == ["metadata.json", "model.tflite"]
+    assert "(the model it held was replaced)" in capsys.readouterr().out
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert cli.main(["export", "forecast", "--model", str(real), "--out", str(mine)]) == 2
+    assert "is not empty and holds no model" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
 
 
 def test_out_holding_another_apps_model_is_refused(tmp_path, capsys):

@@ -404,7 +404,7 @@ class ForecastApp(App):
                 f"tflite_int8=true needs training windows to calibrate on: {model_dir} has no assets/{path.name} "
                 f"(it is not shipped: it holds rows of the data) and the training data could not be read ({exc}). "
                 "Run from the folder the data path is relative to (the checkout's root for the shipped models), or "
-                "give it with --set data=PATH"
+                "give it with --set data=PATH (and --out DIR, to keep this folder's config.yaml as it is)"
             ) from exc
         (Path(out_dir) / "assets").mkdir(parents=True, exist_ok=True)
         np.save(Path(out_dir) / "assets" / CALIBRATION_FILE, windows)
@@ -593,10 +593,15 @@ class ForecastApp(App):
         )
         print(backtest.table(res, cfg.horizon))
         if write:  # --set write=true: store this backtest with the model and refresh metadata.json / MODEL_CARD.md
+            from seqapps.export.atomic import staged_dir
+
             path = model_dir / "evaluation.json"
             old = json.loads(path.read_text()) if path.is_file() else {}
-            atomic_write_text(path, json.dumps({"training": old.get("training"), "backtest": res}, indent=1))
-            self.export(model_dir, model_dir)
+            with staged_dir(model_dir) as staging:  # as `seqapps export` does: all or nothing
+                atomic_write_text(
+                    staging / path.name, json.dumps({"training": old.get("training"), "backtest": res}, indent=1)
+                )
+                self.export(staging, staging)
         return res
 
     # ------------------------------------------------------------------ predict

@@ -27,8 +27,9 @@ class _Attention(keras.layers.Layer):
         value: (batch, Tv, Dv), the encoder outputs (also used as keys).
         mask:  (batch, Tv) boolean/0-1, True where ``value`` is a real (not padded) position.
     Returns ``(context, weights)``: context (batch, Tq, Dv) and weights (batch, Tq, Tv), or
-    (batch, Dv) and (batch, Tv) for a rank-2 query. Weights sum to 1 over the unmasked positions; a row
-    with no unmasked position gets equal weights on all of them, as `keras.layers.Attention` gives.
+    (batch, Dv) and (batch, Tv) for a rank-2 query. Weights sum to 1 over the unmasked positions. A row
+    with no unmasked position has no meaningful weights (they fall on padded positions, in proportions that
+    depend on the scores and the dtype): give such rows no weight downstream.
     """
 
     def _check(self, query, value):

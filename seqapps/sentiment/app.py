@@ -635,7 +635,7 @@ class SentimentApp(App):
             steps = 3 if quick else 15
         import keras
 
-        from seqapps.bench import interleaved_times, ratio_range
+        from seqapps.bench import interleaved_times, medians, ratio_range
         from seqapps.sentiment import model as model_lib
 
         cfg = SentimentConfig()
@@ -653,7 +653,7 @@ class SentimentApp(App):
             m.train_on_batch(x, y)  # trace + warm up
             models[impl] = m
         times = interleaved_times({impl: (lambda m=m: m.train_on_batch(x, y)) for impl, m in models.items()}, steps, 1)
-        sps = {k: batch_size / float(np.median(v)) for k, v in times.items()}
+        sps = {k: batch_size / v for k, v in medians(times).items()}
         name = (
             f"sentiment train {'Bi' if cfg.bidirectional else ''}{cfg.cell.upper()}{cfg.units}x{cfg.layers} "
             f"B={batch_size} T={length}: seqapps.layers vs keras.layers"

@@ -430,9 +430,10 @@ class SpeechApp(App):
             "recurrent state every second.",
             "- Not a speaker or wake-word security feature.",
             "",
-            "Reproduce, from the checkout's root (the data path in `config.yaml` is relative to it): "
-            "`seqapps train speech --config trained/speech/config.yaml --out runs/speech` (this folder's config; "
-            "`seqapps/speech/configs/speech_commands.yaml` is the shipped recipe).",
+            "Reproduce, from the folder the data path in `config.yaml` is relative to (the checkout's root for the "
+            f"shipped model): `seqapps train speech --config {atomic.destination(out_dir) / 'config.yaml'} --out "
+            "runs/speech` (this folder's config; `seqapps/speech/configs/speech_commands.yaml` is the shipped "
+            "recipe).",
         ]
         atomic.atomic_write_text(Path(out_dir) / "MODEL_CARD.md", "\n".join(lines) + "\n")
 
@@ -564,7 +565,7 @@ class SpeechApp(App):
     def bench(self, model_dir, quick: bool = False):
         import tensorflow as tf
 
-        from seqapps.bench import interleaved_times, median_seconds, ratio_range
+        from seqapps.bench import interleaved_times, median_seconds, medians, ratio_range
         from seqapps.export import saved_model, tflite
         from seqapps.speech.tflite_runtime import StreamRunner
 
@@ -594,7 +595,7 @@ class SpeechApp(App):
             {"clip": lambda: tflite.run(f32, "classify", waveform=clip), "stream": lambda: runner.run_clip(clip)},
             rounds=reps // 5,
         )
-        f32_s, stream_s = float(np.median(times["clip"])), float(np.median(times["stream"]))
+        f32_s, stream_s = medians(times)["clip"], medians(times)["stream"]
         rows.append(
             {
                 "benchmark": "speech model.tflite (float32) latency per 1 s clip",

@@ -342,7 +342,7 @@ class TranslateApp(App):
     @staticmethod
     def write_model_card(model_dir):
         """MODEL_CARD.md from metadata.json: every figure in it is one the export measured."""
-        from seqapps.export.atomic import atomic_write_text
+        from seqapps.export.atomic import atomic_write_text, destination
 
         model_dir = Path(model_dir)
         meta = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
@@ -433,7 +433,7 @@ class TranslateApp(App):
             "```bash",
             "make train-translate"
             + ("" if synthetic else " CONFIG=seqapps/translate/configs/spa_eng.yaml OUT=trained/translate"),
-            meta.get("evaluation", {}).get("command", f"seqapps evaluate translate --model {model_dir}"),
+            meta.get("evaluation", {}).get("command", f"seqapps evaluate translate --model {destination(model_dir)}"),
             "```",
             "",
             "## Limitations",
@@ -463,7 +463,7 @@ class TranslateApp(App):
         """SavedModel latency (beam search) at batch 1 and 32, TFLite greedy latency per sentence."""
         import tensorflow as tf
 
-        from seqapps.bench import interleaved_times, ratio_range
+        from seqapps.bench import interleaved_times, medians, ratio_range
         from seqapps.export import tflite
         from seqapps.translate.tflite_runtime import TFLiteTranslator
 
@@ -486,7 +486,7 @@ class TranslateApp(App):
             },
             rounds=2 if quick else 7,
         )
-        t = {k: float(np.median(v)) for k, v in times.items()}
+        t = medians(times)
         sizes = {v: (model_dir / f).stat().st_size / 1e6 for v, f in files.items()}
         names = {"dynamic": "dynamic-range", "int8": "int8 (weights and activations)"}
         return [
