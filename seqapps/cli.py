@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from seqapps import registry
+from seqapps.export.metadata import ExportError
 
 EXAMPLES = """examples:
   seqapps train translate                          # offline embedded corpus, exports to runs/translate
@@ -245,7 +246,14 @@ def _run(argv=None) -> int:
             with staged_dir(out, start_empty=not in_place) as staging:
                 app.export(model, staging, cfg=cfg)
             print(f"[{app.name}] exported to {out}" + (" (the model it held was replaced)" if replaced else ""))
-    except (KeyError, ValueError, OSError, UnicodeDecodeError, FloatingPointError) as exc:  # OSError: files
+    except (
+        KeyError,
+        ValueError,
+        OSError,
+        UnicodeDecodeError,
+        FloatingPointError,
+        ExportError,
+    ) as exc:  # OSError: files
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"seqapps {args.command}: error: {msg}", file=sys.stderr)
         return 2

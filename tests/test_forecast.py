@@ -523,6 +523,27 @@ def test_int8_variant_only_on_request_with_float_front_end(trained, capsys):
     assert not (root / "no-int8").exists()
 
 
+def test_an_export_whose_float32_file_computes_another_function_stops_and_writes_nothing(trained, monkeypatch, capsys):
+    """A float32 TFLite file that differs from the Keras model beyond float rounding is a conversion gone wrong:
+    `seqapps export` stops with exit 2 and leaves the output folder as it was (here: not created)."""
+    from seqapps.export import metadata
+
+    root = trained[0]
+    real_run = tflite.run
+
+    def off_by_one_percent(interp, signature, **inputs):
+        out = real_run(interp, signature, **inputs)
+        return {**out, "quantiles": out["quantiles"] * 1.01}
+
+    monkeypatch.setattr(tflite, "run", off_by_one_percent)
+    rc, _, err = _cli(capsys, "export", "forecast", "--model", str(root / "model"), "--out", str(root / "off"))
+    assert rc == 2 and "model.tflite (relative difference) differs from the Keras model by 0.01" in err
+    assert not (root / "off").exists()
+    metadata.check_parity("x", 1e-6)
+    with pytest.raises(metadata.ExportError, match="differs"):
+        metadata.check_parity("x", float("nan"))
+
+
 def test_saved_model_runs_without_seqapps_and_flags_bad_windows(trained):
     from seqapps.export import saved_model
 

@@ -64,6 +64,28 @@ def read(path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+class ExportError(RuntimeError):
+    """An export that must not be shipped: a TFLite file with ops that are not builtin, or an artifact that
+    computes another function than the Keras model (`check_parity`). ``seqapps export`` stops with it, and its
+    staged output folder is left as it was."""
+
+
+# Largest difference from the Keras model that an artifact computing the same function in float32 may show
+# (relative, or absolute for probabilities): float rounding gives 1e-7 to 1e-5; a conversion that went wrong
+# gives far more. Quantized and float16 files are judged by their task metric instead, which is recorded.
+PARITY_TOLERANCE = 1e-3
+
+
+def check_parity(what: str, diff: float, tolerance: float = PARITY_TOLERANCE) -> None:
+    """Stop an export whose float32 artifact ``what`` differs from the Keras model by more than ``tolerance``
+    (NaN too): it would serve another model than the one trained and measured."""
+    if not diff <= tolerance:
+        raise ExportError(
+            f"{what} differs from the Keras model by {diff:.3g} (at most {tolerance:g} is float rounding): the "
+            "conversion went wrong, so the export stopped and the output folder was left as it was"
+        )
+
+
 def app_of(folder) -> str | None:
     """The app whose model ``folder`` holds, from its ``metadata.json``; None when there is none or it is
     unreadable (the app's own loading then reports what is wrong)."""

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from seqapps import native_log
 from seqapps.export.litert import interpreter  # noqa: F401  (tflite.interpreter, as callers know it)
+from seqapps.export.metadata import ExportError  # noqa: F401  (tflite.ExportError, as callers know it)
 from seqapps.layers.base import sequence_projection
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
@@ -62,10 +63,6 @@ def matmul_in_small_blocks(x, w, max_weights: int = DYNAMIC_FLOAT_WEIGHTS):
     for weights or inputs that int8 would flatten."""
     rows = max(1, (max_weights - 1) // int(w.shape[1]))
     return tf.add_n([tf.tensordot(x[..., i : i + rows], w[i : i + rows], 1) for i in range(0, int(w.shape[0]), rows)])
-
-
-class ExportError(RuntimeError):
-    """A TFLite conversion that did not produce a builtin-only model."""
 
 
 @contextlib.contextmanager

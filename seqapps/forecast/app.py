@@ -477,6 +477,8 @@ class ForecastApp(App):
         sm_path = saved_model.write(module, out_dir, module.signatures(), version=1)
         iso = saved_model.run_isolated(sm_path.resolve(), {"window": sample[:8]})
         sm_diff = float(np.max(np.abs(iso["quantiles"] - reference[:8])))
+        scale = max(1.0, float(np.max(np.abs(reference[:8]))))
+        metadata.check_parity("the SavedModel (relative difference)", sm_diff / scale)
         print(
             f"[forecast] SavedModel -> {sm_path.relative_to(out_dir)} (plain-TensorFlow run: max |diff| vs Keras {sm_diff:.2e})"
         )
@@ -524,6 +526,8 @@ class ForecastApp(App):
                 f"[forecast] TFLite {variant}: {path.name} {path.stat().st_size / 1e3:.0f} kB, ops {ops}; "
                 f"vs Keras {_parity_text(report[variant], spec.mode)}"
             )
+            if variant == "float32":
+                metadata.check_parity(f"{path.name} (relative difference)", report[variant]["max_rel_diff"])
         gpu_summary = gpu.summarize(out_dir)
         meta = metadata.write(
             out_dir / "metadata.json",

@@ -259,6 +259,7 @@ class SpeechApp(App):
             "max_abs_diff": float(np.abs(sm_probs - keras_probs).max()) if len(xte) else 0.0,
             "accuracy": float((sm_probs.argmax(-1) == yte).mean()) if len(yte) else None,
         }
+        metadata.check_parity("the SavedModel", report["saved_model"]["max_abs_diff"])
         print(
             f"[speech] SavedModel -> {sm_path.relative_to(out_dir)} (max |diff| vs Keras {report['saved_model']['max_abs_diff']:.2e})"
         )
@@ -299,6 +300,8 @@ class SpeechApp(App):
                 f"[speech] TFLite {variant}: {path.name} {path.stat().st_size / 1e3:.0f} kB, accuracy {acc} "
                 f"(Keras {keras_acc}), max |diff| {report[variant]['max_abs_diff_vs_keras']:.2e}"
             )
+            if variant == "float32":
+                metadata.check_parity(path.name, report[variant]["max_abs_diff_vs_keras"])
         if keras_acc is not None:
             report["int8_accuracy_change"] = round(report["int8"]["accuracy"] - report["float32"]["accuracy"], 4)
 
@@ -322,6 +325,9 @@ class SpeechApp(App):
             f"[speech] TFLite stream: {path.name} {path.stat().st_size / 1e3:.0f} kB, hop {runner.hop}, state "
             f"{runner.state_size}; streaming over {n_stream} clips vs clip model max |diff| "
             f"{report['stream']['final_step_max_abs_diff_vs_keras_clip']:.2e}"
+        )
+        metadata.check_parity(
+            f"{path.name} (after the last hop)", report["stream"]["final_step_max_abs_diff_vs_keras_clip"]
         )
         meta = metadata.write(
             out_dir / "metadata.json",

@@ -309,6 +309,8 @@ class TranslateApp(App):
                 f"identical to Keras on {same}/{len(sentences)} sentences, BLEU {report[variant]['bleu_greedy']}, "
                 f"encoder max |diff| {diff:.2e}"
             )
+            if variant == "float32":
+                metadata.check_parity(f"{path.name} (encoder outputs)", diff)
         keras_bleu = sacrebleu.corpus_bleu(
             [text.py_detokenize([tgt_vocab[i] for i in seq]) for seq in keras_greedy], [refs]
         ).score
