@@ -84,16 +84,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="run a trained model on inputs", add_help=False)
     _common(p)
 
-    p = sub.add_parser("export", help="export a trained model to SavedModel and TFLite")
+    p = sub.add_parser(
+        "export",
+        help="export a trained model to SavedModel and TFLite",
+        description="Export a trained model to SavedModel (saved_model/1) and TFLite files, each checked against the "
+        "Keras model. The export is built beside the output folder and replaces it only when every file is written "
+        "and checked: a failure or Ctrl-C leaves it as it was.",
+    )
     _common(p)
     p.add_argument("--model", type=Path, help="trained model folder (default runs/APP)")
-    p.add_argument("--out", type=Path, help="export folder (default: the model folder)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="export folder (default: the model folder, updated in place); a folder that holds a model of the app "
+        "is replaced, a non-empty one without a model is refused",
+    )
     p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a setting of the model's config.yaml for this export (e.g. tflite_int8=true)",
+        help="override a setting of the model's config.yaml for this export (e.g. tflite_int8=true); the exported "
+        "config.yaml records it",
     )
 
     p = sub.add_parser("bench", help="benchmarks (layers: custom cells vs Keras built-ins)")
