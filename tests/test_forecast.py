@@ -537,7 +537,7 @@ def test_an_export_whose_float32_file_computes_another_function_stops_and_writes
 
     monkeypatch.setattr(tflite, "run", off_by_one_percent)
     rc, _, err = _cli(capsys, "export", "forecast", "--model", str(root / "model"), "--out", str(root / "off"))
-    assert rc == 2 and "model.tflite (relative difference) differs from the Keras model by 0.01" in err
+    assert rc == 2 and "model.tflite (difference / largest forecast) differs from the Keras model by 0.01" in err
     assert not (root / "off").exists()
     metadata.check_parity("x", 1e-6)
     with pytest.raises(metadata.ExportError, match="differs"):
