@@ -2,7 +2,12 @@
 
 * ``layers``: training and inference samples/s of each seqapps cell (through `seqapps.layers.RNN`)
   against the Keras built-in layer with the same weights, batch 64, T=100, input 64, units 128.
-* each app's ``App.bench(model_dir)`` rows for its shipped model.
+* each app's ``App.bench(model_dir, quick)`` rows for its shipped model;
+* every shipped SavedModel and TFLite file: latency, size and task metric (`shipped_model_rows`).
+
+Functions compared with each other are timed in alternating rounds (`interleaved_times`), and their rows give
+the lowest and highest single-round ratio beside the median's; the report records the load average and warns
+when other work shared the machine.
 
 Results are printed and written to ``bench/results.md`` by a full run (``seqapps bench``, ``make bench``),
 the report the README quotes. A part (``seqapps bench layers``) or a ``--quick`` run writes
