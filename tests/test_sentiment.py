@@ -185,6 +185,22 @@ def test_imdb_tar_and_folder_and_sst2(tmp_path):
         data.load(cfg_for(tmp_path / "nope.csv"))
 
 
+def test_sst2_phrases_stay_with_their_sentence():
+    """SST-2's train.tsv holds each sentence and its sub-phrases: a phrase is grouped with the longest phrase
+    that holds it word for word, so a validation split never gets the parts of a training sentence (split
+    phrase by phrase, 3,618 of 4,330 validation phrases of five words or more occurred in training)."""
+    texts = ["a gripping , moving film", "gripping , moving", "moving film", "a dull mess", "dull", "film"]
+    groups = data.phrase_groups(texts, "train/")
+    assert groups[:3] == ["train/0"] * 3 and groups[5] == "train/0"  # parts of the first sentence
+    assert groups[3] == groups[4] == "train/3"
+    many = [f"s{k} w{k} x{k} y{k}" for k in range(200)]
+    texts = many + [t.rsplit(" ", 1)[0] for t in many]  # each sentence and one of its phrases
+    ds = data.Dataset(texts, ["a"] * 400, "sst2", groups=data.phrase_groups(texts, "train/"))
+    idx = data.split(ds, 0.2, 0.0, seed=0)
+    train = {ds.groups[i] for i in idx["train"]}
+    assert idx["val"] and not {ds.groups[i] for i in idx["val"]} & train
+
+
 def test_split_is_deterministic_grouped_and_disjoint():
     ds = data.Dataset([f"t{i}" for i in range(400)], ["a"] * 400, "x", groups=[f"g{i // 10}" for i in range(400)])
     a, b = data.split(ds, 0.2, 0.2, seed=3), data.split(ds, 0.2, 0.2, seed=3)

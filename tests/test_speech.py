@@ -249,6 +249,17 @@ def test_graph_wav_parser_never_raises():
         assert msg in fn(bad)[2].numpy()
 
 
+def test_a_data_chunk_of_size_zero_is_the_rest_of_the_file():
+    """Streaming writers leave the data size 0: both WAV readers take the rest of the file (it read as empty)."""
+    good = audio.encode_wav(tone(), 16000, 16)
+    at = good.index(b"data")
+    streamed = good[: at + 4] + b"\0\0\0\0" + good[at + 8 :]
+    x, rate = audio.decode_wav(streamed, "s.wav")
+    np.testing.assert_array_equal(x, audio.decode_wav(good, "g.wav")[0])
+    samples, _, err = tf.function(serving.parse_wav, input_signature=[tf.TensorSpec([], tf.string)])(streamed)
+    assert err.numpy() == b"" and samples.shape == (len(tone()),)
+
+
 def test_graph_resample_matches_a_tone():
     y = serving.resample(tf.constant(tone(1.0, 8000, 300)), tf.constant(8000, tf.int64)).numpy()
     assert y.shape == (16000,)
@@ -367,6 +378,33 @@ def test_saved_model_runs_without_seqapps_and_handles_bad_wavs(trained):
     empty = wav(wav=tf.constant(audio.encode_wav(np.zeros(0, np.float32))))  # zero-length clip: classified as is
     assert empty["error"].numpy() == b"" and float(empty["seconds"]) == 0.0
     assert b"empty" in wav(wav=tf.constant(b""))["error"].numpy()
+
+
+class _LoudnessRunner:
+    """A stand-in for StreamRunner: a state that remembers the loudest sample since its reset, and the keyword
+    "go" as soon as it has heard one."""
+
+    hop, state_size = 320, 1
+
+    def initial_state(self):
+        return np.zeros((1, 1), np.float32)
+
+    def step(self, audio_hop, state):
+        s = np.maximum(state, np.abs(audio_hop).max())
+        return np.array([1 - s[0, 0], s[0, 0]]), s
+
+
+def test_a_detection_in_the_last_window_starts_a_second_before_that_window_ends():
+    """The last window reaches past the recording's end (zeros): its detection starts a second before the
+    window's own end, not before the recording's (it was reported up to a quarter second early)."""
+    from seqapps.speech.tflite_runtime import detect, window_scores
+
+    x = np.zeros(20000, np.float32)
+    x[19900:] = 1.0  # heard only by the last window, which ends at 24000 (75 hops), clipped to 20000
+    starts, ends, _ = window_scores(_LoudnessRunner(), x, with_starts=True)
+    assert ends[-1] == 20000 and starts[-1] == 8000 and list(starts[:3]) == [0, 3840, 8000 - 16000 + 16000]
+    (event,) = detect(_LoudnessRunner(), x, ["_silence_", "go"], threshold=0.5)
+    assert event["label"] == "go" and event["start"] == 0.5 and event["end"] == 1.25
 
 
 def test_cli_predict_stream_and_evaluate(trained, tmp_path):

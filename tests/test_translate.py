@@ -172,6 +172,13 @@ def test_text_lines_split_at_line_feeds_only():
     from seqapps.data import text_lines
 
     assert text_lines("a\u2028b\r\nc\x0bd\n\ne") == ["a\u2028b", "c\x0bd", "", "e"]
+    from seqapps.data import same_spec
+
+    assert same_spec("spa.txt", "spa.txt") and not same_spec("a.txt", "b.txt")
+    root = Path(__file__).resolve().parent.parent
+    assert same_spec(str(root / "README.md"), str(root / "seqapps" / ".." / "README.md"))  # one file, two spellings
+    # `cat a.txt b.txt` leaves b's byte order mark at the start of a line: dropped ("\ufeffHola." gave "Sign hello.")
+    assert text_lines("Hola.\n\ufeffAdiós.\n") == ["Hola.", "Adiós."]
     assert text_lines("a\nb\n") == ["a", "b"] and text_lines("") == [] and text_lines("\n") == [""]
     assert text_lines("old\rmac\r") == ["old", "mac"]  # carriage returns alone
 
@@ -249,6 +256,10 @@ def test_train_writes_a_complete_model_folder(trained):
         "saved_model/1",
     ):
         assert (out / name).exists(), name
+    # the Keras file loads with its loss and metric, in plain Keras (they are registered)
+    import keras
+
+    assert keras.saving.load_model(out / "model.keras").loss is not None
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["data_spec"] == "default" and meta["config"]["units"] == 24
     assert meta["tflite"]["float32"]["greedy_identical_to_keras"] == "100/100"

@@ -32,15 +32,28 @@ def spread(items, n: int) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
+def same_spec(a, b) -> bool:
+    """Whether two data specs name the same data: the same string, or paths to the same file or folder
+    (``../shared/data/x`` and its absolute spelling). Evaluate uses it to tell the training data, whose held-out
+    split it must score, from other data."""
+    if a == b:
+        return True
+    try:
+        return Path(a).exists() and Path(a).resolve() == Path(b).resolve()
+    except (TypeError, OSError):
+        return False
+
+
 def text_lines(content: str) -> list[str]:
     """The lines of a text file as editors and ``wc -l`` count them: split at line feeds (a carriage return
     before one is dropped; a file of carriage returns alone is split at those). Unlike `str.splitlines`, a
-    U+2028 line separator, a form feed or a vertical tab inside a line (tweets hold them) stays in it."""
+    U+2028 line separator, a form feed or a vertical tab inside a line (tweets hold them) stays in it. A byte
+    order mark at the start of a line is dropped: ``cat a.txt b.txt`` leaves b's in the middle of the file."""
     sep = "\n" if "\n" in content or "\r" not in content else "\r"
     lines = content.split(sep)
     if lines[-1] == "":
         lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    return [(line[:-1] if line.endswith("\r") else line).removeprefix("\ufeff") for line in lines]
 
 
 def not_found(what: str, path, fix: str = DATA_FIX) -> FileNotFoundError:

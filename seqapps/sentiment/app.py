@@ -12,6 +12,7 @@ import numpy as np
 
 from seqapps import config as config_lib
 from seqapps.app import App, progress_bar
+from seqapps.data import same_spec
 from seqapps.export.atomic import atomic_write_text
 from seqapps.registry import register_app
 from seqapps.sentiment.config import SentimentConfig, tiny
@@ -494,7 +495,7 @@ class SentimentApp(App):
         idx = data_lib.split(ds, cfg.val_fraction, cfg.test_fraction, cfg.seed)
         has_official = ds.split is not None and "test" in ds.split
         if split_opt == "auto":
-            split_opt = "test" if (has_official or cfg.data == trained_spec) else "all"
+            split_opt = "test" if (has_official or same_spec(cfg.data, trained_spec)) else "all"
         if split_opt == "all":
             rows = list(range(len(ds.texts)))
         elif split_opt in idx:

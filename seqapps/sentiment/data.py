@@ -209,6 +209,27 @@ def read_imdb(path) -> Dataset:
     return Dataset(pick(texts), pick(labels), str(path), split=pick(split), groups=pick(groups))
 
 
+def phrase_groups(texts, prefix: str) -> list[str]:
+    """Groups for phrases cut from the same sentences (SST-2's train.tsv holds every sentence and its
+    sub-phrases): a phrase's group is the longest phrase that contains it word for word, so that a split keeps
+    a sentence and its parts on one side (split phrase by phrase, 449 of 500 validation phrases occurred inside
+    training phrases). Word spans of each longest phrase are indexed by hash: linear in the spans, not
+    quadratic in the phrases."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i].split()))
+    root_of_span: dict[int, int] = {}
+    groups = [""] * len(texts)
+    for i in order:
+        words = tuple(texts[i].split())
+        root = root_of_span.get(hash(words))
+        if root is None:
+            root = i
+            for a in range(len(words)):
+                for b in range(a + 1, len(words) + 1):
+                    root_of_span.setdefault(hash(words[a:b]), root)
+        groups[i] = f"{prefix}{root}"
+    return groups
+
+
 def read_sst2(path, on_bad_rows="error") -> Dataset:
     path = Path(path)
     parts = []
@@ -218,11 +239,12 @@ def read_sst2(path, on_bad_rows="error") -> Dataset:
             parts.append((d, split))
     if not parts:
         raise FileNotFoundError(f"{path}: no SST-2 train.tsv/dev.tsv")
-    ds = Dataset([], [], str(path), split=[])
+    ds = Dataset([], [], str(path), split=[], groups=[])
     for d, split in parts:
         ds.texts += d.texts
         ds.labels += [CANONICAL[x] for x in d.labels]
         ds.split += [split] * len(d.texts)
+        ds.groups += phrase_groups(d.texts, f"{split}/")
         ds.skipped += d.skipped
         ds.notes += d.notes
     if "test" in ds.split:

@@ -12,6 +12,7 @@ import numpy as np
 
 from seqapps import config as config_lib
 from seqapps.app import App
+from seqapps.data import same_spec
 from seqapps.registry import register_app
 from seqapps.speech.config import SpeechConfig, tiny
 
@@ -455,7 +456,7 @@ class SpeechApp(App):
         split = options.pop("split", None)
         cfg = config_lib.override(cfg, options, "evaluate --set")
         labels = read_labels(model_dir)
-        same = data is None or data == cfg.data
+        same = data is None or same_spec(data, cfg.data)
         spec = cfg.data if data is None else data
         clips = data_lib.load(spec, cfg, label_hint=labels)
         split = split or ("test" if same else "all")

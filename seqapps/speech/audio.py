@@ -43,8 +43,9 @@ def _parse_chunks(data: bytes, name: str):
             fmt = body
         elif cid == b"data":
             payload = body  # a truncated data chunk keeps what is there
-            if len(body) < size and size != 0xFFFFFFFF:
-                payload = body
+            if size == 0 and pos + 8 < len(data):  # streaming writers leave the size 0: the rest of the file
+                payload = data[pos + 8 :]
+                break
         pos += 8 + size + (size & 1)
     if fmt is None or len(fmt) < 16:
         raise AudioError(f"{name}: corrupt WAV (no valid 'fmt ' chunk)")

@@ -56,7 +56,9 @@ def parse_wav(wav, max_seconds=MAX_WAV_SECONDS):
         fmt_off = tf.where(tf.equal(cid, "fmt "), pos + 8, fmt_off)
         is_data = tf.equal(cid, "data")
         data_off = tf.where(is_data, pos + 8, data_off)
-        data_size = tf.where(is_data, tf.minimum(size, n - pos - 8), data_size)
+        # a size of 0 (left by streaming writers) means the rest of the file, as in seqapps.speech.audio
+        rest = n - pos - 8
+        data_size = tf.where(is_data, tf.where(size > 0, tf.minimum(size, rest), rest), data_size)
         return pos + 8 + size + size % 2, fmt_off, data_off, data_size, tf.logical_or(found, is_data), i + 1
 
     zero = tf.constant(0, tf.int64)

@@ -39,14 +39,15 @@ class StreamRunner:
         return np.stack(out)
 
 
-def window_scores(runner: StreamRunner, x, streams: int = 4, window_steps: int = 50):
+def window_scores(runner: StreamRunner, x, streams: int = 4, window_steps: int = 50, with_starts: bool = False):
     """Scores of one-second windows ending every ``window_steps / streams`` hops.
 
     ``streams`` recurrent states run side by side, staggered, each reset to zero at the start of its window
     (the model was trained on one-second clips from the zero state). Zeros after the recording let a window
     end at or after its last sample, so its end is scored too; a recording shorter than a window is padded
     to one, centred, as the clip model pads it. Returns (end times in samples, at most the recording's
-    length; [W, L])."""
+    length; [W, L]), or with ``with_starts`` (start times in samples, ends, scores): the last window starts a
+    window before its own end, which may lie past the recording's."""
     from seqapps.speech.audio import fit_clip
 
     x = np.asarray(x, np.float32).reshape(-1)
@@ -58,7 +59,12 @@ def window_scores(runner: StreamRunner, x, streams: int = 4, window_steps: int =
     n_steps = len(x) // runner.hop
     offsets = [round(j * window_steps / streams) for j in range(streams)]
     states = [runner.initial_state() for _ in offsets]
-    ends, scores = [], []
+    starts, ends, scores = [], [], []
+
+    def result():
+        out = (np.array(ends), np.array(scores).reshape(len(scores), -1))
+        return (np.array(starts), *out) if with_starts else out
+
     for t in range(n_steps):
         hop = x[t * runner.hop : (t + 1) * runner.hop]
         for j, off in enumerate(offsets):
@@ -68,25 +74,27 @@ def window_scores(runner: StreamRunner, x, streams: int = 4, window_steps: int =
                 states[j] = runner.initial_state()
             p, states[j] = runner.step(hop, states[j])
             if (t - off) % window_steps == window_steps - 1:
+                starts.append(max(0, (t + 1) * runner.hop - window) if length > window else 0)
                 ends.append(min((t + 1) * runner.hop, length))
                 scores.append(p)
                 if (t + 1) * runner.hop >= length:  # this window holds the last sample: nothing later to score
-                    return np.array(ends), np.array(scores).reshape(len(scores), -1)
-    return np.array(ends), np.array(scores).reshape(len(scores), -1)
+                    return result()
+    return result()
 
 
 def detect(runner, x, labels, threshold=0.6, streams=4, sample_rate=16000, window_s=1.0):
     """Keyword detections [{start, end, label, score}] (seconds): windows whose top label is a keyword with a score
     of at least ``threshold``; overlapping windows of the same label are merged (the best score is kept), and of two
     different labels whose windows overlap by more than half a window only the more confident one is kept."""
-    ends, scores = window_scores(runner, x, streams, int(round(window_s * sample_rate / runner.hop)))
+    starts, ends, scores = window_scores(
+        runner, x, streams, int(round(window_s * sample_rate / runner.hop)), with_starts=True
+    )
     events = []
-    for end, p in zip(ends, scores):
+    for start, end, p in zip(starts, ends, scores):
         k = int(np.argmax(p))
         if labels[k].startswith("_") or p[k] < threshold:
             continue
-        end_s = end / sample_rate
-        start_s = max(0.0, end_s - window_s)
+        end_s, start_s = end / sample_rate, start / sample_rate
         last = events[-1] if events else None
         if last and last["label"] == labels[k] and start_s < last["end"]:
             last["end"] = end_s

@@ -582,16 +582,21 @@ class TranslateApp(App):
         served = self._load_serving(model_dir)
         import tensorflow as tf
 
-        details = served.signatures["translate_details"](text=tf.constant(sentences))
+        from seqapps.translate import text
+
+        details = None
         if args.greedy or args.attention:
+            details = served.signatures["translate_details"](text=tf.constant(sentences))
             outs = [x.decode("utf-8") for x in details["translation"].numpy()]
-        else:
+        else:  # beam search in batches; the truncation notes come from the Python twin of the graph's tokenizer
             outs = self.translate_batch(served.signatures["serving_default"], sentences)
+        max_src = config_lib.read(TranslateConfig, Path(model_dir) / "config.yaml").max_src_len
         for i, (s, o) in enumerate(zip(sentences, outs)):
             if not s.strip():
                 print("(empty input)", file=sys.stderr)
-            if bool(details["truncated"][i]):
-                kept = [t.decode("utf-8") for t in details["source_tokens"][i].numpy() if t]
+            tokens = text.py_tokenize(s)
+            if len(tokens) > max_src:
+                kept = tokens[:max_src]
                 print(
                     f"note: input longer than the model's limit of {len(kept)} tokens; translated its first "
                     f"{len(kept)} only, up to {' '.join(kept[-4:])!r}",

@@ -3,7 +3,7 @@
 SYNTHETIC DATA. It exists so that ``make train-translate`` and the tests run with no network and
 no files. The grammar is real Spanish, chosen so that a model must learn what makes translation
 hard: gender and number agreement of articles and adjectives, adjectives after nouns (reordering),
-verb conjugation across six persons and three tenses (present, preterite, future), negation with
+verb conjugation across five persons (no vosotros) and three tenses (present, preterite, future), negation with
 ``no`` against English do-support, and questions (``¿...?`` and subject inversion). Vocabulary is
 small (about 30 nouns, 12 adjectives, 15 verbs), so a model trained on it translates only this
 fragment of the language.

@@ -87,12 +87,14 @@ def build_model(cfg, src_vocab_size, tgt_vocab_size) -> Translator:
     return model
 
 
+@keras.saving.register_keras_serializable(package="seqapps")
 def masked_loss(y_true, logits):
     loss = keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
     mask = ops.cast(ops.not_equal(y_true, 0), loss.dtype)
     return ops.sum(loss * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
+@keras.saving.register_keras_serializable(package="seqapps")
 def masked_accuracy(y_true, logits):
     pred = ops.cast(ops.argmax(logits, axis=-1), y_true.dtype)
     mask = ops.cast(ops.not_equal(y_true, 0), "float32")
