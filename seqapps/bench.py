@@ -383,8 +383,9 @@ def main(what: str = "all", quick: bool = False, out: str | Path | None = None) 
     apps = registry.available() if what == "all" else ([what] if what != "layers" else [])
     apps = {name: registry.get_app(name) for name in apps}  # an unknown name stops here, before any timing
     load = load_average()
-    if busy_note(load):
-        print(f"[bench] {busy_note(load).strip()}", flush=True)
+    note = busy_note(load)
+    if note:
+        print(f"[bench] {note.strip()}", flush=True)
     sections = {}
     if what in ("all", "layers"):
         print("[bench] custom cells vs Keras built-ins ...", flush=True)

@@ -256,7 +256,8 @@ def _run(argv=None) -> int:
                     "a new or empty folder"
                 )
             with staged_dir(out, start_empty=not in_place) as staging:
-                app.export(model, staging, cfg=cfg)
+                # in place, the staging copy is the model folder: exported from itself, nothing is copied twice
+                app.export(staging if in_place else model, staging, cfg=cfg)
             print(f"[{app.name}] exported to {out}" + (" (the model it held was replaced)" if replaced else ""))
     except (
         KeyError,

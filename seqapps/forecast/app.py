@@ -488,13 +488,12 @@ class ForecastApp(App):
         mid = median_index(quantiles)
         report = {}
         calibration = self._calibration(model_dir, out_dir, cfg) if cfg.tflite_int8 else None
-        tflite.remove_other_variants(out_dir, ("float32", "dynamic", "gpu", *(("int8",) if cfg.tflite_int8 else ())))
-        for variant in ("float32", "dynamic", "int8", "gpu"):
+        variants = ("float32", "dynamic", *(("int8",) if cfg.tflite_int8 else ()), "gpu")
+        tflite.remove_other_variants(out_dir, variants)
+        for variant in variants:
             if variant == "gpu":  # float16, the RNN unrolled over the window: for GPU delegates
                 blob = tflite.convert_unrolled(model, lambda: self._module(model, spec, batch=1))
             elif variant == "int8":
-                if calibration is None:
-                    continue
                 # int8 weights and activations in the network; the feature engineering (log returns, scaling
                 # by the window's own level) and the decoding back to prices stay float: int8 over raw prices
                 # would round away the day-to-day moves being forecast.

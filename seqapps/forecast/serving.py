@@ -24,7 +24,6 @@ class ForecastModule(KerasModule):
         self.forecast = tf.function(
             self._forecast, input_signature=[tf.TensorSpec([batch, spec.window, C], tf.float32, name="window")]
         )
-        self.batch = batch
 
     def _forecast(self, window):
         spec = self.spec

@@ -162,8 +162,7 @@ class SentimentApp(App):
         model.save(out_dir / "model.keras")
         config_lib.save(cfg, out_dir / "config.yaml")
         text.write_lines(out_dir / "assets" / "vocab.txt", vocab)
-        text.write_lines(out_dir / "assets" / "labels.txt", labels)
-        atomic_write_text(out_dir / "assets" / "tokenizer.json", json.dumps(self.tokenizer_spec(cfg), indent=2) + "\n")
+        text.write_lines(out_dir / "assets" / "labels.txt", labels)  # tokenizer.json: export writes it from cfg
 
         predict_fn = compiled_predict(model)
 

@@ -602,7 +602,8 @@ class SpeechApp(App):
             {"clip": lambda: tflite.run(f32, "classify", waveform=clip), "stream": lambda: runner.run_clip(clip)},
             rounds=reps // 5,
         )
-        f32_s, stream_s = medians(times)["clip"], medians(times)["stream"]
+        t = medians(times)
+        f32_s, stream_s = t["clip"], t["stream"]
         rows.append(
             {
                 "benchmark": "speech model.tflite (float32) latency per 1 s clip",

@@ -584,7 +584,6 @@ class TranslateApp(App):
 
         from seqapps.translate import text
 
-        details = None
         if args.greedy or args.attention:
             details = served.signatures["translate_details"](text=tf.constant(sentences))
             outs = [x.decode("utf-8") for x in details["translation"].numpy()]
