@@ -83,6 +83,95 @@ def test_detokenize_matches_python_and_restores_spacing():
     assert out[0] == "¿Dónde está I?" and out[1] == "I 'm here, ok." and out[2] == "" and out[3] == "¡Hola!"
 
 
+# model tokens -> (text without a re-casing table, text with TRUECASE)
+DETOKENIZE_CASES = [
+    (
+        ['"', "where", "have", "you", "been", "?", '"', '"', "i've", "been", "there", ".", '"'],
+        '"Where have you been?" "I\'ve been there."',
+        '"Where have you been?" "I\'ve been there."',
+    ),
+    (
+        ["he", "leaves", "at", "8", ":", "00", "a", ".", "m", ".", "with", "tom", "."],
+        "He leaves at 8:00 a.m. with tom.",
+        "He leaves at 8:00 a.m. with Tom.",
+    ),
+    (
+        ["mr", ".", "smith", "is", "my", "mother", "-", "in", "-", "law", ".", "a", "-", "b", "-", "c", "!"],
+        "Mr. smith is my mother-in-law. A-b-c!",
+        "Mr. Smith is my mother-in-law. A-b-c!",
+    ),
+    (
+        ["it", "costs", "1", ",", "000", ",", "000", "pesos", ".", "«", "¿", "y", "ahora", "?", "»"],
+        "It costs 1,000,000 pesos. «¿Y ahora?»",
+        "It costs 1,000,000 pesos. «¿Y ahora?»",
+    ),
+    (
+        ["tom", "and", "mary", "watch", "tv", "…", "tom", "?", "é", "-", "2", "[UNK]", "."],
+        "Tom and mary watch tv… Tom? É-2 [UNK].",
+        "Tom and Mary watch TV… Tom? É-2 [UNK].",
+    ),
+    (
+        ["ßtraße", "sr", ".", "lópez", "(", "ok", ")", "3", "."],
+        "SStraße sr. lópez (ok) 3.",
+        "SStraße Sr. López (ok) 3.",
+    ),
+]
+TRUECASE = {"tom": "Tom", "mary": "Mary", "tv": "TV", "smith": "Smith", "sr": "Sr", "lópez": "López", "i've": "I've"}
+
+
+def test_detokenize_recases_and_joins_like_its_python_twin():
+    tokens = [c[0] for c in DETOKENIZE_CASES] + [[]]
+    for table, column in ((None, 1), (TRUECASE, 2)):
+        graph_table = text.truecase_table(table) if table else None
+        out = [s.decode() for s in text.detokenize(tf.ragged.constant(tokens, dtype=tf.string), graph_table).numpy()]
+        assert out == [text.py_detokenize(t, table) for t in tokens]
+        assert out == [c[column] for c in DETOKENIZE_CASES] + [""]
+    # dense input padded with "" (what the SavedModel gathers), and no tokens at all
+    dense = tf.constant([["tom", ".", ""], ["", "", ""]])
+    assert text.detokenize(dense, text.truecase_table(TRUECASE)).numpy().tolist() == [b"Tom.", b""]
+    assert text.detokenize(tf.zeros([2, 0], tf.string)).numpy().tolist() == [b"", b""]
+
+
+def test_detokenize_restores_most_test_references():
+    """Tokenizing a reference and detokenizing it gives it back, spacing and case: on these Tatoeba-like
+    sentences the old detokenizer gave "8: 00 a. m.", "old - fashioned", '" where', "mary"."""
+    refs = [
+        "He always leaves for work at 8:00 a.m.",
+        "Tom is old-fashioned.",
+        '"Where have you been?" "I\'ve been to the dentist."',
+        "Tom says that he'll pick Mary up at 2:30.",
+        "She has about 2,000 books. All of them are in French.",
+        "«¿Y ahora que pasa?» «Ni idea.»",
+    ]
+    table = text.build_truecase(
+        ["Tom is here.", "I know Tom and Mary.", "Ask Mary.", "We speak French."],
+        [*text.RESERVED, "tom", "mary", "french", "i"],
+    )
+    assert [text.py_detokenize(text.py_tokenize(r), table) for r in refs] == refs
+
+
+def test_build_truecase_counts_inside_sentences_only(tmp_path):
+    sentences = [
+        "Tom is here.",  # the first word of a sentence is not counted
+        "Ask Tom. Then leave, then TV.",  # nor the first after a sentence end ("Then")
+        "We watch tv on TV day.",  # tv: once lower case, twice upper case inside sentences -> TV
+        "May we go? It may rain. It may be.",  # may: "May" starts a sentence; lower case inside
+        "Mr. Smith met tom and Tom.",  # no sentence starts after "Mr.": Smith counted; Tom twice, tom once
+        "A Word.",  # word is not in the vocabulary
+    ]
+    vocab = [*text.RESERVED, "tom", "tv", "may", "smith", "then"]
+    table = text.build_truecase(sentences, vocab)
+    assert table == {"smith": "Smith", "tom": "Tom", "tv": "TV"}
+    text.write_truecase(tmp_path / "truecase.tsv", table)
+    assert text.read_truecase(tmp_path / "truecase.tsv") == table
+    (tmp_path / "bad.tsv").write_text("tom\tTom\ntv TV\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.tsv, line 2: expected a lower-case token, a tab"):
+        text.read_truecase(tmp_path / "bad.tsv")
+    (tmp_path / "bad.tsv").write_text("tom\tBob\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 1"):
+        text.read_truecase(tmp_path / "bad.tsv")
+
+
 def test_vocabulary_reserved_tokens_and_round_trip(tmp_path):
     vocab = text.build_vocabulary([["b", "a", "b"], ["c", "b", "a"]], max_size=6)
     assert vocab == text.RESERVED + ["b", "a"]
@@ -361,17 +450,40 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path):
         timeout=300,
     )
     assert proc.returncode == 2 and "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
-    proc = subprocess.run(
-        run + ["evaluate", "translate", "--model", str(out)], capture_output=True, text=True, timeout=300
-    )
+    # evaluate --set write=true stores the scores with the model (a copy: the fixture stays as trained)
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(out, model)
+    card = (model / "MODEL_CARD.md").read_text()
+    for bad, message in (("write=maybe", "give true or false"), ("beam_width=2", "other decoding settings")):
+        proc = subprocess.run(
+            run + ["evaluate", "translate", "--model", str(model), "--set", "write=true", "--set", bad],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert (model / "MODEL_CARD.md").read_text() == card
+    cmd = ["evaluate", "translate", "--model", str(model), "--set", "eval_examples=40", "--set", "write=true"]
+    proc = subprocess.run(run + cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    res = json.loads(proc.stdout[proc.stdout.index("{") :])
-    assert {"bleu_beam", "chrf_beam", "bleu_greedy"} <= set(res)
+    res = json.loads(proc.stdout[proc.stdout.index("{") : proc.stdout.rindex("}") + 1])
+    assert {"bleu_beam", "chrf_beam", "bleu_greedy"} <= set(res) and res["test_pairs"] == 40
+    stored = json.loads((model / "metadata.json").read_text())["evaluation"]
+    assert stored["bleu_beam"] == res["bleu_beam"] and stored["command"].endswith("--set eval_examples=40")
+    assert stored["split"].startswith("test split (grouped by source sentence), 40 of its ")
+    assert f"sacreBLEU **{res['bleu_beam']}** beam" in (model / "MODEL_CARD.md").read_text()
 
 
 @pytest.mark.slow
 def test_export_command_rebuilds_artifacts_in_a_fresh_process(trained, tmp_path):
-    out, _ = trained
+    import shutil
+
+    # a copy with a re-casing table (the embedded corpus's targets have no capital inside a sentence)
+    out = tmp_path / "model"
+    shutil.copytree(trained[0], out)
+    (out / "assets" / "truecase.tsv").write_text("will\tWiLL\nnot\tNOT\n", encoding="utf-8")
     proc = subprocess.run(
         [
             sys.executable,
@@ -400,7 +512,20 @@ def test_export_command_rebuilds_artifacts_in_a_fresh_process(trained, tmp_path)
     assert (tmp_path / "exported" / "config.yaml").read_text() == (out / "config.yaml").read_text().replace(
         "tflite_eval_examples: 100", "tflite_eval_examples: 0"
     )
-    assert json.loads((tmp_path / "exported" / "assets" / "tokenizer.json").read_text())["max_src_len"] == 12
+    spec = json.loads((tmp_path / "exported" / "assets" / "tokenizer.json").read_text())
+    assert spec["max_src_len"] == 12 and spec["truecase"] == "truecase.tsv" and meta["truecase_tokens"] == 2
+    # the SavedModel and the device loop re-case the same way
+    from seqapps.translate.tflite_runtime import TFLiteTranslator
+
+    sentences = [s for s, _ in json.loads((out / "run" / "test_pairs.json").read_text())][:40]
+    served = tf.saved_model.load(str(saved_model.latest(tmp_path / "exported")))
+    details = served.signatures["translate_details"](text=tf.constant(sentences))
+    graph = [s.decode() for s in details["translation"].numpy()]
+    runner = TFLiteTranslator(tmp_path / "exported")
+    assert [runner.translate(s) for s in sentences] == graph
+    tokens = [[t.decode() for t in row if t] for row in details["tokens"].numpy()]
+    assert graph == [text.py_detokenize(t, {"will": "WiLL", "not": "NOT"}) for t in tokens]
+    assert any("WiLL" in g for g in graph) and not any(" will" in g for g in graph), graph
     with pytest.raises(FileNotFoundError, match="train first"):
         get_app("translate").export(tmp_path / "nothing")
 

@@ -26,6 +26,9 @@ SAMPLES = [
 
 # settings that change what the exported model outputs: an evaluation measured with others no longer holds
 DECODING_KEYS = ("beam_width", "length_penalty", "max_src_len", "max_tgt_len")
+# The rules that turn output tokens into text (`text.detokenize`): a figure measured with other rules is not kept.
+# 2: re-casing table (assets/truecase.tsv), a capital for every sentence, quotes, hyphens, numbers and a.m. joined.
+DETOKENIZER = 2
 
 
 @register_app("translate")
@@ -112,9 +115,12 @@ class TranslateApp(App):
         config_lib.save(cfg, out_dir / "config.yaml")
         text.write_vocab(out_dir / "assets" / "src_vocab.txt", src_vocab)
         text.write_vocab(out_dir / "assets" / "tgt_vocab.txt", tgt_vocab)
+        truecase = text.build_truecase([t for _, t in splits["train"]], tgt_vocab)
+        text.write_truecase(out_dir / "assets" / "truecase.tsv", truecase)
         test = spread(splits["test"], cfg.eval_examples)  # over the whole split: Tatoeba's is sorted by length
         (out_dir / "run" / "test_pairs.json").write_text(json.dumps(test, ensure_ascii=False))
-        scores = self._score(self._module(model, cfg, src_vocab, tgt_vocab), test, cfg)
+        scores = self._score(self._module(model, cfg, src_vocab, tgt_vocab, truecase), test, cfg)
+        scores["detokenizer"] = DETOKENIZER
         train_info = {
             "data": info,
             "epochs_run": len(history.history.get("loss", [])),
@@ -131,12 +137,37 @@ class TranslateApp(App):
         return scores
 
     # ------------------------------------------------------------------ helpers
-    def _module(self, model, cfg, src_vocab, tgt_vocab):
+    def _module(self, model, cfg, src_vocab, tgt_vocab, truecase=None):
         from seqapps.translate.serving import TranslateModule
 
         return TranslateModule(
-            model, src_vocab, tgt_vocab, cfg.max_src_len, cfg.max_tgt_len, cfg.beam_width, cfg.length_penalty
+            model, src_vocab, tgt_vocab, cfg.max_src_len, cfg.max_tgt_len, cfg.beam_width, cfg.length_penalty, truecase
         )
+
+    @staticmethod
+    def _truecase(model_dir, cfg, tgt_vocab, train_pairs=None) -> dict:
+        """The re-casing table of ``model_dir`` (``assets/truecase.tsv``). A model trained before the table existed
+        gets one built from its training split, when the training data can be read; else none, with a note."""
+        from seqapps.translate import data as data_lib
+        from seqapps.translate import text
+
+        path = Path(model_dir) / "assets" / "truecase.tsv"
+        if path.is_file():
+            return text.read_truecase(path)
+        if train_pairs is None:
+            try:
+                corp = data_lib.load_corpus(cfg)
+            except (OSError, ValueError) as exc:
+                print(
+                    f"[translate] note: no assets/truecase.tsv and the training data cannot be read ({exc}); the "
+                    "export's output stays lower-case but for the first letter of each sentence and 'I'",
+                    file=sys.stderr,
+                )
+                return {}
+            train_pairs = data_lib.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)["train"]
+        table = text.build_truecase([t for _, t in train_pairs], tgt_vocab)
+        print(f"[translate] re-casing table built from {len(train_pairs)} training pairs: {len(table)} tokens")
+        return table
 
     @staticmethod
     def translate_batch(fn, sentences, batch_size=64, key="translation", title=None):
@@ -183,7 +214,7 @@ class TranslateApp(App):
 
     # ------------------------------------------------------------------ export
     @staticmethod
-    def _write_tokenizer_spec(out_dir, cfg):
+    def _write_tokenizer_spec(out_dir, cfg, truecase):
         """``assets/tokenizer.json``, what a device's tokenizer and decoding loop need: written by every export,
         so that lengths changed at export (``--set max_src_len=...``) reach the TFLite runtime too."""
         from seqapps.export.atomic import atomic_write_text
@@ -199,6 +230,9 @@ class TranslateApp(App):
             "unk_id": text.UNK_ID,
             "start_id": text.START_ID,
             "end_id": text.END_ID,
+            # output: tokens re-cased with this table (lower-case token TAB cased form), then text.py_detokenize
+            "truecase": "truecase.tsv" if truecase else None,
+            "detokenizer": DETOKENIZER,
         }
         atomic_write_text(Path(out_dir) / "assets" / "tokenizer.json", json.dumps(spec, indent=2) + "\n")
 
@@ -253,14 +287,19 @@ class TranslateApp(App):
                 test_pairs = spread(test_pairs, cfg.eval_examples)  # the pairs a training scores and keeps
         if train_info is None:  # kept when a shipped folder is exported again
             train_info = metadata.training_info(model_dir)
+        truecase = self._truecase(model_dir, cfg, tgt_vocab, train_pairs)
+        if previous.get("detokenizer") != DETOKENIZER:
+            previous.pop("evaluation", None)
         if out_dir.resolve() != model_dir.resolve():
             import shutil
 
             shutil.copytree(model_dir / "assets", out_dir / "assets", dirs_exist_ok=True)
         config_lib.save(cfg, out_dir / "config.yaml")  # the config this export was made with (--set), read back
-        self._write_tokenizer_spec(out_dir, cfg)  # by evaluate and export
+        if truecase:  # by evaluate and export
+            text.write_truecase(out_dir / "assets" / "truecase.tsv", truecase)
+        self._write_tokenizer_spec(out_dir, cfg, truecase)
 
-        module = self._module(model, cfg, src_vocab, tgt_vocab)
+        module = self._module(model, cfg, src_vocab, tgt_vocab, truecase)
         sm_path = saved_model.write(module, out_dir, module.signatures(), version=1)
         print(f"[translate] SavedModel -> {sm_path.relative_to(out_dir)}")
 
@@ -290,7 +329,7 @@ class TranslateApp(App):
             atomic_write_bytes(path, blob)
             runner = TFLiteTranslator(out_dir, path.name)
             ids = [runner.greedy_ids(s) for s in sentences]
-            hyps = [text.py_detokenize([tgt_vocab[i] for i in seq]) for seq in ids]
+            hyps = [text.py_detokenize([tgt_vocab[i] for i in seq], truecase) for seq in ids]
             same = sum(a == b for a, b in zip(ids, keras_greedy))
             enc_ids, _, _ = runner.source_ids(sentences[0])
             k_enc = lite_module.encode(tf.constant(enc_ids))
@@ -312,7 +351,7 @@ class TranslateApp(App):
             if variant == "float32":
                 metadata.check_parity(f"{path.name} (encoder outputs)", diff)
         keras_bleu = sacrebleu.corpus_bleu(
-            [text.py_detokenize([tgt_vocab[i] for i in seq]) for seq in keras_greedy], [refs]
+            [text.py_detokenize([tgt_vocab[i] for i in seq], truecase) for seq in keras_greedy], [refs]
         ).score
         report["keras_greedy_bleu_same_sentences"] = round(keras_bleu, 2)
         for variant in ("dynamic", "int8"):
@@ -325,6 +364,8 @@ class TranslateApp(App):
             config=cfg,
             data_spec=cfg.data,
             direction=cfg.direction,
+            detokenizer=DETOKENIZER,
+            truecase_tokens=len(truecase),
             training=train_info,
             tflite=report,
             gpu_compatibility=gpu.summarize(out_dir),
@@ -357,7 +398,13 @@ class TranslateApp(App):
             "Encoder-decoder GRU with attention built from `seqapps.layers` "
             f"(embedding {cfg['embedding_dim']}, bidirectional GRU encoder and GRU decoder of {cfg['units']} units, "
             f"{cfg['attention']} attention); vocabularies of {data.get('src_vocab', '?')} source and "
-            f"{data.get('tgt_vocab', '?')} target tokens; lower-cased output, first letter capitalised.",
+            f"{data.get('tgt_vocab', '?')} target tokens. The model works in lower case; "
+            + (
+                f"its output is re-cased with a table of {meta['truecase_tokens']} tokens learned from the training "
+                "targets (`assets/truecase.tsv`: tom -> Tom, tv -> TV), and every sentence starts with a capital."
+                if meta.get("truecase_tokens")
+                else "its output starts every sentence with a capital."
+            ),
             "",
             "## Data",
             "",
@@ -384,12 +431,15 @@ class TranslateApp(App):
             ),
             # the note of a subset ("first 3000 test pairs in file order (...); see 'evaluation' ..."), to its ";"
             f"- Test split at the end of training ({test.get('examples', '?')} pairs"
-            f"{': ' + test['note'].split(';')[0] if test.get('note') else ''}): sacreBLEU "
+            f"{': ' + test['note'].split(';')[0] if test.get('note') else ''}"
+            f"{'' if test.get('detokenizer') == DETOKENIZER else '; scored with the lower-case output of that time'}"
+            "): sacreBLEU "
             f"**{test.get('bleu_beam', '?')}** with beam search (width {test.get('beam_width', cfg['beam_width'])}), "
             f"{test.get('bleu_greedy', '?')} greedy; chrF {test.get('chrf_beam', '?')} (beam).",
             *(
                 [
-                    f"- Whole test split ({meta['evaluation']['test_pairs']} pairs, `{meta['evaluation']['command']}`): "
+                    f"- {meta['evaluation']['split'][0].upper()}{meta['evaluation']['split'][1:]} "
+                    f"({meta['evaluation']['test_pairs']} pairs, `{meta['evaluation']['command']}`): "
                     f"sacreBLEU **{meta['evaluation']['bleu_beam']}** beam, {meta['evaluation']['bleu_greedy']} greedy; chrF "
                     f"{meta['evaluation']['chrf_beam']} beam; {meta['evaluation']['sentences_per_s_beam']} sentences/s."
                 ]
@@ -441,7 +491,9 @@ class TranslateApp(App):
             "## Limitations",
             "",
             f"- Sentences up to {cfg['max_src_len']} tokens (longer input is truncated, and `predict` says so); "
-            'short everyday sentences like those of Tatoeba; no casing beyond the first letter and "I".',
+            "short everyday sentences like those of Tatoeba. Names and acronyms are re-cased where the training "
+            "targets spell them so; a word whose case depends on its sense (May, Polish) keeps its usual one, and "
+            "an unknown word comes out as [UNK].",
             "- BLEU is measured on held-out Tatoeba pairs with one reference each; Tatoeba has many near-duplicate "
             "sentences, so scores are higher than on news or web text.",
         ]
@@ -534,13 +586,25 @@ class TranslateApp(App):
         from seqapps.translate import data as data_lib
 
         model_dir = Path(model_dir)
+        write = str(options.pop("write", "false")).lower()
+        if write not in ("1", "true", "yes", "0", "false", "no"):
+            raise ValueError(
+                f"evaluate --set write={write}: give true or false (true stores the scores in metadata.json)"
+            )
+        write = write in ("1", "true", "yes")
         cfg = config_lib.read(TranslateConfig, model_dir / "config.yaml")
+        trained = cfg
         cfg = config_lib.override(cfg, options, "evaluate --set")
+        if write and any(getattr(cfg, k) != getattr(trained, k) for k in DECODING_KEYS):
+            raise ValueError(
+                f"evaluate --set write=true with other decoding settings ({', '.join(DECODING_KEYS)}) than the "
+                "export's: its SavedModel decodes with those of config.yaml; export with --set first"
+            )
         if data:
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
         corp = data_lib.load_corpus(cfg)
-        pairs = data_lib.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)["test"]
-        pairs = spread(pairs, cfg.eval_examples)
+        split = data_lib.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)["test"]
+        pairs = spread(split, cfg.eval_examples)
         served = self._load_serving(model_dir)
         sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
         t0 = time.time()
@@ -559,7 +623,37 @@ class TranslateApp(App):
             "sentences_per_s_beam": round(len(pairs) / elapsed, 1),
         }
         print(json.dumps(res, indent=2))
+        if write:
+            self._store_evaluation(model_dir, res, len(split), data, options)
         return res
+
+    def _store_evaluation(self, model_dir, res, split_pairs, data, options):
+        """``evaluate --set write=true``: the scores into metadata.json's ``evaluation`` and MODEL_CARD.md, both
+        replaced together (staged, as ``seqapps export`` does)."""
+        from seqapps.export import metadata
+        from seqapps.export.atomic import atomic_write_text, destination, staged_dir
+
+        meta = metadata.read(model_dir / "metadata.json")
+        if meta.get("detokenizer") != DETOKENIZER:
+            raise ValueError(
+                f"{model_dir} was exported with other detokenizing rules than this version's: export it again "
+                f"(seqapps export translate --model {model_dir}) before storing scores"
+            )
+        command = f"seqapps evaluate translate --model {destination(model_dir)}"
+        command += f" --data {data}" if data else ""
+        command += "".join(f" --set {k}={v}" for k, v in options.items())
+        meta["evaluation"] = {
+            "command": command,
+            "split": "whole test split (grouped by source sentence)"
+            if res["test_pairs"] == split_pairs
+            else f"test split (grouped by source sentence), {res['test_pairs']} of its {split_pairs} pairs spread over it",
+            **res,
+            "detokenizer": DETOKENIZER,
+        }
+        with staged_dir(model_dir) as staging:
+            atomic_write_text(staging / "metadata.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+            self.write_model_card(staging)
+        print(f"[translate] scores stored in {model_dir / 'metadata.json'} and MODEL_CARD.md")
 
     def add_predict_arguments(self, parser):
         parser.add_argument("sentences", nargs="*", help="sentences to translate")

@@ -20,10 +20,13 @@ from seqapps.translate import decoding, text
 
 
 class TranslateModule(KerasModule):
-    def __init__(self, model, src_vocab, tgt_vocab, max_src_len, max_tgt_len, beam_width=4, length_penalty=0.6):
+    def __init__(
+        self, model, src_vocab, tgt_vocab, max_src_len, max_tgt_len, beam_width=4, length_penalty=0.6, truecase=None
+    ):
         super().__init__(model)
         self.src_table = text.lookup_table(src_vocab)
         self.tgt_tokens = tf.constant(tgt_vocab)
+        self.truecase = text.truecase_table(truecase) if truecase else None  # assets/truecase.tsv
         self.max_src_len = int(max_src_len)
         self.max_tgt_len = int(max_tgt_len)
         self.beam_width = int(beam_width)
@@ -41,7 +44,7 @@ class TranslateModule(KerasModule):
 
     def to_text(self, ids, lengths):
         tokens = tf.gather(self.tgt_tokens, ids)
-        sentences = text.detokenize(tokens)
+        sentences = text.detokenize(tokens, self.truecase)
         return tf.where(lengths > 0, sentences, "")  # empty input -> empty translation
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])

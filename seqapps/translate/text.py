@@ -7,6 +7,10 @@ usable where TensorFlow is not installed.
 Steps: Unicode composition (NFC) of accented Latin letters, lower-casing, curly quotes to
 straight, every character that is not a letter, digit, apostrophe or space split off as its own
 token (so ``¿``, ``?``, ``,`` are tokens), whitespace split.
+
+`detokenize`/`py_detokenize` turn the model's lower-case tokens back into a sentence: a re-casing table
+learned from the training targets (`build_truecase`: "tom" -> "Tom", "tv" -> "TV"), a capital at the start of
+every sentence, and the spacing of punctuation, quotes, hyphenated words, numbers (2:30, 3,776) and a.m./p.m.
 """
 
 from __future__ import annotations
@@ -62,45 +66,164 @@ def tokenize(text: tf.Tensor) -> tf.RaggedTensor:
     return tf.strings.split(standardize(text))
 
 
-def py_tokenize(text: str) -> list[str]:
+def py_tokenize(text: str, lower: bool = True) -> list[str]:
     """Pure-Python twin of `tokenize` for one string: it composes the same accented letters (not full NFC,
-    which the graph cannot do), and str.split() splits at the spaces the graph makes."""
+    which the graph cannot do), and str.split() splits at the spaces the graph makes. ``lower=False`` keeps
+    the case (what `build_truecase` counts)."""
     if any("\u0300" <= ch <= "\u036f" for ch in text):
         for nfd, nfc in _COMPOSE:
             text = text.replace(nfd, nfc)
-    text = text.replace("\x00", " ").lower()
+    text = text.replace("\x00", " ")
+    text = text.lower() if lower else text
     text = re.sub("[\u2018\u2019\u02bc]", "'", text)
     return _SPLIT_PY.sub(r" \1 ", text).split()
 
 
-def detokenize(tokens: tf.Tensor) -> tf.Tensor:
+# Detokenizing. A sentence's capital goes to its first token that is not a quote or bracket, and a sentence starts
+# after every sentence end; a "." after a single letter or one of these abbreviations ends none ("a.m.",
+# "Mr. Smith", "Sra. López").
+_MARKS = ("¿", "¡", '"', "«", "»", "(", ")", "[", "]")
+_ENDING = (".", "?", "!", "…")
+_ABBREVIATIONS = ("mr", "mrs", "ms", "dr", "mt", "st", "jr", "sr", "sra", "srta", "dra", "ud", "uds", "vd", "vds", "vs")
+_ABBREVIATION_TF = r"\p{L}|" + "|".join(_ABBREVIATIONS)
+# The same rules in both regex dialects: RE2 (the graph) has no look-ahead and an ASCII-only \w and \d, so the
+# patterns spell their classes out, and the hyphen and number joins run twice (for "a - b - c", "1, 000, 000").
+_JOIN_RULES = (
+    (r" ([.?!,;:%)\]»…])", r"\1"),  # no space before closing punctuation
+    (r"([¿¡(\[«]) ", r"\1"),  # nor after opening punctuation
+    (r'"\s*([^"]*?)\s*"', r'"\1"'),  # straight double quotes, paired from the left: "a" "b"
+    (r"(^|\s)i([\s'.?!,;:]|$)", r"\1I\2"),  # English "i" (for a model without a re-casing table)
+    (r"(^|\s)([aApP])\. m\.", r"\1\2.m."),  # a.m., p.m.
+)
+_JOIN_TWICE_TF = ((r"([\p{L}\p{N}]) - ([\p{L}\p{N}])", r"\1-\2"), (r"([0-9])([:,.]) ([0-9])", r"\1\2\3"))
+_JOIN_TWICE_PY = ((r"([^\W_]) - ([^\W_])", r"\1-\2"), (r"([0-9])([:,.]) ([0-9])", r"\1\2\3"))
+
+
+def _initial(tokens: tf.Tensor) -> tf.Tensor:
+    """Dense string tokens [B, T] ("" padding) -> bool [B, T]: the first token of each sentence that a
+    capital letter starts."""
+    present = tf.not_equal(tokens, "")
+    mark = tf.reduce_any(tf.equal(tokens[..., None], tf.constant(_MARKS)), axis=-1)
+    ending = tf.reduce_any(tf.equal(tokens[..., None], tf.constant(_ENDING)), axis=-1)
+    previous = tf.concat([tf.fill([tf.shape(tokens)[0], 1], ""), tokens], axis=1)[:, :-1]
+    abbreviation = tf.equal(tokens, ".") & tf.strings.regex_full_match(
+        tf.strings.lower(previous, encoding="utf-8"), _ABBREVIATION_TF
+    )
+    sentence = tf.cumsum(tf.cast(ending & ~abbreviation, tf.int32), axis=1, exclusive=True)
+    candidate = present & ~mark & ~ending
+    same_sentence = tf.equal(sentence[:, :, None], sentence[:, None, :])
+    length = tf.shape(tokens)[1]
+    earlier = tf.range(length)[None, :] < tf.range(length)[:, None]  # [i, j]: j before i
+    seen = tf.reduce_any(same_sentence & earlier[None] & candidate[:, None, :], axis=-1)
+    return candidate & ~seen
+
+
+def _py_initial(tokens: list[str]) -> list[bool]:
+    out, start = [], True
+    for i, t in enumerate(tokens):
+        if t in _MARKS or t in _ENDING:
+            abbreviation = (
+                t == "."
+                and i > 0
+                and ((len(tokens[i - 1]) == 1 and tokens[i - 1].isalpha()) or tokens[i - 1].lower() in _ABBREVIATIONS)
+            )
+            start = start or (t in _ENDING and not abbreviation)
+            out.append(False)
+        else:
+            out.append(start)
+            start = False
+    return out
+
+
+def truecase_table(truecase: dict[str, str]) -> tf.lookup.StaticHashTable:
+    """The graph's re-casing table ("" for a token it does not hold)."""
+    keys = tf.constant(list(truecase) or [""], tf.string)
+    values = tf.constant(list(truecase.values()) or [""], tf.string)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value="")
+
+
+def detokenize(tokens: tf.Tensor, truecase: tf.lookup.StaticHashTable | None = None) -> tf.Tensor:
     """ragged/dense tf.string tokens [batch, T] (padding "") -> sentence strings [batch].
 
-    Joins with spaces, removes the space before closing punctuation and after ``¿``/``¡``, and
-    capitalises the first letter (the model works in lower case).
-    """
+    Re-cases tokens with ``truecase`` (a `truecase_table`), capitalises the first letter of every sentence, joins
+    with spaces and applies the spacing rules of `_JOIN_RULES`."""
+    if isinstance(tokens, tf.RaggedTensor):
+        tokens = tokens.to_tensor(default_value="")
+    if truecase is not None:
+        cased = truecase.lookup(tokens)
+        tokens = tf.where(tf.equal(cased, ""), tokens, cased)
+    length = tf.strings.length(tokens, unit="UTF8_CHAR")
+    first = tf.minimum(length, 1)
+    head = tf.strings.upper(tf.strings.substr(tokens, tf.zeros_like(first), first, unit="UTF8_CHAR"), encoding="utf-8")
+    rest = tf.strings.substr(tokens, first, length, unit="UTF8_CHAR")
+    tokens = tf.where(_initial(tokens), tf.strings.join([head, rest]), tokens)
     text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
-    text = tf.strings.regex_replace(text, r"\s+", " ")
-    text = tf.strings.strip(text)
-    text = tf.strings.regex_replace(text, r" ([.?!,;:%)\]])", r"\1")
-    text = tf.strings.regex_replace(text, r"([¿¡(\[]) ", r"\1")
-    text = tf.strings.regex_replace(text, r"(^|\s)i([\s'.?!,;:]|$)", r"\1I\2")  # English "i" -> "I"
-    # Capitalise the first letter (after an opening ¿ ¡ " « when there is one).
-    n_head = tf.where(tf.strings.regex_full_match(text, r'(?s)[¿¡"«(].*'), 2, 1)
-    length = tf.strings.length(text, unit="UTF8_CHAR")
-    n_head = tf.minimum(n_head, length)
-    head = tf.strings.substr(text, tf.zeros_like(n_head), n_head, unit="UTF8_CHAR")
-    rest = tf.strings.substr(text, n_head, length, unit="UTF8_CHAR")
-    return tf.strings.join([tf.strings.upper(head, encoding="utf-8"), rest])
+    text = tf.strings.strip(tf.strings.regex_replace(text, r"\s+", " "))
+    for pattern, replacement in _JOIN_RULES:
+        text = tf.strings.regex_replace(text, pattern, replacement)
+    for pattern, replacement in _JOIN_TWICE_TF * 2:
+        text = tf.strings.regex_replace(text, pattern, replacement)
+    return text
 
 
-def py_detokenize(tokens: list[str]) -> str:
-    text = " ".join(t for t in tokens if t)
-    text = re.sub(r" ([.?!,;:%)\]])", r"\1", text)
-    text = re.sub(r"([¿¡(\[]) ", r"\1", text)
-    text = re.sub(r"(^|\s)i([\s'.?!,;:]|$)", r"\1I\2", text)
-    n_head = 2 if text[:1] in '¿¡"«(' else 1
-    return text[:n_head].upper() + text[n_head:]
+def py_detokenize(tokens: list[str], truecase: dict[str, str] | None = None) -> str:
+    """Pure-Python twin of `detokenize` for one sentence; ``truecase`` is the dict of `read_truecase`."""
+    tokens = [t for t in tokens if t]
+    if truecase:
+        tokens = [truecase.get(t, t) for t in tokens]
+    tokens = [t[:1].upper() + t[1:] if first else t for t, first in zip(tokens, _py_initial(tokens))]
+    text = " ".join(tokens)
+    for pattern, replacement in _JOIN_RULES:
+        text = re.sub(pattern, replacement, text)
+    for pattern, replacement in _JOIN_TWICE_PY * 2:
+        text = re.sub(pattern, replacement, text)
+    return text
+
+
+def build_truecase(sentences, vocab: list[str]) -> dict[str, str]:
+    """Re-casing table from training target ``sentences``: for each lower-case token of ``vocab``, the cased form
+    it takes most often where a sentence does not start, when that form is not the lower-case one and is used
+    more than half the time ("tom" -> "Tom", "tv" -> "TV"; "may" stays, being a verb more often than a month)."""
+    from collections import Counter, defaultdict
+
+    wanted = set(vocab[len(RESERVED) :])
+    counts = defaultdict(Counter)
+    for sentence in sentences:
+        cased = py_tokenize(sentence, lower=False)
+        lowered = py_tokenize(sentence)
+        if [t.lower() for t in cased] != lowered:  # a letter whose lower case is not one character
+            continue
+        for token, low, first in zip(cased, lowered, _py_initial(lowered)):
+            if not first and low in wanted:
+                counts[low][token] += 1
+    table = {}
+    for low in sorted(counts):
+        form, n = min(counts[low].items(), key=lambda kv: (-kv[1], kv[0]))
+        if form != low and 2 * n > sum(counts[low].values()):
+            table[low] = form
+    return table
+
+
+def read_truecase(path) -> dict[str, str]:
+    """``truecase.tsv`` (lower-case token, tab, cased form; one pair a line) -> dict."""
+    from pathlib import Path
+
+    table = {}
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[0] or parts[1].lower() != parts[0]:
+            raise ValueError(
+                f"{path}, line {n}: expected a lower-case token, a tab and its cased form; got {line!r} "
+                "(export the model again to rebuild the file)"
+            )
+        table[parts[0]] = parts[1]
+    return table
+
+
+def write_truecase(path, truecase: dict[str, str]) -> None:
+    from seqapps.export.atomic import atomic_write_text
+
+    atomic_write_text(path, "".join(f"{k}\t{v}\n" for k, v in truecase.items()))
 
 
 def build_vocabulary(token_lists, max_size: int, min_count: int = 1) -> list[str]:

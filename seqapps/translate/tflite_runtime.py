@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from seqapps.export import litert, metadata
-from seqapps.translate.text import END_ID, PAD_ID, RESERVED, START_ID, UNK_ID, py_detokenize, py_tokenize
+from seqapps.translate.text import (
+    END_ID,
+    PAD_ID,
+    RESERVED,
+    START_ID,
+    UNK_ID,
+    py_detokenize,
+    py_tokenize,
+    read_truecase,
+)
 
 
 def _read_vocab(path):
@@ -46,6 +55,13 @@ class TFLiteTranslator:
                     "foreign vocabulary; export the model again"
                 )
         self.src_index = {t: i for i, t in enumerate(self.src_vocab)}
+        # the re-casing table of the output ("tom" -> "Tom"); exports before 2026-12 have none
+        truecase = spec.get("truecase")
+        if truecase and not (model_dir / "assets" / truecase).is_file():
+            raise ValueError(
+                f"{model_dir}/assets/{truecase}, named by tokenizer.json, is missing: export the model again"
+            )
+        self.truecase = read_truecase(model_dir / "assets" / truecase) if truecase else {}
         self.interp = litert.interpreter(model_dir / model_file, num_threads)
         self._encode = self.interp.get_signature_runner("encode")
         self._step = self.interp.get_signature_runner("decode_step")
@@ -83,7 +99,7 @@ class TFLiteTranslator:
         return out if n else []
 
     def translate(self, sentence: str) -> str:
-        return py_detokenize([self.tgt_vocab[i] for i in self.greedy_ids(sentence)])
+        return py_detokenize([self.tgt_vocab[i] for i in self.greedy_ids(sentence)], self.truecase)
 
 
 def main(argv=None):
