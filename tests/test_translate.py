@@ -472,7 +472,7 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path):
     assert {"bleu_beam", "chrf_beam", "bleu_greedy"} <= set(res) and res["test_pairs"] == 40
     stored = json.loads((model / "metadata.json").read_text())["evaluation"]
     assert stored["bleu_beam"] == res["bleu_beam"] and stored["command"].endswith("--set eval_examples=40")
-    assert stored["split"].startswith("test split (grouped by source sentence), 40 of its ")
+    assert stored["split"].startswith("test split, grouped by source sentence: 40 of its ")
     assert f"sacreBLEU **{res['bleu_beam']}** beam" in (model / "MODEL_CARD.md").read_text()
 
 

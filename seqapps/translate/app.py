@@ -644,9 +644,9 @@ class TranslateApp(App):
         command += "".join(f" --set {k}={v}" for k, v in options.items())
         meta["evaluation"] = {
             "command": command,
-            "split": "whole test split (grouped by source sentence)"
+            "split": "whole test split, grouped by source sentence"
             if res["test_pairs"] == split_pairs
-            else f"test split (grouped by source sentence), {res['test_pairs']} of its {split_pairs} pairs spread over it",
+            else f"test split, grouped by source sentence: {res['test_pairs']} of its {split_pairs} pairs spread over it",
             **res,
             "detokenizer": DETOKENIZER,
         }
