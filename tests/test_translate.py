@@ -315,6 +315,16 @@ def test_direction_and_specs(tmp_path):
         data.load_corpus(TranslateConfig(direction="spanish"))
     with pytest.raises(ValueError, match="unknown Anki corpus"):
         data.load_corpus(TranslateConfig(data="anki:xx-yy"))
+    # an Anki file is named after its other language: a direction naming another one is refused, not trained on
+    fra = tmp_path / "fra.txt"
+    fra.write_text("Hi.\tSalut.\n", encoding="utf-8")
+    assert data.load_corpus(TranslateConfig(data=str(fra), direction="fra->eng")).pairs == [("Salut.", "Hi.")]
+    with pytest.raises(ValueError, match=r"direction 'spa->eng', but fra.txt pairs English with 'fra': set direction"):
+        data.load_corpus(TranslateConfig(data=str(fra), direction="spa->eng"))
+    with pytest.raises(ValueError, match="one side must be English"):
+        data.load_corpus(TranslateConfig(data=str(f), direction="spa->fra"))
+    with pytest.raises(ValueError, match="the embedded corpus pairs English with 'spa'"):
+        data.load_corpus(TranslateConfig(direction="deu->eng"))
 
 
 # ---------------------------------------------------------------- end to end

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,23 @@ def _direction(direction: str) -> tuple[str, str]:
     if len(parts) != 2 or not all(parts):
         raise ValueError(f"direction must look like 'spa->eng' or 'eng->spa', got {direction!r}")
     return parts[0], parts[1]
+
+
+def _check_anki_direction(direction: str, other: str | None, what: str) -> None:
+    """An Anki/Tatoeba file pairs English with one other language (its name: spa.txt, fra.txt): ``direction``
+    must name English and that language, so that the columns are not read as a language they are not."""
+    src, tgt = _direction(direction)
+    if src.startswith("en") == tgt.startswith("en"):
+        raise ValueError(
+            f"direction {direction!r}: {what} pairs English with another language, so one side must be English "
+            f"(eng), e.g. {other or 'spa'}->eng or eng->{other or 'spa'}"
+        )
+    lang = tgt if src.startswith("en") else src
+    if other is not None and lang != other:
+        raise ValueError(
+            f"direction {direction!r}, but {what} pairs English with {other!r}: set direction to {other}->eng or "
+            f"eng->{other}"
+        )
 
 
 def read_anki(path, on_bad_lines: str = "error") -> tuple[list[tuple[str, str]], int]:
@@ -72,6 +90,7 @@ def load_corpus(cfg) -> Corpus:
     spec = cfg.data
     skipped = 0
     if spec in ("default", "embedded"):
+        _check_anki_direction(cfg.direction, "spa", "the embedded corpus")
         en_other = corpus.generate(cfg.embedded_pairs, seed=1234)
     elif spec.startswith("anki:"):
         name = spec.split(":", 1)[1]
@@ -88,11 +107,14 @@ def load_corpus(cfg) -> Corpus:
         files = sorted((root if root.is_dir() else root.parent).rglob(wanted))
         if not files:
             raise ValueError(f"{root}: the downloaded archive holds no {wanted}; delete it to download it again")
+        _check_anki_direction(cfg.direction, name.split("-")[0], spec)
         en_other, skipped = read_anki(files[0], cfg.on_bad_lines)
     elif spec.startswith("tfds:"):  # already (source, target) in the configured direction
         pairs = _load_tfds(spec[5:], cfg.direction)
         return Corpus(pairs[: cfg.max_examples] if cfg.max_examples else pairs, spec)
     else:
+        stem = Path(spec).stem  # Anki's files are named after their other language: spa.txt, fra.txt, deu.txt
+        _check_anki_direction(cfg.direction, stem if re.fullmatch("[a-z]{3}", stem) else None, Path(spec).name)
         en_other, skipped = read_anki(spec, cfg.on_bad_lines)
     if src_lang.startswith("en"):
         pairs = en_other
