@@ -66,6 +66,8 @@ SENTENCES = [
     unicodedata.normalize("NFD", "Việt Nam"),  # marks beyond Latin-1/Extended-A: composed by neither
     "\u212b ΑΣ\xa0Β",  # the Angstrom sign (NFC would make it Å); a sigma before a no-break space
     "Un\x00GATO negro",  # NUL: tf.strings.lower used to end the string there (the graph kept "un" alone)
+    # format characters are deleted: a soft hyphen, zero-width spaces, a word joiner, a byte order mark
+    "co\u00adoperar acusados \u200b\u200bfue \ufeffhola\u2060mundo \u200e\u202bx\u202c",
 ]
 
 
@@ -74,6 +76,7 @@ def test_tf_and_python_tokenizers_agree():
     for sentence, toks in zip(SENTENCES, tf_tokens):
         assert [t.decode("utf-8") for t in toks] == text.py_tokenize(sentence), sentence
     assert text.py_tokenize(SENTENCES[0]) == ["¿", "dónde", "está", "la", "estación", "?"]
+    assert text.py_tokenize(SENTENCES[-1]) == ["cooperar", "acusados", "fue", "holamundo", "x"]
 
 
 def test_detokenize_matches_python_and_restores_spacing():

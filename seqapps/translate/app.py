@@ -225,6 +225,7 @@ class TranslateApp(App):
             "max_tgt_len": cfg.max_tgt_len,
             "lowercase": True,
             "unicode": "NFC",
+            "deleted": "invisible format characters: " + text.FORMAT_CHARACTERS,
             "split": "every character that is not a letter, digit, apostrophe or space",
             "pad_id": text.PAD_ID,
             "unk_id": text.UNK_ID,

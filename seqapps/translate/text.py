@@ -4,7 +4,8 @@
 same processing in pure Python for devices and the TFLite reference loop (tests keep them equal),
 usable where TensorFlow is not installed.
 
-Steps: Unicode composition (NFC) of accented Latin letters, lower-casing, curly quotes to
+Steps: Unicode composition (NFC) of accented Latin letters, invisible format characters (soft hyphen,
+zero-width space, ...) deleted, lower-casing, curly quotes to
 straight, every character that is not a letter, digit, apostrophe or space split off as its own
 token (so ``¿``, ``?``, ``,`` are tokens), whitespace split.
 
@@ -42,6 +43,14 @@ for _cp in range(0xC0, 0x180):
 # so the graph makes these spaces first; NUL too, at which tf.strings.lower would end the string.
 _SPACES_TF = r"[\x{00}\t\n\x{0b}\f\r\x{1c}-\x{1f}\x{85}\p{Z}]"
 _SPLIT_TF = r"([^\p{L}\p{N}'\s])"
+# Invisible format characters (soft hyphen, zero-width space and joiners, direction marks, word joiner, byte order
+# mark) are deleted, as BERT's tokenizer does: "co\u00adoperate" is "cooperate", not three tokens.
+_FORMAT = "\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+_FORMAT_TF = "[" + re.sub(r"[\u0080-\uffff]", lambda m: f"\\x{{{ord(m.group()):04x}}}", _FORMAT) + "]"
+_FORMAT_PY = re.compile(f"[{_FORMAT}]")
+FORMAT_CHARACTERS = ", ".join(  # for tokenizer.json: "U+00AD, ..., U+200B to U+200F, ..."
+    " to ".join(f"U+{ord(c):04X}" for c in part[::2]) for part in re.findall(".-.|.", _FORMAT)
+)
 _SPLIT_PY = re.compile(r"([^\w'\s]|_)")
 
 
@@ -55,6 +64,7 @@ def standardize(text: tf.Tensor) -> tf.Tensor:
             composed = tf.strings.regex_replace(composed, nfd, nfc)
         text = tf.where(has_marks, composed, text)
     text = tf.strings.regex_replace(text, _SPACES_TF, " ")
+    text = tf.strings.regex_replace(text, _FORMAT_TF, "")
     text = tf.strings.lower(text, encoding="utf-8")
     text = tf.strings.regex_replace(text, "[\u2018\u2019\u02bc]", "'")
     text = tf.strings.regex_replace(text, _SPLIT_TF, r" \1 ")
@@ -73,7 +83,7 @@ def py_tokenize(text: str, lower: bool = True) -> list[str]:
     if any("\u0300" <= ch <= "\u036f" for ch in text):
         for nfd, nfc in _COMPOSE:
             text = text.replace(nfd, nfc)
-    text = text.replace("\x00", " ")
+    text = _FORMAT_PY.sub("", text.replace("\x00", " "))
     text = text.lower() if lower else text
     text = re.sub("[\u2018\u2019\u02bc]", "'", text)
     return _SPLIT_PY.sub(r" \1 ", text).split()
