@@ -76,14 +76,16 @@ def tokenize(text: tf.Tensor) -> tf.RaggedTensor:
     return tf.strings.split(standardize(text))
 
 
-def py_tokenize(text: str, lower: bool = True) -> list[str]:
+def py_tokenize(text: str, lower: bool = True, keep_format: bool = False) -> list[str]:
     """Pure-Python twin of `tokenize` for one string: it composes the same accented letters (not full NFC,
     which the graph cannot do), and str.split() splits at the spaces the graph makes. ``lower=False`` keeps
-    the case (what `build_truecase` counts)."""
+    the case (what `build_truecase` counts); ``keep_format=True`` splits format characters off as tokens
+    instead of deleting them, as before 2026-12 (the key of `data.split_of`)."""
     if any("\u0300" <= ch <= "\u036f" for ch in text):
         for nfd, nfc in _COMPOSE:
             text = text.replace(nfd, nfc)
-    text = _FORMAT_PY.sub("", text.replace("\x00", " "))
+    text = text.replace("\x00", " ")
+    text = text if keep_format else _FORMAT_PY.sub("", text)
     text = text.lower() if lower else text
     text = re.sub("[\u2018\u2019\u02bc]", "'", text)
     return _SPLIT_PY.sub(r" \1 ", text).split()
