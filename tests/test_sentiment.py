@@ -211,6 +211,26 @@ def test_split_is_deterministic_grouped_and_disjoint():
     assert 40 < len(a["test"]) < 120
 
 
+def test_copies_of_a_text_go_to_the_earliest_split_of_their_copies():
+    """IMDB repeats reviews word for word in other id blocks: a held-out copy of a training review scored the
+    model on what it learned. Copies join training (never leave it), and official test texts stay where they are."""
+    texts = [f"t{i}" for i in range(400)]
+    groups = [f"g{i // 10}" for i in range(400)]
+    ds = data.Dataset(texts, ["a"] * 400, "x", groups=groups)
+    before = data.split(ds, 0.2, 0.2, seed=3)
+    part = {i: p for p, rows in before.items() for i in rows}
+    tr, va, te = before["train"][0], before["val"][0], before["test"][0]
+    # copies: a test text equal to a training text, a val text equal to a test text, a test pair
+    texts[te], texts[va] = texts[tr], f"  {texts[before['test'][1]]}\n"  # whitespace does not make a new text
+    texts[before["test"][2]] = texts[before["test"][3]]
+    after = data.split(data.Dataset(texts, ["a"] * 400, "x", groups=groups), 0.2, 0.2, seed=3)
+    moved = {i: p for p, rows in after.items() for i in rows if part[i] != p}
+    assert moved == {te: "train", before["test"][1]: "val"}
+    # official test texts stay in test, copies or not; the rest of their copies are split as before
+    official = data.Dataset(texts[:4] + texts[:4], ["a"] * 8, "x", split=["train"] * 4 + ["test"] * 4)
+    assert data.split(official, 0.0, 0.2, seed=3) == {"train": [0, 1, 2, 3], "val": [], "test": [4, 5, 6, 7]}
+
+
 def test_batches_are_bucketed_and_cover_every_example():
     seqs = [np.arange(1, n + 1, dtype=np.int32) for n in [3, 40, 5, 33, 7, 64, 2, 9]]
     ds = data.make_dataset(seqs, np.arange(8), batch_size=3, shuffle=True, seed=0, bucket_width=8)

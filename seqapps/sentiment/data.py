@@ -334,20 +334,35 @@ def _bucket(key: str, seed: int) -> float:
 
 def split(ds: Dataset, val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
     """Indices of train/val/test. Official test examples form the test split; the rest is split by a
-    hash of each example's group (or text), so a split never depends on the order of the files."""
-    out = {"train": [], "val": [], "test": []}
+    hash of each example's group (or text), so a split never depends on the order of the files.
+
+    Copies of one text (IMDB repeats 92 reviews word for word, in other id blocks) all go to the first split
+    of train, val, test that holds one of them: a held-out copy of a training text would score the model on
+    what it learned. That only ever moves copies into training, so a model trained before this rule is still
+    scored on texts it never saw (IMDB's train reviews: 19 held-out and 4 validation copies moved)."""
+    order = {"train": 0, "val": 1, "test": 2}
+    where = []
     has_test = ds.split is not None and "test" in ds.split
     for i, text in enumerate(ds.texts):
         if has_test and ds.split[i] == "test":
-            out["test"].append(i)
+            where.append("test")
             continue
         u = _bucket(ds.groups[i] if ds.groups else text, seed)
         if u < val_fraction:
-            out["val"].append(i)
+            where.append("val")
         elif not has_test and u < val_fraction + test_fraction:
-            out["test"].append(i)
+            where.append("test")
         else:
-            out["train"].append(i)
+            where.append("train")
+    first: dict[str, str] = {}  # whitespace-normalised text -> the earliest split of its copies
+    official = [has_test and ds.split[i] == "test" for i in range(len(ds.texts))]
+    for i, text in enumerate(ds.texts):
+        if not official[i]:
+            key = " ".join(text.split())
+            first[key] = min(first.get(key, "test"), where[i], key=order.get)
+    out = {"train": [], "val": [], "test": []}
+    for i, text in enumerate(ds.texts):
+        out[where[i] if official[i] else first[" ".join(text.split())]].append(i)
     return out
 
 
