@@ -118,6 +118,23 @@ DETOKENIZE_CASES = [
         "SStraße sr. lópez (ok) 3.",
         "SStraße Sr. López (ok) 3.",
     ),
+    # dates and counts are not numbers to join; decimals after $ or before %; a lone letter ends a sentence
+    (
+        ["born", "october", "10", ",", "1972", ".", "count", "1", ",", "2", "in", "1990", ".", "3", "years", "."],
+        "Born october 10, 1972. Count 1, 2 in 1990. 3 years.",
+        "Born october 10, 1972. Count 1, 2 in 1990. 3 years.",
+    ),
+    (
+        ["$", "77", ".", "8", "is", "1", ".", "2", "%", "of", "€", "30", ",", "000", "in", "the", "u", ".", "s", "."],
+        "$77.8 is 1.2% of €30,000 in the u.s.",
+        "$77.8 is 1.2% of €30,000 in the u.s.",
+    ),
+    (
+        ["taller", "than", "i", ".", "she", "is", ".", "j", ".", "k", ".", "rowling", "-", "-", "hi", "."],
+        "Taller than I. She is. J.k. rowling - - hi.",
+        "Taller than I. She is. J.k. rowling - - hi.",
+    ),
+    (["-", "hello", ".", "İ", ".", "x", "…", ",", "y"], "- Hello. İ. x…, Y", "- Hello. İ. x…, Y"),
 ]
 TRUECASE = {"tom": "Tom", "mary": "Mary", "tv": "TV", "smith": "Smith", "sr": "Sr", "lópez": "López", "i've": "I've"}
 
@@ -167,8 +184,10 @@ def test_build_truecase_counts_inside_sentences_only(tmp_path):
     assert table == {"smith": "Smith", "tom": "Tom", "tv": "TV"}
     text.write_truecase(tmp_path / "truecase.tsv", table)
     assert text.read_truecase(tmp_path / "truecase.tsv") == table
+    (tmp_path / "blank.tsv").write_text("tom\tTom\n\n", encoding="utf-8")  # blank lines are no entries
+    assert text.read_truecase(tmp_path / "blank.tsv") == {"tom": "Tom"}
     (tmp_path / "bad.tsv").write_text("tom\tTom\ntv TV\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad.tsv, line 2: expected a lower-case token, a tab"):
+    with pytest.raises(ValueError, match=r"bad.tsv, line 2: expected a lower-case token, a tab.*delete the file"):
         text.read_truecase(tmp_path / "bad.tsv")
     (tmp_path / "bad.tsv").write_text("tom\tBob\n", encoding="utf-8")
     with pytest.raises(ValueError, match="line 1"):
@@ -326,6 +345,10 @@ def test_direction_and_specs(tmp_path):
     fra = tmp_path / "fra.txt"
     fra.write_text("Hi.\tSalut.\n", encoding="utf-8")
     assert data.load_corpus(TranslateConfig(data=str(fra), direction="fra->eng")).pairs == [("Salut.", "Hi.")]
+    assert data.load_corpus(TranslateConfig(data=str(fra), direction="fr->en")).pairs == [("Salut.", "Hi.")]
+    other = tmp_path / "all.txt"  # a name that is no language code: any direction with English
+    other.write_text("Hi.\tHola.\n", encoding="utf-8")
+    assert data.load_corpus(TranslateConfig(data=str(other), direction="deu->eng")).pairs == [("Hola.", "Hi.")]
     with pytest.raises(ValueError, match=r"direction 'spa->eng', but fra.txt pairs English with 'fra': set direction"):
         data.load_corpus(TranslateConfig(data=str(fra), direction="spa->eng"))
     with pytest.raises(ValueError, match="one side must be English"):
@@ -473,7 +496,7 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(out, model)
     card = (model / "MODEL_CARD.md").read_text()
-    for bad, message in (("write=maybe", "give true or false"), ("beam_width=2", "other decoding settings")):
+    for bad, message in (("write=maybe", "give true or false"), ("beam_width=2", "not beam_width")):
         proc = subprocess.run(
             run + ["evaluate", "translate", "--model", str(model), "--set", "write=true", "--set", bad],
             capture_output=True,

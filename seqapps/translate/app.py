@@ -27,8 +27,17 @@ SAMPLES = [
 # settings that change what the exported model outputs: an evaluation measured with others no longer holds
 DECODING_KEYS = ("beam_width", "length_penalty", "max_src_len", "max_tgt_len")
 # The rules that turn output tokens into text (`text.detokenize`): a figure measured with other rules is not kept.
-# 2: re-casing table (assets/truecase.tsv), a capital for every sentence, quotes, hyphens, numbers and a.m. joined.
-DETOKENIZER = 2
+# 3: re-casing table (assets/truecase.tsv), a capital for every sentence, quotes, hyphens, numbers and a.m. joined.
+DETOKENIZER = 3
+
+
+def detokenizer_id(truecase: dict) -> str:
+    """`DETOKENIZER` and a digest of the re-casing table, recorded with every BLEU figure: a figure measured with
+    other rules or another table is not kept (``metadata.json`` → ``detokenizer``)."""
+    import hashlib
+
+    table = "".join(f"{k}\t{v}\n" for k, v in truecase.items()).encode("utf-8")
+    return f"{DETOKENIZER}/{hashlib.sha256(table).hexdigest()[:12]}"
 
 
 @register_app("translate")
@@ -120,7 +129,7 @@ class TranslateApp(App):
         test = spread(splits["test"], cfg.eval_examples)  # over the whole split: Tatoeba's is sorted by length
         (out_dir / "run" / "test_pairs.json").write_text(json.dumps(test, ensure_ascii=False))
         scores = self._score(self._module(model, cfg, src_vocab, tgt_vocab, truecase), test, cfg)
-        scores["detokenizer"] = DETOKENIZER
+        scores["detokenizer"] = detokenizer_id(truecase)
         train_info = {
             "data": info,
             "epochs_run": len(history.history.get("loss", [])),
@@ -153,7 +162,7 @@ class TranslateApp(App):
 
         path = Path(model_dir) / "assets" / "truecase.tsv"
         if path.is_file():
-            return text.read_truecase(path)
+            return text.read_truecase(path)  # a damaged file: an error that says to delete it
         if train_pairs is None:
             try:
                 corp = data_lib.load_corpus(cfg)
@@ -289,7 +298,7 @@ class TranslateApp(App):
         if train_info is None:  # kept when a shipped folder is exported again
             train_info = metadata.training_info(model_dir)
         truecase = self._truecase(model_dir, cfg, tgt_vocab, train_pairs)
-        if previous.get("detokenizer") != DETOKENIZER:
+        if previous.get("detokenizer") != detokenizer_id(truecase):
             previous.pop("evaluation", None)
         if out_dir.resolve() != model_dir.resolve():
             import shutil
@@ -365,7 +374,7 @@ class TranslateApp(App):
             config=cfg,
             data_spec=cfg.data,
             direction=cfg.direction,
-            detokenizer=DETOKENIZER,
+            detokenizer=detokenizer_id(truecase),
             truecase_tokens=len(truecase),
             training=train_info,
             tflite=report,
@@ -433,7 +442,7 @@ class TranslateApp(App):
             # the note of a subset ("first 3000 test pairs in file order (...); see 'evaluation' ..."), to its ";"
             f"- Test split at the end of training ({test.get('examples', '?')} pairs"
             f"{': ' + test['note'].split(';')[0] if test.get('note') else ''}"
-            f"{'' if test.get('detokenizer') == DETOKENIZER else '; scored with the lower-case output of that time'}"
+            f"{'' if test.get('detokenizer') == meta.get('detokenizer') else '; scored with the output text of that time'}"
             "): sacreBLEU "
             f"**{test.get('bleu_beam', '?')}** with beam search (width {test.get('beam_width', cfg['beam_width'])}), "
             f"{test.get('bleu_greedy', '?')} greedy; chrF {test.get('chrf_beam', '?')} (beam).",
@@ -593,14 +602,16 @@ class TranslateApp(App):
                 f"evaluate --set write={write}: give true or false (true stores the scores in metadata.json)"
             )
         write = write in ("1", "true", "yes")
+        if write:  # checked before the minutes of decoding
+            other = sorted(set(options) - {"eval_examples"}) + (["--data"] if data else [])
+            if other:
+                raise ValueError(
+                    "evaluate --set write=true stores the scores of the model's own test split, as exported: only "
+                    f"eval_examples may be given with it, not {', '.join(other)}"
+                )
+            self._check_stored_detokenizer(model_dir)
         cfg = config_lib.read(TranslateConfig, model_dir / "config.yaml")
-        trained = cfg
         cfg = config_lib.override(cfg, options, "evaluate --set")
-        if write and any(getattr(cfg, k) != getattr(trained, k) for k in DECODING_KEYS):
-            raise ValueError(
-                f"evaluate --set write=true with other decoding settings ({', '.join(DECODING_KEYS)}) than the "
-                "export's: its SavedModel decodes with those of config.yaml; export with --set first"
-            )
         if data:
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
         corp = data_lib.load_corpus(cfg)
@@ -625,31 +636,44 @@ class TranslateApp(App):
         }
         print(json.dumps(res, indent=2))
         if write:
-            self._store_evaluation(model_dir, res, len(split), data, options)
+            self._store_evaluation(model_dir, res, len(split), options)
         return res
 
-    def _store_evaluation(self, model_dir, res, split_pairs, data, options):
+    @staticmethod
+    def _check_stored_detokenizer(model_dir) -> str:
+        """The ``detokenizer`` of ``model_dir``'s metadata.json, when it is this version's rules with the folder's
+        re-casing table (the text its SavedModel writes); else an error that says to export again."""
+        from seqapps.export import metadata
+        from seqapps.translate import text
+
+        model_dir = Path(model_dir)
+        path = model_dir / "assets" / "truecase.tsv"
+        current = detokenizer_id(text.read_truecase(path) if path.is_file() else {})
+        if metadata.read(model_dir / "metadata.json").get("detokenizer") != current:
+            raise ValueError(
+                f"{model_dir} was exported with other detokenizing rules or another re-casing table than this "
+                f"version's: export it again (seqapps export translate --model {model_dir}) before storing scores"
+            )
+        return current
+
+    def _store_evaluation(self, model_dir, res, split_pairs, options):
         """``evaluate --set write=true``: the scores into metadata.json's ``evaluation`` and MODEL_CARD.md, both
         replaced together (staged, as ``seqapps export`` does)."""
+        import shlex
+
         from seqapps.export import metadata
         from seqapps.export.atomic import atomic_write_text, destination, staged_dir
 
         meta = metadata.read(model_dir / "metadata.json")
-        if meta.get("detokenizer") != DETOKENIZER:
-            raise ValueError(
-                f"{model_dir} was exported with other detokenizing rules than this version's: export it again "
-                f"(seqapps export translate --model {model_dir}) before storing scores"
-            )
-        command = f"seqapps evaluate translate --model {destination(model_dir)}"
-        command += f" --data {data}" if data else ""
-        command += "".join(f" --set {k}={v}" for k, v in options.items())
+        command = f"seqapps evaluate translate --model {shlex.quote(str(destination(model_dir)))}"
+        command += "".join(f" --set {shlex.quote(f'{k}={v}')}" for k, v in options.items())
         meta["evaluation"] = {
             "command": command,
             "split": "whole test split, grouped by source sentence"
             if res["test_pairs"] == split_pairs
             else f"test split, grouped by source sentence: {res['test_pairs']} of its {split_pairs} pairs spread over it",
             **res,
-            "detokenizer": DETOKENIZER,
+            "detokenizer": self._check_stored_detokenizer(model_dir),
         }
         with staged_dir(model_dir) as staging:
             atomic_write_text(staging / "metadata.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")

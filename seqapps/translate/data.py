@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,14 @@ def _direction(direction: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+# The languages of the Tatoeba/Anki files (manythings.org/anki), each named after its code: spa.txt, fra.txt, ...
+ANKI_LANGUAGES = frozenset(
+    "afr ara aze bel ben ber bos bre bul cat cbk ceb ces cha chv cmn dan deu dtp ell epo est eus fin fra fry gle glg "
+    "heb hin hrv hun hye ina ind isl ita jbo jpn kab kat kaz khm kor kur lfn lit lvs mal mar mhr mkd mon mri nds nld "
+    "nob oci pam pes pol por ron rus slk slv sqi srp swc swe tat tgl tha tuk tur uig ukr urd uzb vie war yue zsm".split()
+)
+
+
 def _check_anki_direction(direction: str, other: str | None, what: str) -> None:
     """An Anki/Tatoeba file pairs English with one other language (its name: spa.txt, fra.txt): ``direction``
     must name English and that language, so that the columns are not read as a language they are not."""
@@ -47,7 +54,7 @@ def _check_anki_direction(direction: str, other: str | None, what: str) -> None:
             f"(eng), e.g. {other or 'spa'}->eng or eng->{other or 'spa'}"
         )
     lang = tgt if src.startswith("en") else src
-    if other is not None and lang != other:
+    if other is not None and len(lang) == 3 and lang != other:  # a two-letter code (es->en) is not compared
         raise ValueError(
             f"direction {direction!r}, but {what} pairs English with {other!r}: set direction to {other}->eng or "
             f"eng->{other}"
@@ -96,6 +103,7 @@ def load_corpus(cfg) -> Corpus:
         name = spec.split(":", 1)[1]
         if name not in ANKI_URLS:
             raise ValueError(f"unknown Anki corpus {name!r}; known: {sorted(ANKI_URLS)} (or give a file path)")
+        _check_anki_direction(cfg.direction, name.split("-")[0], spec)  # before the download
         import keras
 
         try:
@@ -107,14 +115,13 @@ def load_corpus(cfg) -> Corpus:
         files = sorted((root if root.is_dir() else root.parent).rglob(wanted))
         if not files:
             raise ValueError(f"{root}: the downloaded archive holds no {wanted}; delete it to download it again")
-        _check_anki_direction(cfg.direction, name.split("-")[0], spec)
         en_other, skipped = read_anki(files[0], cfg.on_bad_lines)
     elif spec.startswith("tfds:"):  # already (source, target) in the configured direction
         pairs = _load_tfds(spec[5:], cfg.direction)
         return Corpus(pairs[: cfg.max_examples] if cfg.max_examples else pairs, spec)
     else:
         stem = Path(spec).stem  # Anki's files are named after their other language: spa.txt, fra.txt, deu.txt
-        _check_anki_direction(cfg.direction, stem if re.fullmatch("[a-z]{3}", stem) else None, Path(spec).name)
+        _check_anki_direction(cfg.direction, stem if stem in ANKI_LANGUAGES else None, Path(spec).name)
         en_other, skipped = read_anki(spec, cfg.on_bad_lines)
     if src_lang.startswith("en"):
         pairs = en_other

@@ -91,13 +91,12 @@ def py_tokenize(text: str, lower: bool = True, keep_format: bool = False) -> lis
     return _SPLIT_PY.sub(r" \1 ", text).split()
 
 
-# Detokenizing. A sentence's capital goes to its first token that is not a quote or bracket, and a sentence starts
-# after every sentence end; a "." after a single letter or one of these abbreviations ends none ("a.m.",
-# "Mr. Smith", "Sra. López").
-_MARKS = ("¿", "¡", '"', "«", "»", "(", ")", "[", "]")
+# Detokenizing. A sentence's capital goes to its first token with a letter or digit (not to a quote, bracket or
+# dash), and a sentence starts after every sentence end. A "." ends none after one of these abbreviations
+# ("Mr. Smith", "Sra. López"), nor inside a run of single letters ("a.m.", "J. K. Rowling"); it does after a
+# single letter alone ("taller than I. She ...").
 _ENDING = (".", "?", "!", "…")
 _ABBREVIATIONS = ("mr", "mrs", "ms", "dr", "mt", "st", "jr", "sr", "sra", "srta", "dra", "ud", "uds", "vd", "vds", "vs")
-_ABBREVIATION_TF = r"\p{L}|" + "|".join(_ABBREVIATIONS)
 # The same rules in both regex dialects: RE2 (the graph) has no look-ahead and an ASCII-only \w and \d, so the
 # patterns spell their classes out, and the hyphen and number joins run twice (for "a - b - c", "1, 000, 000").
 _JOIN_RULES = (
@@ -105,45 +104,64 @@ _JOIN_RULES = (
     (r"([¿¡(\[«]) ", r"\1"),  # nor after opening punctuation
     (r'"\s*([^"]*?)\s*"', r'"\1"'),  # straight double quotes, paired from the left: "a" "b"
     (r"(^|\s)i([\s'.?!,;:]|$)", r"\1I\2"),  # English "i" (for a model without a re-casing table)
-    (r"(^|\s)([aApP])\. m\.", r"\1\2.m."),  # a.m., p.m.
+    (r"(^|\s)([A-Za-z])\. ([A-Za-z])\.", r"\1\2.\3."),  # a.m., U.S.
+    (r"([$€£]) ([0-9])", r"\1\2"),  # $300, €30
 )
-_JOIN_TWICE_TF = ((r"([\p{L}\p{N}]) - ([\p{L}\p{N}])", r"\1-\2"), (r"([0-9])([:,.]) ([0-9])", r"\1\2\3"))
-_JOIN_TWICE_PY = ((r"([^\W_]) - ([^\W_])", r"\1-\2"), (r"([0-9])([:,.]) ([0-9])", r"\1\2\3"))
+_NUMBERS = (  # 3,776 and 10.000 (a group of three digits), 2:30 (two); not "October 10, 1972" nor "in 1990. 3 years"
+    (r"([0-9])([,.]) ([0-9]{3})([^0-9]|$)", r"\1\2\3\4"),
+    (r"([0-9]): ([0-9]{2})([^0-9]|$)", r"\1:\2\3"),
+    (r"([0-9])\. ([0-9]+%)", r"\1.\2"),  # 1.2%
+    (r"([$€£][0-9]+)\. ([0-9])", r"\1.\2"),  # $77.8
+)
+_JOIN_TWICE_TF = ((r"([\p{L}\p{N}]) - ([\p{L}\p{N}])", r"\1-\2"), *_NUMBERS)
+_JOIN_TWICE_PY = ((r"([^\W_]) - ([^\W_])", r"\1-\2"), *_NUMBERS)
 
 
 def _initial(tokens: tf.Tensor) -> tf.Tensor:
     """Dense string tokens [B, T] ("" padding) -> bool [B, T]: the first token of each sentence that a
     capital letter starts."""
-    present = tf.not_equal(tokens, "")
-    mark = tf.reduce_any(tf.equal(tokens[..., None], tf.constant(_MARKS)), axis=-1)
-    ending = tf.reduce_any(tf.equal(tokens[..., None], tf.constant(_ENDING)), axis=-1)
-    previous = tf.concat([tf.fill([tf.shape(tokens)[0], 1], ""), tokens], axis=1)[:, :-1]
-    abbreviation = tf.equal(tokens, ".") & tf.strings.regex_full_match(
-        tf.strings.lower(previous, encoding="utf-8"), _ABBREVIATION_TF
+    word = tf.strings.regex_full_match(tokens, r"(?s).*[\p{L}\p{N}].*")
+    pad = tf.fill([tf.shape(tokens)[0], 2], "")
+    previous = tf.concat([pad[:, :1], tokens], axis=1)[:, :-1]
+    before_previous = tf.concat([pad, tokens], axis=1)[:, :-2]
+    following = tf.concat([tokens, pad[:, :1]], axis=1)[:, 1:]
+    abbreviation = tf.equal(tokens, ".") & (
+        tf.reduce_any(
+            tf.equal(tf.strings.lower(previous, encoding="utf-8")[..., None], tf.constant(_ABBREVIATIONS)), axis=-1
+        )
+        | (
+            tf.strings.regex_full_match(previous, r"\p{L}")
+            & (tf.strings.regex_full_match(following, r"\p{L}") | tf.equal(before_previous, "."))
+        )
     )
-    sentence = tf.cumsum(tf.cast(ending & ~abbreviation, tf.int32), axis=1, exclusive=True)
-    candidate = present & ~mark & ~ending
+    ending = tf.reduce_any(tf.equal(tokens[..., None], tf.constant(_ENDING)), axis=-1) & ~abbreviation
+    sentence = tf.cumsum(tf.cast(ending, tf.int32), axis=1, exclusive=True)
     same_sentence = tf.equal(sentence[:, :, None], sentence[:, None, :])
     length = tf.shape(tokens)[1]
     earlier = tf.range(length)[None, :] < tf.range(length)[:, None]  # [i, j]: j before i
-    seen = tf.reduce_any(same_sentence & earlier[None] & candidate[:, None, :], axis=-1)
-    return candidate & ~seen
+    seen = tf.reduce_any(same_sentence & earlier[None] & word[:, None, :], axis=-1)
+    return word & ~seen
 
 
 def _py_initial(tokens: list[str]) -> list[bool]:
+    def single(t):
+        return len(t) == 1 and t.isalpha()
+
     out, start = [], True
     for i, t in enumerate(tokens):
-        if t in _MARKS or t in _ENDING:
-            abbreviation = (
-                t == "."
-                and i > 0
-                and ((len(tokens[i - 1]) == 1 and tokens[i - 1].isalpha()) or tokens[i - 1].lower() in _ABBREVIATIONS)
-            )
-            start = start or (t in _ENDING and not abbreviation)
-            out.append(False)
-        else:
+        if any(c.isalnum() for c in t):
             out.append(start)
             start = False
+            continue
+        out.append(False)
+        previous = tokens[i - 1] if i > 0 else ""
+        following = tokens[i + 1] if i + 1 < len(tokens) else ""
+        abbreviation = t == "." and (
+            previous.lower() in _ABBREVIATIONS
+            or (single(previous) and (single(following) or (i > 1 and tokens[i - 2] == ".")))
+        )
+        if t in _ENDING and not abbreviation:
+            start = True
     return out
 
 
@@ -222,11 +240,13 @@ def read_truecase(path) -> dict[str, str]:
 
     table = {}
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
         parts = line.split("\t")
         if len(parts) != 2 or not parts[0] or parts[1].lower() != parts[0]:
             raise ValueError(
-                f"{path}, line {n}: expected a lower-case token, a tab and its cased form; got {line!r} "
-                "(export the model again to rebuild the file)"
+                f"{path}, line {n}: expected a lower-case token, a tab and its cased form; got {line!r} (delete "
+                "the file and export the model again: the export builds it anew from the training data)"
             )
         table[parts[0]] = parts[1]
     return table
