@@ -5,13 +5,14 @@ same processing in pure Python for devices and the TFLite reference loop (tests 
 usable where TensorFlow is not installed.
 
 Steps: Unicode composition (NFC) of accented Latin letters, invisible format characters (soft hyphen,
-zero-width space, ...) deleted, lower-casing, curly quotes to
-straight, every character that is not a letter, digit, apostrophe or space split off as its own
-token (so ``¿``, ``?``, ``,`` are tokens), whitespace split.
+zero-width space, ...) deleted, lower-casing, curly quotes to straight, every character that is not a
+letter, digit, apostrophe or space split off as its own token (so ``¿``, ``?``, ``,`` are tokens),
+whitespace split.
 
 `detokenize`/`py_detokenize` turn the model's lower-case tokens back into a sentence: a re-casing table
 learned from the training targets (`build_truecase`: "tom" -> "Tom", "tv" -> "TV"), a capital at the start of
-every sentence, and the spacing of punctuation, quotes, hyphenated words, numbers (2:30, 3,776) and a.m./p.m.
+every sentence, and the spacing of punctuation, quotes, hyphenated words, numbers and amounts (2:30, 3,776,
+$77.8) and runs of single letters (a.m., U.S.).
 """
 
 from __future__ import annotations
