@@ -153,7 +153,7 @@ def _load_tfds(name: str, direction: str):
 def split_of(source: str, val_fraction: float, test_fraction: float) -> str:
     """Deterministic split by a hash of the standardised source: a source is never in two splits.
 
-    The key keeps invisible format characters, which the tokenizer deletes since 2026-12: deleting them here
+    The key keeps invisible format characters, which the tokenizer deletes since 2026-11-30: deleting them here
     too would move a pair of the shipped model's training split (Tatoeba's one sentence with zero-width
     spaces) into its test split."""
     key = " ".join(text.py_tokenize(source, keep_format=True)).encode("utf-8")

@@ -81,7 +81,7 @@ def py_tokenize(text: str, lower: bool = True, keep_format: bool = False) -> lis
     """Pure-Python twin of `tokenize` for one string: it composes the same accented letters (not full NFC,
     which the graph cannot do), and str.split() splits at the spaces the graph makes. ``lower=False`` keeps
     the case (what `build_truecase` counts); ``keep_format=True`` splits format characters off as tokens
-    instead of deleting them, as before 2026-12 (the key of `data.split_of`)."""
+    instead of deleting them, as before 2026-11-30 (the key of `data.split_of`)."""
     if any("\u0300" <= ch <= "\u036f" for ch in text):
         for nfd, nfc in _COMPOSE:
             text = text.replace(nfd, nfc)

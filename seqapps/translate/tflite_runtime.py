@@ -55,7 +55,7 @@ class TFLiteTranslator:
                     "foreign vocabulary; export the model again"
                 )
         self.src_index = {t: i for i, t in enumerate(self.src_vocab)}
-        # the re-casing table of the output ("tom" -> "Tom"); exports before 2026-12 have none
+        # the re-casing table of the output ("tom" -> "Tom"); exports before 2026-11-30 have none
         truecase = spec.get("truecase")
         if truecase and not (model_dir / "assets" / truecase).is_file():
             raise ValueError(
