@@ -69,6 +69,16 @@ def _coerce(key: str, value, kind):
     return value
 
 
+def pop_flag(options: dict, key: str, meaning: str) -> bool:
+    """Take the true/false ``--set`` option ``key`` that is not a config key (evaluate's ``write``) out of
+    ``options``: false when absent, spelled as a boolean config value is."""
+    value = options.pop(key, False)
+    try:
+        return _coerce(key, value, bool)
+    except ConfigError:
+        raise ConfigError(f"evaluate --set {key}={value}: give true or false ({meaning})") from None
+
+
 def apply(cfg, values: dict, source: str):
     """Return a copy of ``cfg`` with ``values`` applied; unknown keys raise `ConfigError`."""
     types = _field_types(type(cfg))

@@ -569,10 +569,7 @@ class ForecastApp(App):
         from seqapps.forecast import data as data_lib
 
         model_dir = Path(model_dir)
-        write = str(options.pop("write", "false")).lower()
-        if write not in ("1", "true", "yes", "0", "false", "no"):
-            raise ValueError(f"evaluate --set write={write}: give true or false (true stores the backtest)")
-        write = write in ("1", "true", "yes")
+        write = config_lib.pop_flag(options, "write", "true stores the backtest")
         trained = config_lib.read(ForecastConfig, model_dir / "config.yaml")
         cfg = config_lib.override(trained, options, "evaluate --set")
         if parse_quantiles(cfg.quantiles) != parse_quantiles(trained.quantiles):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -154,26 +155,24 @@ class TranslateApp(App):
         )
 
     @staticmethod
-    def _truecase(model_dir, cfg, tgt_vocab, train_pairs=None) -> dict:
+    def _truecase(model_dir, tgt_vocab, train_pairs) -> dict:
         """The re-casing table of ``model_dir`` (``assets/truecase.tsv``). A model trained before the table existed
-        gets one built from its training split, when the training data can be read; else none, with a note."""
-        from seqapps.translate import data as data_lib
+        gets one built from its training split (``train_pairs()``), when the training data can be read; else
+        none, with a note."""
         from seqapps.translate import text
 
         path = Path(model_dir) / "assets" / "truecase.tsv"
         if path.is_file():
             return text.read_truecase(path)  # a damaged file: an error that says to delete it
-        if train_pairs is None:
-            try:
-                corp = data_lib.load_corpus(cfg)
-            except (OSError, ValueError) as exc:
-                print(
-                    f"[translate] note: no assets/truecase.tsv and the training data cannot be read ({exc}); the "
-                    "export's output stays lower-case but for the first letter of each sentence and 'I'",
-                    file=sys.stderr,
-                )
-                return {}
-            train_pairs = data_lib.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)["train"]
+        try:
+            train_pairs = train_pairs()
+        except (OSError, ValueError) as exc:
+            print(
+                f"[translate] note: no assets/truecase.tsv and the training data cannot be read ({exc}); the "
+                "export's output stays lower-case but for the first letter of each sentence and 'I'",
+                file=sys.stderr,
+            )
+            return {}
         table = text.build_truecase([t for _, t in train_pairs], tgt_vocab)
         print(f"[translate] re-casing table built from {len(train_pairs)} training pairs: {len(table)} tokens")
         return table
@@ -247,13 +246,9 @@ class TranslateApp(App):
         atomic_write_text(Path(out_dir) / "assets" / "tokenizer.json", json.dumps(spec, indent=2) + "\n")
 
     @staticmethod
-    def _calibration_sentences(cfg, train=None) -> list[str]:
-        """``cfg.int8_calibration_sentences`` source sentences of the training split (``train``, else read from
-        the data), a fixed random sample."""
-        from seqapps.translate import data as data_lib
-
-        if train is None:
-            train = data_lib.split_pairs(data_lib.load_corpus(cfg).pairs, cfg.val_fraction, cfg.test_fraction)["train"]
+    def _calibration_sentences(cfg, train) -> list[str]:
+        """``cfg.int8_calibration_sentences`` source sentences of the training split ``train``, a fixed random
+        sample."""
         pick = np.random.default_rng(cfg.seed).permutation(len(train))[: cfg.int8_calibration_sentences]
         return [train[i][0] for i in pick]
 
@@ -286,18 +281,24 @@ class TranslateApp(App):
         model = model or saved_model.load_keras_model(
             model_dir, lambda: _model.build_model(cfg, len(src_vocab), len(tgt_vocab)), "make train-translate"
         )
+
+        @functools.cache
+        def data_splits():  # the training data's splits, read at most once, and only when a step needs them
+            from seqapps.translate import data as data_lib
+
+            return data_lib.split_pairs(data_lib.load_corpus(cfg).pairs, cfg.val_fraction, cfg.test_fraction)
+
+        def training_pairs():
+            return train_pairs if train_pairs is not None else data_splits()["train"]
+
         if test_pairs is None:
             if (model_dir / "run" / "test_pairs.json").is_file():
                 test_pairs = json.loads((model_dir / "run" / "test_pairs.json").read_text())
             else:  # re-create the held-out split from the training data
-                from seqapps.translate import data as data_lib
-
-                corp = data_lib.load_corpus(cfg)
-                test_pairs = data_lib.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)["test"]
-                test_pairs = spread(test_pairs, cfg.eval_examples)  # the pairs a training scores and keeps
+                test_pairs = spread(data_splits()["test"], cfg.eval_examples)  # the pairs a training scores and keeps
         if train_info is None:  # kept when a shipped folder is exported again
             train_info = metadata.training_info(model_dir)
-        truecase = self._truecase(model_dir, cfg, tgt_vocab, train_pairs)
+        truecase = self._truecase(model_dir, tgt_vocab, training_pairs)
         if previous.get("detokenizer") != detokenizer_id(truecase):
             previous.pop("evaluation", None)
         if out_dir.resolve() != model_dir.resolve():
@@ -330,7 +331,9 @@ class TranslateApp(App):
                 from seqapps.translate.serving import int8_model
 
                 float_runner = TFLiteTranslator(out_dir, tflite.FILE_NAMES["float32"])
-                blob = int8_model(model, cfg.max_src_len, float_runner, self._calibration_sentences(cfg, train_pairs))
+                blob = int8_model(
+                    model, cfg.max_src_len, float_runner, self._calibration_sentences(cfg, training_pairs())
+                )
             else:
                 blob = tflite.convert_module(lite_module, lite_module.signatures(), variant)
             path = out_dir / tflite.FILE_NAMES[variant]
@@ -596,12 +599,7 @@ class TranslateApp(App):
         from seqapps.translate import data as data_lib
 
         model_dir = Path(model_dir)
-        write = str(options.pop("write", "false")).lower()
-        if write not in ("1", "true", "yes", "0", "false", "no"):
-            raise ValueError(
-                f"evaluate --set write={write}: give true or false (true stores the scores in metadata.json)"
-            )
-        write = write in ("1", "true", "yes")
+        write = config_lib.pop_flag(options, "write", "true stores the scores in metadata.json")
         if write:  # checked before the minutes of decoding
             other = sorted(set(options) - {"eval_examples"}) + (["--data"] if data else [])
             if other:
@@ -609,7 +607,7 @@ class TranslateApp(App):
                     "evaluate --set write=true stores the scores of the model's own test split, as exported: only "
                     f"eval_examples may be given with it, not {', '.join(other)}"
                 )
-            self._check_stored_detokenizer(model_dir)
+            detokenizer = self._check_stored_detokenizer(model_dir)
         cfg = config_lib.read(TranslateConfig, model_dir / "config.yaml")
         cfg = config_lib.override(cfg, options, "evaluate --set")
         if data:
@@ -636,7 +634,7 @@ class TranslateApp(App):
         }
         print(json.dumps(res, indent=2))
         if write:
-            self._store_evaluation(model_dir, res, len(split), options)
+            self._store_evaluation(model_dir, res, len(split), options, detokenizer)
         return res
 
     @staticmethod
@@ -656,7 +654,7 @@ class TranslateApp(App):
             )
         return current
 
-    def _store_evaluation(self, model_dir, res, split_pairs, options):
+    def _store_evaluation(self, model_dir, res, split_pairs, options, detokenizer):
         """``evaluate --set write=true``: the scores into metadata.json's ``evaluation`` and MODEL_CARD.md, both
         replaced together (staged, as ``seqapps export`` does)."""
         import shlex
@@ -673,7 +671,7 @@ class TranslateApp(App):
             if res["test_pairs"] == split_pairs
             else f"test split, grouped by source sentence: {res['test_pairs']} of its {split_pairs} pairs spread over it",
             **res,
-            "detokenizer": self._check_stored_detokenizer(model_dir),
+            "detokenizer": detokenizer,  # checked against the folder before decoding
         }
         with staged_dir(model_dir) as staging:
             atomic_write_text(staging / "metadata.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
