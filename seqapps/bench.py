@@ -67,58 +67,107 @@ def ratio_range(times: dict, value: str, baseline: str, speed: bool = False) -> 
     return f"{r.min():.3g}–{r.max():.3g}"
 
 
-def layer_rows(quick: bool = False) -> list[dict]:
+def _layer_fns(layer, x, y) -> tuple:
+    """(train, inference) callables for one layer on the Keras backend in use; each returns a NumPy value,
+    so a timed call includes the device's work (GPU kernels run asynchronously)."""
     import keras
-    import tensorflow as tf
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        opt = keras.optimizers.Adam(1e-3)
+
+        @tf.function
+        def train():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(layer(x, training=True) - y))
+            grads = tape.gradient(loss, layer.trainable_variables)
+            opt.apply_gradients(zip(grads, layer.trainable_variables))
+            return loss
+
+        infer = tf.function(lambda: layer(x))
+        return (lambda: train().numpy()), (lambda: infer().numpy())
+    # JAX and PyTorch: Keras's own compiled steps (jax.jit on JAX; eager on PyTorch)
+    model = keras.Sequential([keras.Input(tuple(x.shape[1:])), layer])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    return (lambda: model.train_on_batch(x, y)), (lambda: model.predict_on_batch(x))
+
+
+def device_label() -> str:
+    """The Keras backend and the device the benchmarks ran on, e.g. ``tensorflow 2.21.0, CPU``."""
+    import keras
+
+    from seqapps.layers.base import gpu_available
+
+    backend = keras.backend.backend()
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
+    version = getattr(__import__(module), "__version__", "?") if module else "?"
+    device = "CPU"
+    if gpu_available():
+        if backend == "torch":
+            import torch
+
+            device = torch.cuda.get_device_name(0)
+        elif backend == "jax":
+            import jax
+
+            device = jax.devices()[0].device_kind
+        else:
+            device = "GPU"
+    return f"{backend} {version}, {device}"
+
+
+def layer_rows(quick: bool = False) -> list[dict]:
+    """seqapps layers against the Keras built-ins with the same weights, on the backend and device in use.
+    On a GPU, LSTM and GRU are also timed with ``use_cudnn=False`` (the layer's own loop), against the
+    built-in's cuDNN kernel."""
+    import keras
 
     from seqapps import layers as sl
+    from seqapps.layers.base import gpu_available
 
     pairs = [
         ("SimpleRNN", sl.SimpleRNN, keras.layers.SimpleRNN),
         ("LSTM", sl.LSTM, keras.layers.LSTM),
         ("GRU", sl.GRU, keras.layers.GRU),
     ]
+    gpu = gpu_available()
     rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=(BATCH, STEPS, FEATURES)).astype("float32"))
-    y = tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32"))
+    x = keras.ops.convert_to_tensor(rng.normal(size=(BATCH, STEPS, FEATURES)).astype("float32"))
+    y = keras.ops.convert_to_tensor(rng.normal(size=(BATCH, UNITS)).astype("float32"))
     rounds = 3 if quick else 15
     rows = []
     for name, ours_cls, keras_cls in pairs:
         theirs = keras_cls(UNITS)
         theirs(x)
-        ours = ours_cls(UNITS)
-        ours(x)
-        ours.set_weights(theirs.get_weights())
+        variants = {"keras": theirs, "seqapps": ours_cls(UNITS)}
+        if gpu and name != "SimpleRNN":
+            variants["seqapps own loop"] = ours_cls(UNITS, use_cudnn=False)
         fns = {}
-        for label, layer in (("keras", theirs), ("seqapps", ours)):
-            opt = keras.optimizers.Adam(1e-3)
-
-            def infer(layer=layer):
-                return layer(x)
-
-            def train(layer=layer, opt=opt):
-                with tf.GradientTape() as tape:
-                    loss = tf.reduce_mean(tf.square(layer(x, training=True) - y))
-                grads = tape.gradient(loss, layer.trainable_variables)
-                opt.apply_gradients(zip(grads, layer.trainable_variables))
-                return loss
-
-            fns[f"{label} train"] = tf.function(train)
-            fns[f"{label} inference"] = tf.function(infer)
+        for label, layer in variants.items():
+            if layer is not theirs:
+                layer(x)
+                layer.set_weights(theirs.get_weights())
+            fns[f"{label} train"], fns[f"{label} inference"] = _layer_fns(layer, x, y)
         times = interleaved_times(fns, rounds)
         t = medians(times)
         for mode in ("train", "inference"):
-            mine, base = BATCH / t[f"seqapps {mode}"], BATCH / t[f"keras {mode}"]
-            rows.append(
-                {
-                    "benchmark": f"{name} {mode} (batch {BATCH}, T={STEPS}, in {FEATURES}, units {UNITS})",
-                    "value": mine,
-                    "unit": "samples/s",
-                    "baseline": base,
-                    "ratio": mine / base,
-                    "range": ratio_range(times, f"seqapps {mode}", f"keras {mode}", speed=True),
-                }
-            )
+            base = BATCH / t[f"keras {mode}"]
+            for label in variants:
+                if label == "keras":
+                    continue
+                mine = BATCH / t[f"{label} {mode}"]
+                suffix = " (use_cudnn=False)" if label == "seqapps own loop" else ""
+                rows.append(
+                    {
+                        "benchmark": f"{name}{suffix} {mode} (batch {BATCH}, T={STEPS}, in {FEATURES}, units {UNITS})",
+                        "value": mine,
+                        "unit": "samples/s",
+                        "baseline": base,
+                        "ratio": mine / base,
+                        "range": ratio_range(times, f"{label} {mode}", f"keras {mode}", speed=True),
+                    }
+                )
     return rows
 
 
@@ -334,11 +383,11 @@ def busy_note(load: float | None) -> str:
 
 
 def to_markdown(sections: dict, quick: bool = False, load: float | None = None) -> str:
-    import tensorflow as tf
+    import keras
 
     lines = [
         f"# seqapps benchmark results\n\nMachine: {platform.machine()}, {platform.processor() or 'CPU'}, "
-        f"{os.cpu_count()} cores; TensorFlow {tf.__version__}; "
+        f"{os.cpu_count()} cores; Keras {keras.__version__} on {device_label()}; "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
         + (f"; load average {load:.2f} at the start" if load is not None else "")
         + ".\n"
@@ -373,15 +422,16 @@ def default_out(what: str = "all", quick: bool = False) -> Path:
 
 
 def main(what: str = "all", quick: bool = False, out: str | Path | None = None) -> int:
-    from seqapps import registry
-    from seqapps.app import shipped
-
     out = Path(out) if out is not None else default_out(what, quick)
     if out.is_dir():
         raise IsADirectoryError(f"--out {out} is a folder, not a file: give the Markdown file to write")
 
-    apps = registry.available() if what == "all" else ([what] if what != "layers" else [])
-    apps = {name: registry.get_app(name) for name in apps}  # an unknown name stops here, before any timing
+    apps = {}
+    if what != "layers":  # the layers alone run on every Keras backend; the apps need TensorFlow
+        from seqapps import registry
+
+        names = registry.available() if what == "all" else [what]
+        apps = {name: registry.get_app(name) for name in names}  # an unknown name stops here, before any timing
     load = load_average()
     note = busy_note(load)
     if note:
@@ -389,8 +439,11 @@ def main(what: str = "all", quick: bool = False, out: str | Path | None = None) 
     sections = {}
     if what in ("all", "layers"):
         print("[bench] custom cells vs Keras built-ins ...", flush=True)
-        sections["Custom cells vs Keras built-in layers (CPU, samples/s; baseline = keras.layers)"] = layer_rows(quick)
+        title = f"Custom cells vs Keras built-in layers ({device_label()}, samples/s; baseline = keras.layers)"
+        sections[title] = layer_rows(quick)
     for name, app in apps.items():
+        from seqapps.app import shipped
+
         model_dir = shipped(app.default_model_dir or f"trained/{name}")
         if not model_dir.exists():
             print(f"[bench] {name}: no shipped model in {model_dir}; skipped")

@@ -1,6 +1,11 @@
 """The shared recurrent cells against Keras's built-in layers (the oracle), step use, serialisation."""
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
+from unittest import mock
 
 import keras
 import numpy as np
@@ -8,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from seqapps import layers as sl
+from seqapps.layers import base as sl_base
 from tests.helpers import max_diff, outputs_list, run_python
 
 CASES = [
@@ -37,14 +43,17 @@ def _randomize(layer):
 
 
 def _projection(name):
-    """The loop of `seqapps.layers.RNN`: per step (what CPU training uses) or whole-sequence (exports)."""
+    """The loop of `seqapps.layers.RNN`: per step and gate (what TensorFlow's CPU training uses), per step
+    with one product for all gates (JAX and PyTorch on CPU), or whole-sequence (GPU, exports)."""
+    if name == "per_step_whole":
+        return mock.patch.object(sl_base, "_loop_kind", lambda unroll: "sequence" if unroll else "step")
     return sl.sequence_projection() if name == "sequence" else contextlib.nullcontext()
 
 
 @pytest.mark.parametrize("ours,theirs,options", CASES, ids=IDS)
 @pytest.mark.parametrize("shape", [(3, 7, 5, 6), (2, 11, 3, 16)], ids=["small", "wide"])
 @pytest.mark.parametrize("go_backwards", [False, True], ids=["fwd", "bwd"])
-@pytest.mark.parametrize("projection", ["per_step", "sequence"])
+@pytest.mark.parametrize("projection", ["per_step", "per_step_whole", "sequence"])
 def test_matches_keras_builtin(ours, theirs, options, shape, go_backwards, projection):
     batch, steps, features, units = shape
     x, mask = _data(batch, steps, features)
@@ -360,3 +369,122 @@ def test_unrolled_masked_bidirectional_equals_the_loop(kind):
     got = bi(x, mask=mask)
     for a, b in zip(want, got):
         assert max_diff(a, b) < 1e-6
+
+
+# ------------------------------------------------------------------------------------ cuDNN path and backends
+def _recording_backend(monkeypatch, name, result=None):
+    """Replace Keras's fused backend function ``name`` (``lstm``/``gru``) with one that records its
+    arguments and, like the real one on a CPU, raises NotImplementedError (or returns ``result``)."""
+    calls = []
+
+    def fused(*args, **kwargs):
+        calls.append((args, kwargs))
+        if result is None:
+            raise NotImplementedError
+        return result(*args, **kwargs)
+
+    monkeypatch.setattr(keras.src.backend, name, fused)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "ours,theirs,name,options",
+    [
+        (sl.LSTM, keras.layers.LSTM, "lstm", {}),
+        (sl.GRU, keras.layers.GRU, "gru", {}),
+        (sl.GRU, keras.layers.GRU, "gru", {"reset_after": False, "go_backwards": True, "return_sequences": True}),
+    ],
+    ids=["lstm", "gru", "gru-reset-before-bwd"],
+)
+def test_cudnn_path_gets_what_keras_gives_it(monkeypatch, ours, theirs, name, options):
+    """On a GPU the layers hand their weights to Keras's fused cuDNN kernel: the same call, argument for
+    argument, as the built-in layer with the same weights makes (on this CPU the kernel is replaced by a
+    recorder, then the layers run their own loops, as on a CPU)."""
+    calls = _recording_backend(monkeypatch, name)
+    x, mask = _data()
+    ref, mine = theirs(4, **options), ours(4, **options)
+    ref(x), mine(x)
+    _randomize(ref)
+    mine.set_weights(ref.get_weights())
+    calls.clear()
+    expected = outputs_list(ref(x, mask=mask))
+    got = outputs_list(mine(x, mask=mask))
+    assert len(calls) == 2
+    (ref_args, ref_kwargs), (my_args, my_kwargs) = calls
+    assert len(ref_args) == len(my_args) and sorted(ref_kwargs) == sorted(my_kwargs)
+    for a, b in zip(ref_args, my_args):
+        assert max_diff(a, b) == 0
+    for key, value in ref_kwargs.items():
+        if key in ("kernel", "recurrent_kernel", "bias"):
+            assert max_diff(value, my_kwargs[key]) == 0, key
+        else:
+            assert my_kwargs[key] == value, key
+    assert max_diff(got[0], expected[0]) < 1e-5
+
+
+def test_cudnn_path_output_is_used_and_never_exported(monkeypatch):
+    x, _ = _data()
+
+    def kernel(inputs, h, c, mask, **kwargs):  # what a fused kernel returns: (last, outputs, [h, c])
+        seven = keras.ops.full((inputs.shape[0], 4), 7.0)
+        return seven, keras.ops.full((inputs.shape[0], inputs.shape[1], 4), 7.0), [seven, seven]
+
+    calls = _recording_backend(monkeypatch, "lstm", kernel)
+    layer = sl.LSTM(4)
+    assert np.all(np.asarray(layer(x)) == 7.0)
+    assert layer.supports_jit is False  # cuDNN ops do not compile with XLA, as for keras.layers.LSTM
+    calls.clear()
+    with sl.sequence_projection():  # exports trace the layer's own loop: the files serve on CPUs too
+        assert np.all(np.asarray(layer(x)) != 7.0)
+    assert calls == []
+    own = sl.LSTM(4, use_cudnn=False)
+    own(x)
+    assert calls == [] and np.all(np.asarray(own(x)) != 7.0)
+
+
+def test_use_cudnn_option():
+    x, _ = _data()
+    layer = sl.GRU(4, use_cudnn=True)
+    with pytest.raises(ValueError, match="use_cudnn='auto'"):  # this CPU has no cuDNN kernel
+        layer(x)
+    with pytest.raises(ValueError, match="`use_cudnn` must be 'auto', True or False"):
+        sl.LSTM(4, use_cudnn="yes")
+    for value in ("auto", False):
+        layer = sl.LSTM(4, use_cudnn=value)
+        assert layer.get_config()["use_cudnn"] == value
+        assert sl.LSTM.from_config(layer.get_config()).use_cudnn == value
+    config = sl.GRU(4).get_config()
+    del config["use_cudnn"]  # models saved before the option load with the default
+    assert sl.GRU.from_config(config).use_cudnn == "auto"
+
+
+def test_layers_run_on_jax_backend():
+    """The layers on Keras's JAX backend (a fresh interpreter): outputs, states and gradients against the
+    built-ins, a save and load, a few `fit` steps. A GPU machine runs the same script on JAX and PyTorch."""
+    script = os.path.join(os.path.dirname(__file__), "backend_script.py")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["backend"] == "jax" and report["gpu"] is False
+    assert max(max(v) if isinstance(v, list) else v for v in report["max_diff"].values()) < 1e-5
+    assert report["fit_losses"][-1] < report["fit_losses"][0]
+    assert len(report["mixed_precision"]) == 12 and max(report["mixed_precision"].values()) < 5e-2
+
+
+def test_loop_kinds_experiment(tmp_path, capsys):
+    """`python -m seqapps.experiments.loop_kinds` (tiny and one round): every loop kind and the default path
+    timed against the built-ins, and a clear error for a malformed size."""
+    from seqapps.experiments import loop_kinds
+
+    out = tmp_path / "kinds.md"
+    assert loop_kinds.main(["--sizes", "4x5x3x8", "--rounds", "1", "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| 4x5x3x8 |")]
+    assert len(rows) == 6  # SimpleRNN, LSTM, GRU x train, inference
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        ratios = cells[5:] if cells[1] == "SimpleRNN" else cells[4:]
+        assert len(ratios) == (3 if cells[1] == "SimpleRNN" else 4) and all(float(r) > 0 for r in ratios), row
+    with pytest.raises(SystemExit):
+        loop_kinds.main(["--sizes", "4x5x3", "--out", str(out)])
+    assert "four positive integers" in capsys.readouterr().err

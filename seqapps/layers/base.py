@@ -8,18 +8,32 @@ A seqapps cell splits its work in two, so that the same weights serve every use:
 ``call(x_t, states) = step(project_inputs(x_t), states)`` is the Keras cell contract, used by
 ``keras.layers.RNN``, ``Bidirectional``, ``StackedRNNCells`` and by streaming/step decoders.
 
-``seqapps.layers.RNN`` runs the loop itself, in one of two ways (same weights, same outputs):
+``seqapps.layers.RNN`` runs the loop itself, in one of three ways (same weights, same outputs):
 
 * **per step, gate by gate** (TensorFlow on CPU): each step projects its own input, one small
   matrix product per gate, with the weights split once per sequence. The input products of later
   steps do not depend on ``h`` and run on free cores while the recurrent chain runs, and the
   per-gate recurrent products run side by side; this is what beats `keras.layers.LSTM/GRU` on
   CPU (``make bench``).
+* **per step** (JAX and PyTorch on CPU): each step projects its own input, one product for all
+  gates, as Keras's cells do; on JAX's CPU the fastest for LSTM and GRU (XLA compiles the loop, so
+  split gates gain nothing), see ``python -m seqapps.experiments.loop_kinds``.
 * **whole sequence** (GPU, unrolled loops, and every export, see `sequence_projection`): the
   input half of all time steps is one large matrix product before the loop (time-major, so the
   big projected tensor is never transposed) and each step does one recurrent matrix product (two
   for a GRU with ``reset_after=False``). Fewer, larger ops: what GPUs and single-threaded TFLite
   interpreters run best.
+
+On a GPU, an LSTM or GRU whose settings cuDNN supports runs none of these loops: like
+`keras.layers.LSTM/GRU` (``use_cudnn="auto"``), it hands its weights, which have Keras's layout, to the
+backend's fused kernel (`keras.src.backend.lstm/gru`), which runs the same equations: cuDNN on a GPU, and
+on PyTorch without a GPU Keras's own PyTorch implementation, as for the built-in layers. The backend
+raises `NotImplementedError` where it has none (TensorFlow and JAX without a GPU, a ``recurrent_dropout``,
+other activations, and per backend a mask: cuDNN takes right-padded masks only), and the layer then runs
+its own loop. Exports never take that path (`sequence_projection`), so a SavedModel written on a GPU
+machine serves on CPUs too.
+
+The layers run on every Keras 3 backend (TensorFlow, JAX, PyTorch); the apps need TensorFlow.
 """
 
 from __future__ import annotations
@@ -29,7 +43,6 @@ import inspect
 import threading
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 # Keras's dropout-mask mixin: `keras.layers.RNN` pre-computes the masks of cells that derive from it
@@ -58,10 +71,29 @@ def sequence_projection():
         _TRACE.sequence = previous
 
 
-def _per_step_projection(unroll: bool) -> bool:
-    if unroll or getattr(_TRACE, "sequence", False):
-        return False
-    return not tf.config.list_logical_devices("GPU")
+def gpu_available() -> bool:
+    """Whether the Keras backend in use runs on a GPU here (TensorFlow, JAX or PyTorch)."""
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    if name == "jax":
+        import jax
+
+        return jax.default_backend() == "gpu"
+    if name == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def _loop_kind(unroll: bool) -> str:
+    """How `RNN` runs its loop here: ``"gate"``, ``"step"`` or ``"sequence"`` (see the module docstring)."""
+    if unroll or getattr(_TRACE, "sequence", False) or gpu_available():
+        return "sequence"
+    return "gate" if keras.backend.backend() == "tensorflow" else "step"
 
 
 def _shape_str(shape) -> str:
@@ -192,10 +224,11 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
         """
         return {"recurrent_kernel": self._blocks(self.recurrent_kernel, per_gate)}
 
-    def input_blocks(self):
-        """(kernels, input biases) split per gate, for `project_step`; computed once per sequence."""
+    def input_blocks(self, per_gate=True):
+        """(kernels, input biases), split per gate with ``per_gate``, for `project_step`; computed once
+        per sequence."""
         bias = self._input_bias()
-        return self._blocks(self.kernel, True), None if bias is None else self._blocks(bias, True)
+        return self._blocks(self.kernel, per_gate), None if bias is None else self._blocks(bias, per_gate)
 
     def project_step(self, inputs, blocks, training=False):
         """The input half of one step inside the loop, as a list of per-gate (batch, units) tensors;
@@ -223,6 +256,22 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
         if training and 0.0 < self.recurrent_dropout < 1.0:
             return h_tm1 * ops.cast(self.get_recurrent_dropout_mask(h_tm1), h_tm1.dtype)
         return h_tm1
+
+    def fused_sequence(
+        self, sequences, initial_state, mask, return_sequences, go_backwards, training=False, unroll=False
+    ):
+        """The whole sequence through the backend's fused (cuDNN) kernel, as ``(last, outputs, states)``.
+
+        Raises `NotImplementedError` where there is none: for this cell, or where the backend cannot run
+        it (no GPU, an activation or mask cuDNN does not take). LSTM and GRU cells implement it.
+        """
+        raise NotImplementedError
+
+    def _fused_inputs(self, sequences, training):
+        """The sequences with the input dropout mask applied, as the fused kernel takes them."""
+        if self.recurrent_dropout:
+            raise NotImplementedError  # cuDNN has no dropout between steps
+        return self._input_dropout(sequences, training)
 
     def step(self, x_proj, states, training=False, constants=None):  # pragma: no cover - abstract
         """One recurrent step. ``x_proj`` is the input half (one tensor, or per-gate blocks from
@@ -291,6 +340,12 @@ class RNN(keras.layers.RNN):
         (4, 10, 32)
     """
 
+    def __init__(self, cell, use_cudnn="auto", **kwargs):
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(f"{type(self).__name__}: `use_cudnn` must be 'auto', True or False, got {use_cudnn!r}.")
+        super().__init__(cell, **kwargs)
+        self.use_cudnn = use_cudnn
+
     def build(self, sequences_shape, initial_state_shape=None):
         if len(sequences_shape) != 3:
             raise ValueError(
@@ -304,6 +359,9 @@ class RNN(keras.layers.RNN):
             )
         super().build(sequences_shape, initial_state_shape)
 
+    def get_config(self):
+        return {**super().get_config(), "use_cudnn": self.use_cudnn}
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
         if not isinstance(cell, RecurrentCell):
@@ -314,7 +372,40 @@ class RNN(keras.layers.RNN):
         dtype = cell.compute_dtype
         autocast = cell.autocast and keras.backend.is_float_dtype(dtype)
         with AutocastScope(dtype if autocast else None):
-            return self._fast_loop(cell, ops.cast(sequences, dtype), initial_state, mask, training)
+            sequences = ops.cast(sequences, dtype)
+            fused = self._fused(cell, sequences, initial_state, mask, training)
+            if fused is not None:
+                return fused
+            return self._fast_loop(cell, sequences, initial_state, mask, training)
+
+    def _fused(self, cell, sequences, initial_state, mask, training):
+        """The cell's fused (cuDNN) path where allowed and possible, else None (see the module docstring)."""
+        if self.use_cudnn is False or getattr(_TRACE, "sequence", False):
+            return None
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        try:
+            out = cell.fused_sequence(
+                sequences,
+                list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state],
+                mask,
+                return_sequences=self.return_sequences,
+                go_backwards=self.go_backwards,
+                training=training,
+                unroll=self.unroll,
+            )
+        except NotImplementedError:
+            if self.use_cudnn is True:
+                raise ValueError(
+                    f"{self.name}: use_cudnn=True, but the backend ({keras.backend.backend()}) has no cuDNN "
+                    "kernel for this layer here (it needs a GPU, the default activations, a bias, no "
+                    "recurrent_dropout and no unroll; masks only right-padded, and none on JAX or PyTorch). "
+                    "Pass use_cudnn='auto' to run the layer's own loop instead."
+                ) from None
+            return None
+        if keras.backend.backend() == "tensorflow":
+            self.supports_jit = False  # cuDNN ops do not compile with XLA (as in keras.layers.LSTM/GRU)
+        return out
 
     def _fast_loop(self, cell, sequences, initial_state, mask, training):
         if not isinstance(initial_state, (list, tuple)):
@@ -322,9 +413,10 @@ class RNN(keras.layers.RNN):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         cell._check_states(list(initial_state))
-        per_step = _per_step_projection(self.unroll)
-        constants = cell.step_constants(per_gate=per_step)
-        blocks = cell.input_blocks() if per_step else None
+        kind = _loop_kind(self.unroll)
+        per_step = kind != "sequence"
+        constants = cell.step_constants(per_gate=kind == "gate")
+        blocks = cell.input_blocks(per_gate=kind == "gate") if per_step else None
         # Time-major throughout: transposing the (batch, T, features) input is cheap, while
         # transposing the projected (batch, T, gates*units) tensor (and its gradient) is not.
         inputs = ops.transpose(sequences, (1, 0, 2))
@@ -348,10 +440,12 @@ class RNN(keras.layers.RNN):
             # processing order either way, as Keras's RNN layer expects.
             inputs = ops.flip(inputs, axis=0)
             mask = None if mask is None else ops.flip(mask, axis=0)
-        if sequences.shape[1] is None and inputs.shape[1] is not None:
+        if keras.backend.backend() == "tensorflow" and sequences.shape[1] is None and inputs.shape[1] is not None:
             # With ``input_length=None`` Keras's loop takes its length from ``inputs.shape[1]``, the
             # batch axis of a time-major tensor: hide the static batch size so that it counts the
             # steps at run time (as it does for a batch-major input of unknown length).
+            import tensorflow as tf  # noqa: PLC0415 - only the TensorFlow backend builds symbolic shapes
+
             inputs = tf.reshape(inputs, tf.stack([tf.shape(inputs)[0], -1, inputs.shape[-1]]))
 
         last, outputs, states = _backend_rnn(

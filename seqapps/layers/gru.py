@@ -2,6 +2,7 @@
 
 import keras
 from keras import ops
+from keras.src import backend as _backend
 
 from seqapps.layers.base import PACKAGE, RecurrentCell, RecurrentLayer
 
@@ -95,6 +96,24 @@ class GRUCell(RecurrentCell):
         # to h_t is one op shorter than hh + z * (h_{t-1} - hh).
         h = z * h_tm1 + (1 - z) * hh
         return h, [h]
+
+    def fused_sequence(
+        self, sequences, initial_state, mask, return_sequences, go_backwards, training=False, unroll=False
+    ):
+        return _backend.gru(
+            self._fused_inputs(sequences, training),
+            initial_state[0],
+            mask,
+            kernel=self.kernel,
+            recurrent_kernel=self.recurrent_kernel,
+            bias=self.bias,
+            activation=self.activation,
+            recurrent_activation=self.recurrent_activation,
+            return_sequences=return_sequences,
+            go_backwards=go_backwards,
+            unroll=unroll,
+            reset_after=self.reset_after,
+        )
 
     def get_config(self):
         config = {

@@ -2,6 +2,7 @@
 
 import keras
 from keras import ops
+from keras.src import backend as _backend
 
 from seqapps.layers.base import PACKAGE, RecurrentCell, RecurrentLayer
 
@@ -74,6 +75,25 @@ class LSTMCell(RecurrentCell):
         c = f * c_tm1 + i * self.activation(x_c + r_c)
         h = o * self.activation(c)
         return h, [h, c]
+
+    def fused_sequence(
+        self, sequences, initial_state, mask, return_sequences, go_backwards, training=False, unroll=False
+    ):
+        h0, c0 = initial_state
+        return _backend.lstm(
+            self._fused_inputs(sequences, training),
+            h0,
+            c0,
+            mask,
+            kernel=self.kernel,
+            recurrent_kernel=self.recurrent_kernel,
+            bias=self.bias,
+            activation=self.activation,
+            recurrent_activation=self.recurrent_activation,
+            return_sequences=return_sequences,
+            go_backwards=go_backwards,
+            unroll=unroll,
+        )
 
     def get_config(self):
         config = {
