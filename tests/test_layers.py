@@ -391,61 +391,98 @@ def _recording_backend(monkeypatch, name, result=None):
     "ours,theirs,name,options",
     [
         (sl.LSTM, keras.layers.LSTM, "lstm", {}),
-        (sl.GRU, keras.layers.GRU, "gru", {}),
-        (sl.GRU, keras.layers.GRU, "gru", {"reset_after": False, "go_backwards": True, "return_sequences": True}),
+        (sl.GRU, keras.layers.GRU, "gru", {"return_sequences": True}),
+        (sl.LSTM, keras.layers.LSTM, "lstm", {"go_backwards": True, "return_sequences": True}),
+        (sl.GRU, keras.layers.GRU, "gru", {"go_backwards": True, "dropout": 0.3}),
     ],
-    ids=["lstm", "gru", "gru-reset-before-bwd"],
+    ids=["lstm", "gru-sequences", "lstm-backwards", "gru-backwards-dropout"],
 )
 def test_cudnn_path_gets_what_keras_gives_it(monkeypatch, ours, theirs, name, options):
-    """On a GPU the layers hand their weights to Keras's fused cuDNN kernel: the same call, argument for
-    argument, as the built-in layer with the same weights makes (on this CPU the kernel is replaced by a
-    recorder, then the layers run their own loops, as on a CPU)."""
+    """On a GPU the layers hand their weights to Keras's cuDNN kernel: the same call, argument for argument, as
+    the built-in layer with the same weights makes, except that a backward layer reverses its input itself
+    (outputs in processing order on every backend). Here a pretend GPU and a recorder stand in for the kernel;
+    it declines, as on a CPU, and both layers then run their loops."""
+    monkeypatch.setattr(sl_base, "gpu_available", lambda: True)
     calls = _recording_backend(monkeypatch, name)
-    x, mask = _data()
+    x, _ = _data()
     ref, mine = theirs(4, **options), ours(4, **options)
     ref(x), mine(x)
     _randomize(ref)
     mine.set_weights(ref.get_weights())
     calls.clear()
-    expected = outputs_list(ref(x, mask=mask))
-    got = outputs_list(mine(x, mask=mask))
+    training = bool(options.get("dropout"))
+    keras.utils.set_random_seed(7)
+    expected = outputs_list(ref(x, training=training))
+    keras.utils.set_random_seed(7)
+    got = outputs_list(mine(x, training=training))
     assert len(calls) == 2
     (ref_args, ref_kwargs), (my_args, my_kwargs) = calls
-    assert len(ref_args) == len(my_args) and sorted(ref_kwargs) == sorted(my_kwargs)
-    for a, b in zip(ref_args, my_args):
-        assert max_diff(a, b) == 0
+    assert sorted(ref_kwargs) == sorted(my_kwargs)
+    backwards = options.get("go_backwards", False)
+    assert ref_kwargs.pop("go_backwards") is backwards and my_kwargs.pop("go_backwards") is False
+    ref_inputs, my_inputs = np.asarray(ref_args[0]), np.asarray(my_args[0])
+    if training:  # one input dropout mask per sample, shared by every step, as in Keras (masks differ by seed)
+        kept = my_inputs != 0
+        assert np.all(kept == kept[:, :1]) and 0 < kept.mean() < 1
+        scaled = (x[:, ::-1] if backwards else x) / (1 - options["dropout"])
+        assert max_diff(my_inputs[kept], scaled[kept]) < 1e-5
+    else:
+        assert max_diff(my_inputs, ref_inputs[:, ::-1] if backwards else ref_inputs) == 0
+    for a, b in zip(ref_args[1:], my_args[1:]):  # initial states, mask (None)
+        assert (a is None and b is None) or max_diff(a, b) == 0
     for key, value in ref_kwargs.items():
         if key in ("kernel", "recurrent_kernel", "bias"):
             assert max_diff(value, my_kwargs[key]) == 0, key
         else:
             assert my_kwargs[key] == value, key
-    assert max_diff(got[0], expected[0]) < 1e-5
+    if not training:
+        assert max_diff(got[0], expected[0]) < 1e-5
 
 
-def test_cudnn_path_output_is_used_and_never_exported(monkeypatch):
+def test_cudnn_path_only_where_cudnn_runs_it(monkeypatch):
+    """No GPU, a mask (Keras's TensorFlow kernel asserts on rows with no step, e.g. an empty text), settings
+    cuDNN lacks, use_cudnn=False or an export: the layer's own loop, never the kernel."""
+    x, mask = _data()
+    calls = _recording_backend(monkeypatch, "lstm")
+    gru_calls = _recording_backend(monkeypatch, "gru")
+    sl.LSTM(4)(x)
+    assert calls == []  # this CPU
+    monkeypatch.setattr(sl_base, "gpu_available", lambda: True)
+    sl.LSTM(4)(x, mask=mask)
+    sl.LSTM(4, recurrent_dropout=0.2)(x, training=True)
+    sl.LSTM(4, unroll=True)(x)
+    sl.LSTM(4, recurrent_activation="hard_sigmoid")(x)
+    sl.LSTM(4, use_bias=False)(x)
+    sl.LSTM(4, use_cudnn=False)(x)
+    sl.GRU(4, reset_after=False)(x)
+    with sl.sequence_projection():
+        sl.LSTM(4)(x)
+    assert calls == [] and gru_calls == []
+    sl.LSTM(4)(x)
+    assert len(calls) == 1
+
+
+def test_cudnn_path_output_is_used(monkeypatch):
+    monkeypatch.setattr(sl_base, "gpu_available", lambda: True)
     x, _ = _data()
 
-    def kernel(inputs, h, c, mask, **kwargs):  # what a fused kernel returns: (last, outputs, [h, c])
+    def kernel(inputs, h, c, mask, **kwargs):  # what a cuDNN kernel returns: (last, outputs, [h, c])
         seven = keras.ops.full((inputs.shape[0], 4), 7.0)
         return seven, keras.ops.full((inputs.shape[0], inputs.shape[1], 4), 7.0), [seven, seven]
 
-    calls = _recording_backend(monkeypatch, "lstm", kernel)
+    _recording_backend(monkeypatch, "lstm", kernel)
     layer = sl.LSTM(4)
+    # cuDNN ops do not compile with XLA: like keras.layers.LSTM, the layer says so when made, before a model
+    # resolves jit_compile
+    assert layer.supports_jit is False and sl.LSTM(4, use_cudnn=False).supports_jit is True
     assert np.all(np.asarray(layer(x)) == 7.0)
-    assert layer.supports_jit is False  # cuDNN ops do not compile with XLA, as for keras.layers.LSTM
-    calls.clear()
-    with sl.sequence_projection():  # exports trace the layer's own loop: the files serve on CPUs too
-        assert np.all(np.asarray(layer(x)) != 7.0)
-    assert calls == []
-    own = sl.LSTM(4, use_cudnn=False)
-    own(x)
-    assert calls == [] and np.all(np.asarray(own(x)) != 7.0)
+    assert np.all(np.asarray(sl.LSTM(4, use_cudnn=False)(x)) != 7.0)
 
 
 def test_use_cudnn_option():
     x, _ = _data()
     layer = sl.GRU(4, use_cudnn=True)
-    with pytest.raises(ValueError, match="use_cudnn='auto'"):  # this CPU has no cuDNN kernel
+    with pytest.raises(ValueError, match="It needs a GPU.*use_cudnn='auto'"):  # this CPU has no cuDNN kernel
         layer(x)
     with pytest.raises(ValueError, match="`use_cudnn` must be 'auto', True or False"):
         sl.LSTM(4, use_cudnn="yes")

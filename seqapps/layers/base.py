@@ -24,14 +24,15 @@ A seqapps cell splits its work in two, so that the same weights serve every use:
   for a GRU with ``reset_after=False``). Fewer, larger ops: what GPUs and single-threaded TFLite
   interpreters run best.
 
-On a GPU, an LSTM or GRU whose settings cuDNN supports runs none of these loops: like
-`keras.layers.LSTM/GRU` (``use_cudnn="auto"``), it hands its weights, which have Keras's layout, to the
-backend's fused kernel (`keras.src.backend.lstm/gru`), which runs the same equations: cuDNN on a GPU, and
-on PyTorch without a GPU Keras's own PyTorch implementation, as for the built-in layers. The backend
-raises `NotImplementedError` where it has none (TensorFlow and JAX without a GPU, a ``recurrent_dropout``,
-other activations, and per backend a mask: cuDNN takes right-padded masks only), and the layer then runs
-its own loop. Exports never take that path (`sequence_projection`), so a SavedModel written on a GPU
-machine serves on CPUs too.
+On a GPU, an LSTM or GRU whose settings cuDNN supports (`RecurrentCell.cudnn_settings_ok`) and that is
+given no mask runs none of these loops: like `keras.layers.LSTM/GRU` (``use_cudnn="auto"``), it hands its
+weights, which have Keras's layout, to the backend's cuDNN kernel (`keras.src.backend.lstm/gru`), which runs
+the same equations. Backward layers reverse their input first, so the outputs come in processing order on
+every backend (Keras's JAX LSTM returns them in input order). Masked inputs run the layer's own loop: Keras's
+cuDNN paths take no mask on JAX and PyTorch, and on TensorFlow only right-padded masks with a step in every
+row, which they assert at run time (an empty text would stop training). JAX has no cuDNN GRU (Keras's is a
+``lax.scan`` loop), so a GRU runs its own loop there. Exports never take the cuDNN path
+(`sequence_projection`), so a SavedModel written on a GPU machine serves on CPUs too.
 
 The layers run on every Keras 3 backend (TensorFlow, JAX, PyTorch); the apps need TensorFlow.
 """
@@ -257,20 +258,28 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
             return h_tm1 * ops.cast(self.get_recurrent_dropout_mask(h_tm1), h_tm1.dtype)
         return h_tm1
 
-    def fused_sequence(
-        self, sequences, initial_state, mask, return_sequences, go_backwards, training=False, unroll=False
-    ):
-        """The whole sequence through the backend's fused (cuDNN) kernel, as ``(last, outputs, states)``.
+    def cudnn_settings_ok(self, unroll=False) -> bool:
+        """Whether cuDNN runs this cell's equations: an LSTM or GRU cell with tanh and sigmoid, a bias, no
+        ``recurrent_dropout`` (and no unroll). The subclasses that have a kernel say so."""
+        return False
 
-        Raises `NotImplementedError` where there is none: for this cell, or where the backend cannot run
-        it (no GPU, an activation or mask cuDNN does not take). LSTM and GRU cells implement it.
-        """
+    def _cudnn_activations_ok(self, unroll) -> bool:
+        return (
+            self.activation is keras.activations.tanh
+            and self.recurrent_activation is keras.activations.sigmoid
+            and self.use_bias
+            and not self.recurrent_dropout
+            and not unroll
+        )
+
+    def fused_sequence(self, sequences, initial_state, return_sequences, training=False):
+        """The whole (unmasked, forward) sequence through the backend's cuDNN kernel, as Keras's
+        ``(last, outputs, states)``; `RNN` calls it where `cudnn_settings_ok` and a GPU allow. Raises
+        `NotImplementedError` where the backend has no kernel for this cell."""
         raise NotImplementedError
 
     def _fused_inputs(self, sequences, training):
-        """The sequences with the input dropout mask applied, as the fused kernel takes them."""
-        if self.recurrent_dropout:
-            raise NotImplementedError  # cuDNN has no dropout between steps
+        """The sequences with the input dropout mask applied (one per sample, as in the loop)."""
         return self._input_dropout(sequences, training)
 
     def step(self, x_proj, states, training=False, constants=None):  # pragma: no cover - abstract
@@ -345,6 +354,14 @@ class RNN(keras.layers.RNN):
             raise ValueError(f"{type(self).__name__}: `use_cudnn` must be 'auto', True or False, got {use_cudnn!r}.")
         super().__init__(cell, **kwargs)
         self.use_cudnn = use_cudnn
+        if (
+            keras.backend.backend() == "tensorflow"
+            and use_cudnn is not False
+            and isinstance(cell, RecurrentCell)
+            and cell.cudnn_settings_ok(self.unroll)
+            and gpu_available()
+        ):
+            self.supports_jit = False  # cuDNN ops do not compile with XLA: as keras.layers.LSTM/GRU, say so now
 
     def build(self, sequences_shape, initial_state_shape=None):
         if len(sequences_shape) != 3:
@@ -379,32 +396,29 @@ class RNN(keras.layers.RNN):
             return self._fast_loop(cell, sequences, initial_state, mask, training)
 
     def _fused(self, cell, sequences, initial_state, mask, training):
-        """The cell's fused (cuDNN) path where allowed and possible, else None (see the module docstring)."""
+        """The cell's cuDNN path where allowed and possible, else None (see the module docstring)."""
         if self.use_cudnn is False or getattr(_TRACE, "sequence", False):
             return None
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         try:
-            out = cell.fused_sequence(
-                sequences,
-                list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state],
-                mask,
-                return_sequences=self.return_sequences,
-                go_backwards=self.go_backwards,
-                training=training,
-                unroll=self.unroll,
-            )
+            if mask is not None or not cell.cudnn_settings_ok(self.unroll) or not gpu_available():
+                raise NotImplementedError
+            if self.go_backwards:
+                # processing order, as the layer's own loop gives (Keras's backends differ on this)
+                sequences = ops.flip(sequences, axis=1)
+            states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+            out = cell.fused_sequence(sequences, states, self.return_sequences, training=training)
         except NotImplementedError:
             if self.use_cudnn is True:
                 raise ValueError(
-                    f"{self.name}: use_cudnn=True, but the backend ({keras.backend.backend()}) has no cuDNN "
-                    "kernel for this layer here (it needs a GPU, the default activations, a bias, no "
-                    "recurrent_dropout and no unroll; masks only right-padded, and none on JAX or PyTorch). "
-                    "Pass use_cudnn='auto' to run the layer's own loop instead."
+                    f"{self.name}: use_cudnn=True, but cuDNN cannot run this layer here "
+                    f"({keras.backend.backend()} backend). It needs a GPU, an LSTM or GRU with the default "
+                    "activations, a bias, no recurrent_dropout, no unroll and no mask (and for a GRU "
+                    "reset_after=True and a backend other than JAX). Pass use_cudnn='auto' to run the "
+                    "layer's own loop where cuDNN cannot."
                 ) from None
             return None
-        if keras.backend.backend() == "tensorflow":
-            self.supports_jit = False  # cuDNN ops do not compile with XLA (as in keras.layers.LSTM/GRU)
         return out
 
     def _fast_loop(self, cell, sequences, initial_state, mask, training):

@@ -97,22 +97,25 @@ class GRUCell(RecurrentCell):
         h = z * h_tm1 + (1 - z) * hh
         return h, [h]
 
-    def fused_sequence(
-        self, sequences, initial_state, mask, return_sequences, go_backwards, training=False, unroll=False
-    ):
+    def cudnn_settings_ok(self, unroll=False) -> bool:
+        return self.reset_after and self._cudnn_activations_ok(unroll)
+
+    def fused_sequence(self, sequences, initial_state, return_sequences, training=False):
+        if keras.backend.backend() == "jax":
+            raise NotImplementedError  # Keras's JAX GRU is a lax.scan loop, not cuDNN; the own loop is no slower
         return _backend.gru(
             self._fused_inputs(sequences, training),
             initial_state[0],
-            mask,
+            None,
             kernel=self.kernel,
             recurrent_kernel=self.recurrent_kernel,
             bias=self.bias,
             activation=self.activation,
             recurrent_activation=self.recurrent_activation,
             return_sequences=return_sequences,
-            go_backwards=go_backwards,
-            unroll=unroll,
-            reset_after=self.reset_after,
+            go_backwards=False,
+            unroll=False,
+            reset_after=True,
         )
 
     def get_config(self):

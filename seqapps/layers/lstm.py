@@ -76,23 +76,24 @@ class LSTMCell(RecurrentCell):
         h = o * self.activation(c)
         return h, [h, c]
 
-    def fused_sequence(
-        self, sequences, initial_state, mask, return_sequences, go_backwards, training=False, unroll=False
-    ):
+    def cudnn_settings_ok(self, unroll=False) -> bool:
+        return self._cudnn_activations_ok(unroll)
+
+    def fused_sequence(self, sequences, initial_state, return_sequences, training=False):
         h0, c0 = initial_state
         return _backend.lstm(
             self._fused_inputs(sequences, training),
             h0,
             c0,
-            mask,
+            None,
             kernel=self.kernel,
             recurrent_kernel=self.recurrent_kernel,
             bias=self.bias,
             activation=self.activation,
             recurrent_activation=self.recurrent_activation,
             return_sequences=return_sequences,
-            go_backwards=go_backwards,
-            unroll=unroll,
+            go_backwards=False,
+            unroll=False,
         )
 
     def get_config(self):
