@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from seqapps.config import PRECISIONS, STRATEGIES  # the values `config.check_ranges` allows
+from seqapps.layers import own_loops_for_xla
 
 _MULTI_WORKER = []  # the one MultiWorkerMirroredStrategy of this process (it must exist before other TF ops)
 
@@ -218,6 +219,8 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
     if watched:
         cbs.append(_ResumeState(backup, watched))
     cbs.extend(callbacks)
+    if cfg.jit_compile:
+        own_loops_for_xla(model)  # cuDNN ops do not compile with XLA; the layers' own loops do
     model.jit_compile = bool(cfg.jit_compile)
     start = time.time()
     history = model.fit(

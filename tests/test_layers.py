@@ -479,6 +479,24 @@ def test_cudnn_path_output_is_used(monkeypatch):
     assert np.all(np.asarray(sl.LSTM(4, use_cudnn=False)(x)) != 7.0)
 
 
+def test_own_loops_for_xla(monkeypatch):
+    """`--set jit_compile=true`: a model's layers skip cuDNN (which XLA cannot compile) and run their own loops,
+    which it can; without that Keras would turn XLA off on a GPU, as for its own LSTM and GRU."""
+    monkeypatch.setattr(sl_base, "gpu_available", lambda: True)
+    calls = _recording_backend(monkeypatch, "gru")
+    x, _ = _data()
+    model = keras.Sequential([keras.Input((7, 5)), keras.layers.Bidirectional(sl.GRU(4)), keras.layers.Dense(1)])
+    assert not all(layer.supports_jit for layer in model._flatten_layers())
+    assert sl.own_loops_for_xla(model) == 2  # the Bidirectional's forward and backward layers
+    assert all(layer.supports_jit for layer in model._flatten_layers())
+    model.compile(optimizer="adam", loss="mse", jit_compile=True)
+    assert model.jit_compile is True
+    model.fit(x, np.zeros((3, 1), "float32"), epochs=1, verbose=0)
+    assert calls == []
+    config = model.layers[0].forward_layer.get_config()
+    assert config["use_cudnn"] == "auto" and "_for_xla" not in config  # saved models are unchanged
+
+
 def test_use_cudnn_option():
     x, _ = _data()
     layer = sl.GRU(4, use_cudnn=True)

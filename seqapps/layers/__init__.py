@@ -5,13 +5,14 @@ Cells (Keras cell contract, weight-compatible with the Keras built-ins):
 Layers:
     RNN (keras.layers.RNN with a fast loop for these cells), SimpleRNN, LSTM, GRU
     sequence_projection (context: trace the export graph, see seqapps.layers.base)
+    own_loops_for_xla (a model's recurrent layers skip cuDNN, so that XLA compiles them)
 Attention:
     BahdanauAttention (additive), LuongAttention (multiplicative)
     mask_bias (keeps padded positions out of a softmax or a max, in any float dtype)
 """
 
 from seqapps.layers.attention import BahdanauAttention, LuongAttention, mask_bias
-from seqapps.layers.base import RNN, RecurrentCell, RecurrentLayer, sequence_projection
+from seqapps.layers.base import RNN, RecurrentCell, RecurrentLayer, own_loops_for_xla, sequence_projection
 from seqapps.layers.gru import GRU, GRUCell
 from seqapps.layers.lstm import LSTM, LSTMCell
 from seqapps.layers.simple_rnn import SimpleRNN, SimpleRNNCell
@@ -58,5 +59,6 @@ __all__ = [
     "make_cell",
     "make_attention",
     "sequence_projection",
+    "own_loops_for_xla",
     "CELLS",
 ]

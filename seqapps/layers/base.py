@@ -397,7 +397,7 @@ class RNN(keras.layers.RNN):
 
     def _fused(self, cell, sequences, initial_state, mask, training):
         """The cell's cuDNN path where allowed and possible, else None (see the module docstring)."""
-        if self.use_cudnn is False or getattr(_TRACE, "sequence", False):
+        if self.use_cudnn is False or getattr(_TRACE, "sequence", False) or getattr(self, "_for_xla", False):
             return None
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
@@ -475,6 +475,19 @@ class RNN(keras.layers.RNN):
             return_all_outputs=self.return_sequences,
         )
         return last, ops.transpose(outputs, (1, 0, 2)), states
+
+
+def own_loops_for_xla(model) -> int:
+    """Let XLA compile ``model`` (``jit_compile=True``): its seqapps recurrent layers run their own loops, which
+    XLA compiles, instead of cuDNN, which it cannot (on a GPU they tell Keras so when made, as Keras's LSTM
+    and GRU do, and Keras would then turn XLA off). Their configs are unchanged. Returns how many layers."""
+    count = 0
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        if isinstance(layer, RNN):
+            layer._for_xla = True
+            layer.supports_jit = True
+            count += 1
+    return count
 
 
 class RecurrentLayer(RNN):
