@@ -462,6 +462,59 @@ def test_cudnn_path_only_where_cudnn_runs_it(monkeypatch):
     assert len(calls) == 1
 
 
+def _forward_kernel(name):
+    """A stand-in for Keras's cuDNN function ``name`` that computes for real: Keras's own loop (forward only, as
+    the layers call it), so that outputs and states of the cuDNN path can be checked on a CPU."""
+    calls = []
+
+    def kernel(inputs, *states_and_mask, kernel, recurrent_kernel, bias, return_sequences, go_backwards, **kwargs):
+        assert go_backwards is False and states_and_mask[-1] is None
+        calls.append(1)
+        units = recurrent_kernel.shape[0]
+        cls = keras.layers.LSTM if name == "lstm" else keras.layers.GRU
+        ref = cls(units, return_sequences=True, return_state=True, use_cudnn=False)
+        ref(inputs)
+        ref.set_weights([np.asarray(kernel), np.asarray(recurrent_kernel), np.asarray(bias)])
+        outputs, *states = ref(inputs, initial_state=list(states_and_mask[:-1]))
+        return outputs[:, -1], outputs if return_sequences else outputs[:, -1:], states
+
+    return kernel, calls
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize(
+    "options",
+    [{"go_backwards": True, "return_sequences": True}, {"go_backwards": True}, {"return_sequences": True}],
+    ids=["backwards-sequences", "backwards-last", "forwards-sequences"],
+)
+def test_cudnn_path_outputs_and_states_match_the_loop(monkeypatch, name, options):
+    """Through the cuDNN path (a pretend GPU, Keras's own loop standing in for the kernel) the layers give the
+    outputs, in processing order, and the states of their own loop: with an initial state, and stateful."""
+    kernel, calls = _forward_kernel(name)
+    monkeypatch.setattr(sl_base, "gpu_available", lambda: True)
+    monkeypatch.setattr(keras.src.backend, name, kernel)
+    cls = sl.LSTM if name == "lstm" else sl.GRU
+    x, _ = _data()
+    fused, loop = cls(4, return_state=True, **options), cls(4, return_state=True, use_cudnn=False, **options)
+    fused(x), loop(x)
+    _randomize(fused)
+    loop.set_weights(fused.get_weights())
+    calls.clear()
+    initial = [np.full((3, 4), 0.3, "float32")] * (2 if name == "lstm" else 1)
+    for kwargs in ({}, {"initial_state": initial}):
+        expected, got = outputs_list(loop(x, **kwargs)), outputs_list(fused(x, **kwargs))
+        assert len(got) == len(expected) and max(max_diff(a, b) for a, b in zip(got, expected)) < 1e-5
+    assert len(calls) == 2
+    stateful = [cls(4, stateful=True, **options), cls(4, stateful=True, use_cudnn=False, **options)]
+    for layer in stateful:
+        layer(x)
+    stateful[1].set_weights(stateful[0].get_weights())
+    for layer in stateful:
+        layer.reset_states()
+    for _ in range(2):  # the second call starts from the state the first left
+        assert max_diff(stateful[0](x), stateful[1](x)) < 1e-5
+
+
 def test_cudnn_path_output_is_used(monkeypatch):
     monkeypatch.setattr(sl_base, "gpu_available", lambda: True)
     x, _ = _data()

@@ -275,3 +275,27 @@ def test_resumed_run_keeps_early_stopping_state_and_best_weights(tmp_path):
     assert len(history.history["loss"]) == 1  # epoch 4 only: it stops there, as the whole run did
     np.testing.assert_allclose(resumed.get_weights()[0], whole.get_weights()[0], rtol=1e-6)
     assert not (tmp_path / "run" / "backup").exists()  # a finished run leaves no checkpoint (nor this state)
+
+
+def test_jit_compile_keeps_xla_with_recurrent_layers_on_a_gpu(tmp_path, monkeypatch):
+    """On a GPU the layers would run cuDNN, which XLA cannot compile (they say so when made, and Keras would turn
+    XLA off): with jit_compile=true, `training.fit` makes them run their own loops, and XLA stays on."""
+    import keras
+
+    from seqapps import training
+    from seqapps.config import TrainConfig
+    from seqapps.layers import base
+
+    monkeypatch.setattr(base, "gpu_available", lambda: True)
+    calls = []
+
+    def kernel(*args, **kwargs):
+        calls.append(kwargs)
+        raise NotImplementedError
+
+    monkeypatch.setattr(keras.src.backend, "gru", kernel)
+    cfg = TrainConfig(epochs=1, patience=0, verbose=0, jit_compile=True)
+    model = _tiny(cfg)
+    assert model.layers[0].supports_jit is False
+    training.fit(model, _data(), _data(16, 1), cfg, tmp_path / "run")
+    assert model.jit_compile is True and calls == []

@@ -265,8 +265,8 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
 
     def _cudnn_activations_ok(self, unroll) -> bool:
         return (
-            self.activation is keras.activations.tanh
-            and self.recurrent_activation is keras.activations.sigmoid
+            self.activation in (keras.activations.tanh, ops.tanh)
+            and self.recurrent_activation in (keras.activations.sigmoid, ops.sigmoid)
             and self.use_bias
             and not self.recurrent_dropout
             and not unroll
@@ -480,7 +480,8 @@ class RNN(keras.layers.RNN):
 def own_loops_for_xla(model) -> int:
     """Let XLA compile ``model`` (``jit_compile=True``): its seqapps recurrent layers run their own loops, which
     XLA compiles, instead of cuDNN, which it cannot (on a GPU they tell Keras so when made, as Keras's LSTM
-    and GRU do, and Keras would then turn XLA off). Their configs are unchanged. Returns how many layers."""
+    and GRU do, and Keras would then turn XLA off). Their configs are unchanged, so layers made afterwards (a
+    loaded or cloned model) run cuDNN again unless this is called on them too. Returns how many layers."""
     count = 0
     for layer in model._flatten_layers(include_self=True, recursive=True):
         if isinstance(layer, RNN):
