@@ -278,6 +278,19 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
         `NotImplementedError` where the backend has no kernel for this cell."""
         raise NotImplementedError
 
+    def _cudnn_kwargs(self, return_sequences):
+        """The keyword arguments Keras's layers pass to the backend's cuDNN function (weights, activations)."""
+        return dict(
+            kernel=self.kernel,
+            recurrent_kernel=self.recurrent_kernel,
+            bias=self.bias,
+            activation=self.activation,
+            recurrent_activation=self.recurrent_activation,
+            return_sequences=return_sequences,
+            go_backwards=False,
+            unroll=False,
+        )
+
     def _fused_inputs(self, sequences, training):
         """The sequences with the input dropout mask applied (one per sample, as in the loop)."""
         return self._input_dropout(sequences, training)

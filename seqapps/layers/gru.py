@@ -107,15 +107,8 @@ class GRUCell(RecurrentCell):
             self._fused_inputs(sequences, training),
             initial_state[0],
             None,
-            kernel=self.kernel,
-            recurrent_kernel=self.recurrent_kernel,
-            bias=self.bias,
-            activation=self.activation,
-            recurrent_activation=self.recurrent_activation,
-            return_sequences=return_sequences,
-            go_backwards=False,
-            unroll=False,
             reset_after=True,
+            **self._cudnn_kwargs(return_sequences),
         )
 
     def get_config(self):

@@ -82,18 +82,7 @@ class LSTMCell(RecurrentCell):
     def fused_sequence(self, sequences, initial_state, return_sequences, training=False):
         h0, c0 = initial_state
         return _backend.lstm(
-            self._fused_inputs(sequences, training),
-            h0,
-            c0,
-            None,
-            kernel=self.kernel,
-            recurrent_kernel=self.recurrent_kernel,
-            bias=self.bias,
-            activation=self.activation,
-            recurrent_activation=self.recurrent_activation,
-            return_sequences=return_sequences,
-            go_backwards=False,
-            unroll=False,
+            self._fused_inputs(sequences, training), h0, c0, None, **self._cudnn_kwargs(return_sequences)
         )
 
     def get_config(self):
