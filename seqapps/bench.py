@@ -100,8 +100,7 @@ def device_label() -> str:
     from seqapps.layers.base import gpu_available
 
     backend = keras.backend.backend()
-    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
-    version = getattr(__import__(module), "__version__", "?") if module else "?"
+    version = getattr(__import__(backend), "__version__", "?")  # the backends' module names: tensorflow, jax, torch
     device = "CPU"
     if gpu_available():
         if backend == "torch":
@@ -117,20 +116,28 @@ def device_label() -> str:
     return f"{backend} {version}, {device}"
 
 
+def layer_pairs() -> list[tuple]:
+    """(name, seqapps layer, Keras built-in layer) for the three recurrent layers, as the benchmarks pair them."""
+    import keras
+
+    from seqapps import layers as sl
+
+    return [
+        ("SimpleRNN", sl.SimpleRNN, keras.layers.SimpleRNN),
+        ("LSTM", sl.LSTM, keras.layers.LSTM),
+        ("GRU", sl.GRU, keras.layers.GRU),
+    ]
+
+
 def layer_rows(quick: bool = False) -> list[dict]:
     """seqapps layers against the Keras built-ins with the same weights, on the backend and device in use.
     On a GPU, LSTM and GRU are also timed with ``use_cudnn=False`` (the layer's own loop), against the
     built-in's cuDNN kernel."""
     import keras
 
-    from seqapps import layers as sl
     from seqapps.layers.base import gpu_available
 
-    pairs = [
-        ("SimpleRNN", sl.SimpleRNN, keras.layers.SimpleRNN),
-        ("LSTM", sl.LSTM, keras.layers.LSTM),
-        ("GRU", sl.GRU, keras.layers.GRU),
-    ]
+    pairs = layer_pairs()
     gpu = gpu_available()
     rng = np.random.default_rng(0)
     x = keras.ops.convert_to_tensor(rng.normal(size=(BATCH, STEPS, FEATURES)).astype("float32"))

@@ -42,7 +42,6 @@ def measure(sizes, rounds: int = 7) -> list[dict]:
     import keras
 
     from seqapps import bench
-    from seqapps import layers as sl
     from seqapps.layers import base
 
     chosen = {"kind": None}
@@ -54,12 +53,7 @@ def measure(sizes, rounds: int = 7) -> list[dict]:
         for batch, steps, features, units in sizes:
             x = keras.ops.convert_to_tensor(rng.normal(size=(batch, steps, features)).astype("float32"))
             y = keras.ops.convert_to_tensor(rng.normal(size=(batch, units)).astype("float32"))
-            pairs = [
-                ("SimpleRNN", sl.SimpleRNN, keras.layers.SimpleRNN),
-                ("LSTM", sl.LSTM, keras.layers.LSTM),
-                ("GRU", sl.GRU, keras.layers.GRU),
-            ]
-            for name, ours_cls, keras_cls in pairs:
+            for name, ours_cls, keras_cls in bench.layer_pairs():
                 theirs = keras_cls(units)
                 theirs(x)
                 variants = {"keras": (theirs, None)}

@@ -358,15 +358,10 @@ class ForecastApp(App):
             if aux:  # trained through a second head on the same hidden layer; `model` (returned) shares weights
                 fit_model = model_lib.with_aux_head(model, cfg.horizon, len(aux["columns"]))
                 loss = {"quantiles": loss, "aux": keras.losses.MeanAbsoluteError()}
-            if getattr(cfg, "jit_compile", False):
-                from seqapps.layers import own_loops_for_xla
-
-                own_loops_for_xla(fit_model)  # cuDNN ops do not compile with XLA; the layers' own loops do
             fit_model.compile(
                 optimizer=training.make_optimizer(cfg),
                 loss=loss,
                 loss_weights={"quantiles": 1.0, "aux": cfg.aux_weight} if aux else None,
-                jit_compile=bool(getattr(cfg, "jit_compile", False)),
             )
         also = f"; training also predicts the changes of {', '.join(aux['columns'])}" if aux else ""
         print(

@@ -258,14 +258,14 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
             return h_tm1 * ops.cast(self.get_recurrent_dropout_mask(h_tm1), h_tm1.dtype)
         return h_tm1
 
-    def cudnn_settings_ok(self, unroll=False) -> bool:
-        """Whether cuDNN runs this cell's equations: an LSTM or GRU cell with tanh and sigmoid, a bias, no
-        ``recurrent_dropout`` (and no unroll). The subclasses that have a kernel say so."""
-        return False
+    cudnn_kernel = False  # whether Keras's backends have a cuDNN kernel for this cell (LSTM and GRU)
 
-    def _cudnn_activations_ok(self, unroll) -> bool:
+    def cudnn_settings_ok(self, unroll=False) -> bool:
+        """Whether cuDNN can run this cell here: a cell with a kernel, tanh and sigmoid, a bias, no
+        ``recurrent_dropout`` and no unroll (a GRU adds its own conditions)."""
         return (
-            self.activation in (keras.activations.tanh, ops.tanh)
+            self.cudnn_kernel
+            and self.activation in (keras.activations.tanh, ops.tanh)
             and self.recurrent_activation in (keras.activations.sigmoid, ops.sigmoid)
             and self.use_bias
             and not self.recurrent_dropout
@@ -274,8 +274,7 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
 
     def fused_sequence(self, sequences, initial_state, return_sequences, training=False):
         """The whole (unmasked, forward) sequence through the backend's cuDNN kernel, as Keras's
-        ``(last, outputs, states)``; `RNN` calls it where `cudnn_settings_ok` and a GPU allow. Raises
-        `NotImplementedError` where the backend has no kernel for this cell."""
+        ``(last, outputs, states)``; `RNN` calls it where `cudnn_settings_ok` and a GPU allow."""
         raise NotImplementedError
 
     def _cudnn_kwargs(self, return_sequences):
@@ -290,10 +289,6 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
             go_backwards=False,
             unroll=False,
         )
-
-    def _fused_inputs(self, sequences, training):
-        """The sequences with the input dropout mask applied (one per sample, as in the loop)."""
-        return self._input_dropout(sequences, training)
 
     def step(self, x_proj, states, training=False, constants=None):  # pragma: no cover - abstract
         """One recurrent step. ``x_proj`` is the input half (one tensor, or per-gate blocks from

@@ -37,6 +37,7 @@ class GRUCell(RecurrentCell):
     """
 
     gates = 3
+    cudnn_kernel = True
 
     def __init__(self, units, recurrent_activation="sigmoid", reset_after=True, **kwargs):
         super().__init__(units, **kwargs)
@@ -98,13 +99,12 @@ class GRUCell(RecurrentCell):
         return h, [h]
 
     def cudnn_settings_ok(self, unroll=False) -> bool:
-        return self.reset_after and self._cudnn_activations_ok(unroll)
+        # Keras's JAX GRU is a lax.scan loop, not cuDNN; the own loop is no slower
+        return self.reset_after and keras.backend.backend() != "jax" and super().cudnn_settings_ok(unroll)
 
     def fused_sequence(self, sequences, initial_state, return_sequences, training=False):
-        if keras.backend.backend() == "jax":
-            raise NotImplementedError  # Keras's JAX GRU is a lax.scan loop, not cuDNN; the own loop is no slower
         return _backend.gru(
-            self._fused_inputs(sequences, training),
+            self._input_dropout(sequences, training),
             initial_state[0],
             None,
             reset_after=True,

@@ -39,6 +39,7 @@ class LSTMCell(RecurrentCell):
     """
 
     gates = 4
+    cudnn_kernel = True
 
     def __init__(self, units, recurrent_activation="sigmoid", unit_forget_bias=True, **kwargs):
         super().__init__(units, **kwargs)
@@ -76,13 +77,10 @@ class LSTMCell(RecurrentCell):
         h = o * self.activation(c)
         return h, [h, c]
 
-    def cudnn_settings_ok(self, unroll=False) -> bool:
-        return self._cudnn_activations_ok(unroll)
-
     def fused_sequence(self, sequences, initial_state, return_sequences, training=False):
         h0, c0 = initial_state
         return _backend.lstm(
-            self._fused_inputs(sequences, training), h0, c0, None, **self._cudnn_kwargs(return_sequences)
+            self._input_dropout(sequences, training), h0, c0, None, **self._cudnn_kwargs(return_sequences)
         )
 
     def get_config(self):
