@@ -269,6 +269,62 @@ def test_spread_samples_the_whole_split_in_order():
     assert spread([], 3) == [] and spread(range(100), 100) == list(range(100))
 
 
+class _ScriptedDecoder:
+    """Stands in for a Translator: row i says word 4 for ``ends[i]`` steps, then the end token (its state
+    counts the steps)."""
+
+    variables = []
+
+    def __init__(self, ends):
+        self.ends = tf.constant(ends, tf.float32)
+
+    def encode(self, source):
+        batch = tf.shape(source)[0]
+        return tf.zeros([batch, 3, 2]), tf.ones([batch, 3], tf.bool), tf.zeros([batch, 1])
+
+    def decode_step(self, token, state, enc_out, mask):
+        rows = tf.shape(state)[0]
+        ends = tf.repeat(self.ends, rows // tf.shape(self.ends)[0])  # beam search tiles each row k times
+        word = tf.where(state[:, 0] < ends, 4, text.END_ID)
+        return 10.0 * tf.one_hot(word, 8), state + 1.0, tf.fill([rows, 3], 1.0 / 3)
+
+    def tflite_runners(self):
+        """`encode` and `decode_step` as the TFLite signature runners of `TFLiteTranslator` give them."""
+
+        def encode(source_ids):
+            enc, mask, state = self.encode(tf.constant(source_ids))
+            return {"encoder_outputs": enc.numpy(), "source_mask": mask.numpy(), "state": state.numpy()}
+
+        def step(token, state, encoder_outputs, source_mask):
+            logits, state, attention = self.decode_step(tf.constant(token), tf.constant(state), None, None)
+            return {"logits": logits.numpy(), "state": state.numpy(), "attention": attention.numpy()}
+
+        return encode, step
+
+
+def test_translations_stop_at_max_tgt_len_tokens_with_or_without_an_end_token():
+    from seqapps.translate import decoding
+    from seqapps.translate.serving import TranslateModule
+    from seqapps.translate.tflite_runtime import TFLiteTranslator
+
+    model, source = _ScriptedDecoder([2, 5, 6, 40]), tf.ones([4, 3], tf.int32)
+    want = [[4, 4, 0, 0, 0], [4] * 5, [4] * 5, [4] * 5]  # 2 words; exactly 5; longer or never ended: cut at 5
+    tokens, attention = decoding.greedy(model, source, 5)
+    assert tokens.numpy().tolist() == want and attention.shape == (4, 5, 3)
+    for width in (1, 3):
+        assert decoding.beam_search(model, source, 5, width).numpy().tolist() == want
+
+    # what ships: the SavedModel's signatures and the device loop, for a model that never ends
+    vocab = ["<pad>", "<unk>", "<start>", "<end>", "si", "no", "a", "b"]
+    module = TranslateModule(_ScriptedDecoder([40]), vocab, vocab, max_src_len=3, max_tgt_len=5, beam_width=2)
+    assert module.translate(tf.constant(["si"]))["translation"].numpy()[0].decode().split() == ["Si"] + ["si"] * 4
+    assert module.translate_details(tf.constant(["si"]))["tokens"].shape == (1, 5)
+    runner = object.__new__(TFLiteTranslator)  # the loop alone, without a model file
+    runner.src_index, runner.max_src_len, runner.max_tgt_len = {}, 3, 5
+    runner._encode, runner._step = _ScriptedDecoder([40]).tflite_runners()
+    assert runner.greedy_ids("si") == [4] * 5
+
+
 def test_a_damaged_vocabulary_is_a_clear_error(trained, tmp_path):
     import shutil
 

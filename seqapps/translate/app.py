@@ -520,7 +520,7 @@ class TranslateApp(App):
         out = []
         for s in sentences:
             ids, _, lengths, _ = module.prepare(tf.constant([s]))
-            toks, _ = decoding.greedy(module.model, ids, module.max_tgt_len + 1)
+            toks, _ = decoding.greedy(module.model, ids, module.max_tgt_len)
             seq = [int(t) for t in toks.numpy()[0] if t != 0]
             out.append(seq if int(lengths[0]) else [])
         return out

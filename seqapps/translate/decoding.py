@@ -1,7 +1,9 @@
 """Decoding loops over `Translator.encode`/`decode_step`: greedy and batched beam search.
 
 Both are TensorFlow code that runs eagerly or inside a `tf.function` (the SavedModel uses them).
-They return token ids (batch, T) padded with 0 after the end token (the end token itself dropped).
+They return token ids (batch, T) padded with 0 after the end token (the end token itself dropped), with
+T <= ``max_len``: a translation that has not ended after ``max_len`` tokens is cut there, as the training
+targets (at most ``max_tgt_len`` tokens) are.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ NEG_INF = -1e9
 
 
 def greedy(model, source, max_len: int):
-    """Greedy decoding. Returns (tokens (batch, T) int32, attention (batch, T, S) float32)."""
+    """Greedy decoding of at most ``max_len`` tokens.
+
+    Returns (tokens (batch, T) int32, attention (batch, T, S) float32). It runs at most ``max_len`` steps: the
+    end token after a translation of ``max_len`` tokens would be dropped anyway."""
     enc_out, mask, state = model.encode(source)
     batch = tf.shape(source)[0]
     token = tf.fill([batch], START_ID)
@@ -42,9 +47,11 @@ def _length_penalty(length, alpha: float):
 
 
 def beam_search(model, source, max_len: int, beam_width: int = 4, length_penalty: float = 0.6):
-    """Batched beam search; finished hypotheses are ranked by log p / ((5 + len) / 6) ** alpha.
+    """Batched beam search of at most ``max_len`` tokens; hypotheses are ranked by
+    log p / ((5 + len) / 6) ** alpha.
 
-    Returns the best hypothesis per sentence: tokens (batch, T) int32.
+    It runs ``max_len + 1`` steps, so that a hypothesis of ``max_len`` tokens is ranked with its end token's
+    probability, and returns the best hypothesis per sentence, cut to ``max_len``: tokens (batch, T) int32.
     """
     if beam_width <= 1:
         return greedy(model, source, max_len)[0]
@@ -60,7 +67,7 @@ def beam_search(model, source, max_len: int, beam_width: int = 4, length_penalty
     finished = tf.zeros([batch, k], tf.bool)
     lengths = tf.zeros([batch, k], tf.int32)
     history = tf.zeros([batch, k, 0], tf.int32)
-    for _ in tf.range(max_len):
+    for _ in tf.range(max_len + 1):
         tf.autograph.experimental.set_loop_options(shape_invariants=[(history, tf.TensorShape([None, k, None]))])
         logits, state, _ = model.decode_step(token, state, enc_out, mask)
         vocab = tf.shape(logits)[-1]
@@ -83,5 +90,5 @@ def beam_search(model, source, max_len: int, beam_width: int = 4, length_penalty
             break
     normalized = scores / _length_penalty(tf.maximum(lengths, 1), length_penalty)
     best = tf.argmax(normalized, axis=1, output_type=tf.int32)
-    tokens = tf.gather(history, best, batch_dims=1)
+    tokens = tf.gather(history, best, batch_dims=1)[:, :max_len]
     return tf.where(tf.equal(tokens, END_ID), PAD_ID, tokens)

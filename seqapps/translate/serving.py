@@ -50,13 +50,13 @@ class TranslateModule(KerasModule):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def translate(self, text_in):
         ids, _, lengths, _ = self.prepare(text_in)
-        out = decoding.beam_search(self.model, ids, self.max_tgt_len + 1, self.beam_width, self.length_penalty)
+        out = decoding.beam_search(self.model, ids, self.max_tgt_len, self.beam_width, self.length_penalty)
         return {"translation": self.to_text(out, lengths)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def translate_details(self, text_in):
         ids, src_tokens, lengths, truncated = self.prepare(text_in)
-        out, attention = decoding.greedy(self.model, ids, self.max_tgt_len + 1)
+        out, attention = decoding.greedy(self.model, ids, self.max_tgt_len)
         return {
             "translation": self.to_text(out, lengths),
             "tokens": tf.gather(self.tgt_tokens, out),

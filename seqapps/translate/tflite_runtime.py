@@ -74,14 +74,14 @@ class TFLiteTranslator:
         return arr, len(tokens), len(tokens) > self.max_src_len
 
     def greedy_ids(self, sentence: str, record: list | None = None) -> list[int]:
-        """Greedy decoding; ``record`` (a list) receives every signature call as (signature, inputs), the
-        samples that calibrate an int8 variant."""
+        """Greedy decoding of at most ``max_tgt_len`` tokens, as `decoding.greedy`; ``record`` (a list) receives
+        every signature call as (signature, inputs), the samples that calibrate an int8 variant."""
         ids, n, _ = self.source_ids(sentence)
         enc = self._encode(source_ids=ids)
         if record is not None:
             record.append(("encode", {"source_ids": ids}))
         state, token, out = enc["state"], START_ID, []
-        for _ in range(self.max_tgt_len + 1):
+        for _ in range(self.max_tgt_len):
             inputs = {
                 "token": np.array([token], np.int32),
                 "state": state,
