@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import keras
 import numpy as np
 
 from seqapps.data import DATA_FIX, not_found
+from seqapps.export.atomic import atomic_write_bytes
 from seqapps.speech import audio
 from seqapps.speech.config import SPEECH_COMMANDS_LABELS
 
@@ -234,10 +236,9 @@ def synthetic(words, per_word: int, unknown_words: int, silence: int, seed: int 
             out_words.append(SILENCE)
             speakers.append(f"noise{i}")
     clips = Clips(np.stack(waves).astype(np.float32), out_words, speakers, "synthetic")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez_compressed(tmp, waveforms=clips.waveforms, words=np.array(out_words), speakers=np.array(speakers))
-    os.replace(tmp, cache)
+    buffer = io.BytesIO()  # a temporary file of its own, so that two runs filling the cache at once cannot collide
+    np.savez_compressed(buffer, waveforms=clips.waveforms, words=np.array(out_words), speakers=np.array(speakers))
+    atomic_write_bytes(cache, buffer.getvalue())
     if verbose:
         print(f"[speech] synthesised {len(waves)} clips with eSpeak NG -> {cache}")
     return clips
