@@ -36,11 +36,14 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the project (with dev and offline-data extras)
 
-test: $(STAMP)  ## run the test suite
-	$(PY) -m pytest -q
+# test processes for make test: each test file runs whole in one of them (its module fixtures are built once)
+TEST_JOBS ?= 2
+
+test: $(STAMP)  ## run the test suite (TEST_JOBS=2 processes)
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 test-fast: $(STAMP)  ## the test suite without the slow end-to-end runs
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile -m "not slow"
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(VENV)/bin/ruff check seqapps tests
