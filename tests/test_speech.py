@@ -80,6 +80,17 @@ def test_espeak_synthesis_offline():
     assert 2000 < x.size < 16000 and np.abs(x).max() > 0.05
 
 
+def test_synthetic_clips_are_cached_whole_and_read_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQAPPS_CACHE", str(tmp_path))
+    first = data.synthetic(["yes", "no", "_silence_", "_unknown_"], 1, 1, 2, seed=3, verbose=False)
+    files = [p.name for p in (tmp_path / "speech").iterdir()]
+    assert len(files) == 1 and files[0].startswith("synthetic-") and files[0].endswith(".npz")  # no temporary left
+    again = data.synthetic(["yes", "no", "_silence_", "_unknown_"], 1, 1, 2, seed=3, verbose=False)
+    np.testing.assert_array_equal(again.waveforms, first.waveforms)
+    assert again.words == first.words == ["yes", "no", "_unknown_", "_silence_", "_silence_"]
+    assert again.speakers == first.speakers
+
+
 # --------------------------------------------------------------------------- front end and streaming
 def test_frontend_matches_numpy_oracle():
     fe = model_lib.LogMelFrontEnd(num_mel=20)
