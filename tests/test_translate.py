@@ -304,9 +304,11 @@ class _ScriptedDecoder:
 
 def test_translations_stop_at_max_tgt_len_tokens_with_or_without_an_end_token():
     from seqapps.translate import decoding
+    from seqapps.translate.app import TranslateApp
     from seqapps.translate.serving import TranslateModule
     from seqapps.translate.tflite_runtime import TFLiteTranslator
 
+    # the decoding functions themselves (their callers used to ask for max_tgt_len + 1 tokens)
     model, source = _ScriptedDecoder([2, 5, 6, 40]), tf.ones([4, 3], tf.int32)
     want = [[4, 4, 0, 0, 0], [4] * 5, [4] * 5, [4] * 5]  # 2 words; exactly 5; longer or never ended: cut at 5
     tokens, attention = decoding.greedy(model, source, 5)
@@ -319,10 +321,33 @@ def test_translations_stop_at_max_tgt_len_tokens_with_or_without_an_end_token():
     module = TranslateModule(_ScriptedDecoder([40]), vocab, vocab, max_src_len=3, max_tgt_len=5, beam_width=2)
     assert module.translate(tf.constant(["si"]))["translation"].numpy()[0].decode().split() == ["Si"] + ["si"] * 4
     assert module.translate_details(tf.constant(["si"]))["tokens"].shape == (1, 5)
+    assert TranslateApp()._keras_greedy_ids(module, ["si"]) == [[4] * 5]  # the export's reference for TFLite
     runner = object.__new__(TFLiteTranslator)  # the loop alone, without a model file
     runner.src_index, runner.max_src_len, runner.max_tgt_len = {}, 3, 5
     runner._encode, runner._step = _ScriptedDecoder([40]).tflite_runners()
     assert runner.greedy_ids("si") == [4] * 5
+
+
+def test_beam_search_ranks_a_hypothesis_at_max_len_as_ended():
+    """After max_len tokens a hypothesis must end, and is ranked with its end token's probability: here "4 4"
+    never ends (p(end) = 1e-6), so "5" (p = 0.4, then the end token) beats it, though "4 4 4" would score higher
+    unfinished."""
+    from seqapps.translate import decoding
+
+    log_p = np.full((8, 8), -30.0, np.float32)  # next-token log-probabilities, by the previous token
+    log_p[text.START_ID, [4, 5]] = np.log([0.6, 0.4])
+    log_p[4, [4, text.END_ID]] = [0.0, np.log(1e-6)]
+    log_p[5, text.END_ID] = log_p[text.END_ID, text.PAD_ID] = log_p[text.PAD_ID, text.PAD_ID] = 0.0
+
+    class Bigram:
+        def encode(self, source):
+            batch = tf.shape(source)[0]
+            return tf.zeros([batch, 3, 2]), tf.ones([batch, 3], tf.bool), tf.zeros([batch, 1])
+
+        def decode_step(self, token, state, enc_out, mask):
+            return tf.gather(log_p, token), state, tf.fill([tf.shape(token)[0], 3], 1.0 / 3)
+
+    assert decoding.beam_search(Bigram(), tf.ones([1, 3], tf.int32), 2, beam_width=2).numpy().tolist() == [[5, 0]]
 
 
 def test_a_damaged_vocabulary_is_a_clear_error(trained, tmp_path):

@@ -50,8 +50,9 @@ def beam_search(model, source, max_len: int, beam_width: int = 4, length_penalty
     """Batched beam search of at most ``max_len`` tokens; hypotheses are ranked by
     log p / ((5 + len) / 6) ** alpha.
 
-    It runs ``max_len + 1`` steps, so that a hypothesis of ``max_len`` tokens is ranked with its end token's
-    probability, and returns the best hypothesis per sentence, cut to ``max_len``: tokens (batch, T) int32.
+    It runs at most ``max_len + 1`` steps, and in the last one a hypothesis can only end: every hypothesis is
+    ranked as a finished translation of at most ``max_len`` tokens, its end token's probability included.
+    Returns the best hypothesis per sentence: tokens (batch, T) int32.
     """
     if beam_width <= 1:
         return greedy(model, source, max_len)[0]
@@ -67,11 +68,14 @@ def beam_search(model, source, max_len: int, beam_width: int = 4, length_penalty
     finished = tf.zeros([batch, k], tf.bool)
     lengths = tf.zeros([batch, k], tf.int32)
     history = tf.zeros([batch, k, 0], tf.int32)
-    for _ in tf.range(max_len + 1):
+    for step in tf.range(max_len + 1):
         tf.autograph.experimental.set_loop_options(shape_invariants=[(history, tf.TensorShape([None, k, None]))])
         logits, state, _ = model.decode_step(token, state, enc_out, mask)
         vocab = tf.shape(logits)[-1]
         logp = tf.reshape(tf.nn.log_softmax(logits), [batch, k, vocab])
+        # after max_len tokens only the end token may follow
+        end_only = tf.one_hot(END_ID, vocab, on_value=0.0, off_value=NEG_INF)
+        logp = tf.where(tf.equal(step, max_len), logp + end_only[None, None], logp)
         # a finished beam can only be extended by PAD, at no cost
         pad_only = tf.one_hot(PAD_ID, vocab, on_value=0.0, off_value=NEG_INF)
         logp = tf.where(finished[:, :, None], pad_only[None, None], logp)
@@ -90,5 +94,5 @@ def beam_search(model, source, max_len: int, beam_width: int = 4, length_penalty
             break
     normalized = scores / _length_penalty(tf.maximum(lengths, 1), length_penalty)
     best = tf.argmax(normalized, axis=1, output_type=tf.int32)
-    tokens = tf.gather(history, best, batch_dims=1)[:, :max_len]
+    tokens = tf.gather(history, best, batch_dims=1)[:, :max_len]  # the last column can only hold END or PAD
     return tf.where(tf.equal(tokens, END_ID), PAD_ID, tokens)
