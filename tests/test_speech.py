@@ -294,12 +294,13 @@ def trained(tmp_path_factory):
     from seqapps.speech.app import SpeechApp
 
     root = tmp_path_factory.mktemp("speech")
-    os.environ["SEQAPPS_CACHE"] = str(root / "cache")
-    cfg = tiny()
-    cfg_file = root / "tiny.yaml"
-    config_lib.save(cfg, cfg_file)
-    SpeechApp().train(cfg, root / "model")
-    return root / "model"
+    with pytest.MonkeyPatch.context() as mp:  # restored after this file: test files share a process
+        mp.setenv("SEQAPPS_CACHE", str(root / "cache"))
+        cfg = tiny()
+        cfg_file = root / "tiny.yaml"
+        config_lib.save(cfg, cfg_file)
+        SpeechApp().train(cfg, root / "model")
+        yield root / "model"
 
 
 def test_trained_model_artifacts_and_parity(trained):

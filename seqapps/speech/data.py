@@ -238,7 +238,7 @@ def synthetic(words, per_word: int, unknown_words: int, silence: int, seed: int 
     clips = Clips(np.stack(waves).astype(np.float32), out_words, speakers, "synthetic")
     buffer = io.BytesIO()  # a temporary file of its own, so that two runs filling the cache at once cannot collide
     np.savez_compressed(buffer, waveforms=clips.waveforms, words=np.array(out_words), speakers=np.array(speakers))
-    atomic_write_bytes(cache, buffer.getvalue())
+    atomic_write_bytes(cache, buffer.getbuffer())
     if verbose:
         print(f"[speech] synthesised {len(waves)} clips with eSpeak NG -> {cache}")
     return clips
