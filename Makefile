@@ -39,11 +39,13 @@ install: $(STAMP)  ## create .venv and install the project (with dev and offline
 # test processes for make test: each test file runs whole in one of them (its module fixtures are built once)
 TEST_JOBS ?= 2
 
+PYTEST = $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
+
 test: $(STAMP)  ## run the test suite (TEST_JOBS=2 processes)
-	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
+	$(PYTEST)
 
 test-fast: $(STAMP)  ## the test suite without the slow end-to-end runs
-	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(VENV)/bin/ruff check seqapps tests

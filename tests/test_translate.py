@@ -269,18 +269,22 @@ def test_spread_samples_the_whole_split_in_order():
     assert spread([], 3) == [] and spread(range(100), 100) == list(range(100))
 
 
-class _ScriptedDecoder:
-    """Stands in for a Translator: row i says word 4 for ``ends[i]`` steps, then the end token (its state
-    counts the steps)."""
+class _FakeTranslator:
+    """The encoder half of a stand-in for a Translator (3 source positions, a one-number state); the subclasses
+    script `decode_step`."""
 
     variables = []
-
-    def __init__(self, ends):
-        self.ends = tf.constant(ends, tf.float32)
 
     def encode(self, source):
         batch = tf.shape(source)[0]
         return tf.zeros([batch, 3, 2]), tf.ones([batch, 3], tf.bool), tf.zeros([batch, 1])
+
+
+class _ScriptedDecoder(_FakeTranslator):
+    """Row i says word 4 for ``ends[i]`` steps, then the end token (its state counts the steps)."""
+
+    def __init__(self, ends):
+        self.ends = tf.constant(ends, tf.float32)
 
     def decode_step(self, token, state, enc_out, mask):
         rows = tf.shape(state)[0]
@@ -339,11 +343,7 @@ def test_beam_search_ranks_a_hypothesis_at_max_len_as_ended():
     log_p[4, [4, text.END_ID]] = [0.0, np.log(1e-6)]
     log_p[5, text.END_ID] = log_p[text.END_ID, text.PAD_ID] = log_p[text.PAD_ID, text.PAD_ID] = 0.0
 
-    class Bigram:
-        def encode(self, source):
-            batch = tf.shape(source)[0]
-            return tf.zeros([batch, 3, 2]), tf.ones([batch, 3], tf.bool), tf.zeros([batch, 1])
-
+    class Bigram(_FakeTranslator):
         def decode_step(self, token, state, enc_out, mask):
             return tf.gather(log_p, token), state, tf.fill([tf.shape(token)[0], 3], 1.0 / 3)
 
