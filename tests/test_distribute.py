@@ -1,5 +1,6 @@
 """tf.distribute on this CPU machine: mirrored over two logical CPU devices."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -41,15 +42,24 @@ def test_bad_strategy_and_precision_names():
 
 
 def _free_ports(n):
+    """``n`` ports free now, drawn below the kernel's ephemeral range. The workers bind them only after this
+    returns; a port the kernel hands out (bind to 0, outgoing connections, e.g. in the other test process)
+    comes from that range, so it cannot take one of these in between."""
+    import random
     import socket
 
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = random.Random().sample(range(max(1024, low - 12000), low), 200)
+    ports = []
+    for port in candidates:
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind(("localhost", port))
+            ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"no {n} free ports found below {low}")
 
 
 def test_two_process_multi_worker_run_trains_and_saves_one_model(tmp_path):

@@ -167,6 +167,31 @@ def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
             pass
 
 
+def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    """A power cut after the rename must not leave an empty or partial file under the final name: each file is
+    synced before it is renamed into place, and the folder after."""
+    import os
+
+    from seqapps.export import atomic
+
+    events = []
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))))
+    real_replace, real_rename = os.replace, Path.rename
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (events.append(("rename", str(b))), real_replace(a, b)))
+    atomic.atomic_write_bytes(tmp_path / "f.bin", b"data")
+    assert (tmp_path / "f.bin").read_bytes() == b"data"
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["fsync", "rename", "fsync"] and events[2][1] == str(tmp_path)
+
+    events.clear()
+    monkeypatch.setattr(Path, "rename", lambda a, b: (events.append(("rename", str(b))), real_rename(a, b))[1])
+    with atomic.atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "w.bin").write_bytes(b"w")
+    synced_first = {path for kind, path in events[: events.index(("rename", str(tmp_path / "out")))]}
+    assert any(p.endswith("/sub/w.bin") for p in synced_first) and events[-1] == ("fsync", str(tmp_path))
+
+
 def test_failed_saved_model_export_leaves_no_version_folder(tmp_path):
     class Broken(saved_model.KerasModule):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])

@@ -17,7 +17,8 @@ def atomic_dir(final, overwrite: bool = False):
     On any exception the temporary folder is removed and ``final`` is untouched. With
     ``overwrite`` an existing ``final`` is replaced (moved aside first, deleted after the rename; if
     the rename fails, it is moved back). ``final`` is resolved first: through a symbolic link the
-    real folder is replaced and the link kept, and ``.`` or ``..`` name their folders.
+    real folder is replaced and the link kept, and ``.`` or ``..`` name their folders. The files are synced to
+    disk before the rename, so that a power cut never leaves ``final`` with files whose data had not been written.
     """
     final = Path(final).resolve()
     if final.exists() and not overwrite:
@@ -38,6 +39,7 @@ def atomic_dir(final, overwrite: bool = False):
         raise
     old = None
     try:
+        _fsync_tree(tmp)  # the files reach the disk before the rename makes them the folder
         if final.exists():
             old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
             final.rename(old)
@@ -49,6 +51,7 @@ def atomic_dir(final, overwrite: bool = False):
         if isinstance(exc, OSError):  # e.g. a mount point, which cannot be renamed
             raise OSError(f"cannot replace {final} ({exc.strerror}): give a folder inside it instead") from exc
         raise
+    _fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -78,12 +81,19 @@ def destination(path) -> Path:
 
 
 def atomic_write_bytes(path, data: bytes | memoryview) -> None:
+    """Write ``data`` to ``path`` so that ``path`` holds either its old content or all of ``data``.
+
+    The bytes go to a temporary file beside ``path``, are flushed to disk (``fsync``), and the file is renamed
+    over ``path``; the folder is synced too, so that the rename itself survives a power cut.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
@@ -92,6 +102,36 @@ def atomic_write_bytes(path, data: bytes | memoryview) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_tree(root) -> None:
+    """Sync every file and folder under ``root`` to disk (links are not followed)."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            file = os.path.join(folder, name)
+            if os.path.islink(file):
+                continue
+            fd = os.open(file, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(folder)
+
+
+def _fsync_dir(folder) -> None:
+    """Sync a folder's entries (a rename into it) to disk, where the platform allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows, where folders cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a folder
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path, text: str) -> None:
