@@ -127,6 +127,71 @@ def test_semicolon_and_tab_separated_files_read_like_commas(tmp_path):
         data.read_csv(p, cfg_for(p))
 
 
+def test_a_comma_after_a_leading_zero_is_a_decimal_comma_not_thousands(tmp_path):
+    """0,125 cannot group thousands (no number is written with a leading zero group): in a tab-separated file it
+    is a decimal comma, in a comma-separated file an error; read as 125, the value would be 1000 times off."""
+    rows = gbm(30)
+    tab = [r.replace(",", "\t") for r in rows]
+    tab[2] = tab[2].replace(tab[2].split("\t")[4], "0,125")
+    p = write_csv(
+        tmp_path / "z.tsv",
+        [r.replace(".", ",") if i != 2 else r for i, r in enumerate(tab)],
+        header=HEADER.replace(",", "\t"),
+    )
+    assert data.read_csv(p, cfg_for(p, mode="generic")).values[2, 0] == 0.125
+    only = write_csv(tmp_path / "only.tsv", ["2015-01-05\t0,125", "2015-01-06\t0,250"], header="Date\tx")
+    np.testing.assert_array_equal(data.read_csv(only, cfg_for(only, target="x"), min_rows=2).target, [0.125, 0.25])
+    quoted = [r.split(",") for r in rows]
+    quoted[3][4] = '"0,125"'
+    p = write_csv(tmp_path / "q.csv", [",".join(r) for r in quoted])
+    with pytest.raises(data.DataError, match=r"q.csv: line 5, column 'Close': '0,125' has a comma that is not a thou"):
+        data.read_csv(p, cfg_for(p))
+
+
+def _dated(tmp_path, name, dates):
+    return write_csv(tmp_path / name, [f"{d},{i + 1}" for i, d in enumerate(dates)], header="Date,x")
+
+
+def test_dates_are_read_in_one_order_and_an_undecidable_order_is_asked_for(tmp_path):
+    """Each date read on its own would take 13.02.2020 day first and 01.02.2020 month first in one file; the
+    whole column is read day first or month first, and where every date reads both ways, date_order decides."""
+    import pandas as pd
+
+    def read(p, **kw):
+        return data.read_csv(p, cfg_for(p, target="x", **kw), min_rows=5).times.astype("datetime64[D]").astype(str)
+
+    days = pd.date_range("2020-01-01", periods=45)
+    assert list(read(_dated(tmp_path, "eu.csv", days.strftime("%d.%m.%Y")))) == list(days.strftime("%Y-%m-%d"))
+    assert list(read(_dated(tmp_path, "us.csv", days.strftime("%m/%d/%Y")))) == list(days.strftime("%Y-%m-%d"))
+    iso = _dated(tmp_path, "iso.csv", days.strftime("%Y-%m-%d"))
+    assert list(read(iso, date_order="dmy")) == list(read(iso)) == list(days.strftime("%Y-%m-%d"))
+    months = pd.date_range("2020-01-01", periods=12, freq="MS")
+    p = _dated(tmp_path, "monthly.csv", months.strftime("%d.%m.%Y"))  # no day above 12: both orders read it
+    with pytest.raises(
+        data.DataError,
+        match=r"monthly.csv: column 'Date': line 3: '01.02.2020' reads as 2020-02-01 "
+        r"day first or 2020-01-02 month first.*--set date_order=dmy \(31.12.2020\) or --set date_order=mdy",
+    ):
+        read(p)
+    assert list(read(p, date_order="dmy")) == list(months.strftime("%Y-%m-%d"))
+    assert read(p, date_order="mdy")[1] == "2020-01-02"
+    p = _dated(tmp_path, "bad.csv", [*days[:10].strftime("%d.%m.%Y"), "45.01.2020", *days[11:].strftime("%d.%m.%Y")])
+    with pytest.raises(data.DataError, match=r"bad.csv: line 12, column 'Date': cannot read '45.01.2020'"):
+        read(p)
+    p = _dated(tmp_path, "timed.csv", ["01/01/2020", "01/02/2020 10:00", "01/03/2020", "01/13/2020", "01/15/2020"])
+    assert list(read(p)) == ["2020-01-01", "2020-01-02", "2020-01-03", "2020-01-13", "2020-01-15"]
+    with pytest.raises(ValueError, match="date_order must be one of"):
+        read(iso, date_order="ymd")
+
+
+def test_times_with_utc_offsets_are_read_as_utc_across_a_clock_change(tmp_path):
+    p = _dated(tmp_path, "dst.csv", [f"2020-03-29T0{h}:00:00+0{1 + (h >= 3)}:00" for h in (0, 1, 3, 4, 5)])
+    times = data.read_csv(p, cfg_for(p, target="x"), min_rows=5).times
+    assert list(times.astype(str)) == [
+        f"2020-03-{d}T{h:02d}:00:00" for d, h in ((28, 23), (29, 0), (29, 1), (29, 2), (29, 3))
+    ]
+
+
 def test_error_lines_count_blank_lines(tmp_path):
     rows = gbm(30)
     rows[6] = rows[6].replace(rows[6].split(",")[4], "x")

@@ -78,6 +78,7 @@ def _check_cfg(cfg):
     for key, allowed in (
         ("missing", ("error", "ffill")),
         ("unsorted", ("error", "sort")),
+        ("date_order", ("auto", "dmy", "mdy")),
         ("bad_series", ("error", "skip")),
     ):
         if getattr(cfg, key) not in allowed:
@@ -124,7 +125,13 @@ def _model_hints(model_dir, cfg, predict=False) -> dict:
         f"The model {model_dir} reads {columns} and the time from {cfg.time_column!r} (case-insensitive); "
         f"its config.yaml fixes them."
     )
-    return {"columns": fixed, "time_column": fixed, "missing": "--ffill", "unsorted": "--sort"}
+    return {
+        "columns": fixed,
+        "time_column": fixed,
+        "missing": "--ffill",
+        "unsorted": "--sort",
+        "date_order": "--date-order dmy",
+    }
 
 
 def _parity_text(report: dict, mode: str) -> str:
@@ -617,6 +624,13 @@ class ForecastApp(App):
         )
         parser.add_argument("--ffill", action="store_true", help="forward-fill missing values instead of an error")
         parser.add_argument("--sort", action="store_true", help="sort unsorted dates instead of an error")
+        parser.add_argument(
+            "--date-order",
+            choices=("auto", "dmy", "mdy"),
+            default="auto",
+            help="dates that are not year first: day first (31.12.2020) or month first (12/31/2020); auto: "
+            "whichever reads every date, an error when both do",
+        )
         parser.add_argument("--history", type=int, default=0, help="rows of history in the chart (default 3 windows)")
 
     def predict(self, model_dir, args):
@@ -639,7 +653,11 @@ class ForecastApp(App):
         if not 1 <= horizon <= spec.horizon:
             raise ValueError(f"--horizon {horizon}: this model forecasts 1 to {spec.horizon} steps ahead")
         cfg = dataclasses.replace(
-            cfg, mode=spec.mode, missing="ffill" if args.ffill else "error", unsorted="sort" if args.sort else "error"
+            cfg,
+            mode=spec.mode,
+            missing="ffill" if args.ffill else "error",
+            unsorted="sort" if args.sort else "error",
+            date_order=args.date_order,
         )
         series = data_lib.read_csv(
             args.csv, cfg, min_rows=spec.window, hints=_model_hints(model_dir, cfg, predict=True)

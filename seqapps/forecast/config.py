@@ -20,6 +20,9 @@ class ForecastConfig(TrainConfig):
     calendar: str = ""  # calendar fields derived from the time column: hour, dayofweek, dayofyear, month
     missing: str = "error"  # NA/empty cells: "error" (names file, row, column) or "ffill" (forward fill, counted)
     unsorted: str = "error"  # unsorted dates: "error" or "sort"
+    # dates that are not year first (01.02.2020): "dmy" (day first), "mdy" (month first), or "auto": whichever
+    # reads every date of the column, an error when both do (no day above 12)
+    date_order: str = "auto"
     bad_series: str = "error"  # folder data: a file that fails validation: "error" or "skip" (listed in metadata)
     max_series: int = 0  # folder data: use at most this many files (sorted by name); 0 = all
     # ---- windows and splits

@@ -105,7 +105,7 @@ def format_times(times) -> list[str]:
     return text if any(not s.endswith(":00") for s in text) else [s[:16] for s in text]
 
 
-THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"  # a number whose commas group thousands: 1,234.5
+THOUSANDS = r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?"  # commas grouping thousands: 1,234.5 (not 0,125)
 
 # How a message tells the user to fix a file (training and evaluation take --set; `predict` passes its own)
 FIX_HINTS = {
@@ -113,6 +113,7 @@ FIX_HINTS = {
     "time_column": "Set time_column (e.g. --set time_column=Date, or year,month,day,hour).",
     "missing": "--set missing=ffill",
     "unsorted": "--set unsorted=sort",
+    "date_order": "--set date_order=dmy",
 }
 
 
@@ -124,9 +125,76 @@ def file_lines(df) -> np.ndarray:
     return np.arange(len(df)) + 2
 
 
-def _parse_times(df, spec: str, source: str, lower_map: dict, hint: str = FIX_HINTS["time_column"]) -> np.ndarray:
+DATE_ORDERS = ("auto", "dmy", "mdy")
+
+
+def _to_datetime(text, **kwargs):
+    """`pandas.to_datetime` into naive UTC times (a time with an offset, such as +01:00, is converted; one
+    without is taken as it is), unparsable cells NaT. pandas' warning that it guessed a day-first format is
+    silenced: `_read_dates` decides the order itself."""
+    import warnings
+
     import pandas as pd
 
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Parsing dates in", UserWarning)
+        times = pd.to_datetime(text, errors="coerce", utc=True, **kwargs)
+    return times.dt.tz_localize(None)
+
+
+def _read_dates(raw, order: str, where: str, line, hints: dict):
+    """Read a text column of dates in one consistent order. Year-first dates (``2020-01-31``, ISO 8601) are
+    unambiguous. Others are read with one format for the whole column, day first or month first: where both
+    read every date but differently (``01.02.2020``: 1 February or 2 January; a file with no day above 12),
+    ``order`` (``date_order``: ``dmy`` or ``mdy``) decides, and ``auto`` is an error. Reading each cell on its own
+    would take ``13.02.2020`` day first and ``01.02.2020`` month first in the same file. The order whose format,
+    guessed from the first date, reads the most dates wins; dates in other formats are then read one by one."""
+    import pandas as pd
+    from pandas.tseries.api import guess_datetime_format
+
+    if order not in DATE_ORDERS:
+        raise DataError(f"date_order must be one of {DATE_ORDERS}, got {order!r}")
+    times = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+    year_first = raw.str.match(r"\d{4}").to_numpy()
+    if year_first.any():
+        times[year_first] = _to_datetime(raw[year_first], format="mixed")
+    other = raw[~year_first]
+    if other.empty:
+        return times
+    orders = {"dmy": (True,), "mdy": (False,)}.get(order, (False, True))
+    read, fitted = {}, {}  # dayfirst -> the column read that way; how many dates one format read
+    for dayfirst in orders:
+        fmt = guess_datetime_format(other.iloc[0], dayfirst=dayfirst)
+        t = _to_datetime(other, format=fmt or "mixed", dayfirst=dayfirst)
+        fitted[dayfirst] = int(t.notna().sum()) if fmt else 0
+        rest = t.isna().to_numpy()
+        if fmt and rest.any():  # dates in other formats (a time added, ...): each read on its own, in that order
+            t[rest] = _to_datetime(other[rest], format="mixed", dayfirst=dayfirst)
+        read[dayfirst] = t
+    best = max(fitted.values())
+    read = {dayfirst: t for dayfirst, t in read.items() if fitted[dayfirst] == best}  # the order that fits best
+    month_first, day_first = read.get(False), read.get(True)
+    if month_first is not None and day_first is not None:
+        both = month_first.notna().to_numpy() & day_first.notna().to_numpy()
+        differ = np.flatnonzero((month_first != day_first).to_numpy() & both)
+        if len(differ):
+            i = differ[0]
+            fix = hints.get("date_order", "--set date_order=dmy")
+            raise DataError(
+                f"{where}: line {line[np.flatnonzero(~year_first)[i]]}: {other.iloc[i]!r} reads as "
+                f"{day_first.iloc[i]:%Y-%m-%d} day first or {month_first.iloc[i]:%Y-%m-%d} month first, and no date "
+                f"in the column settles which (a day above 12). Say which with {fix} (31.12.2020) or "
+                f"{fix.replace('dmy', 'mdy')} (12/31/2020)"
+            )
+    times[~year_first] = next(iter(read.values()))
+    return times
+
+
+def _parse_times(df, spec: str, source: str, lower_map: dict, hints: dict | None = None, date_order="auto"):
+    import pandas as pd
+
+    hints = {**FIX_HINTS, **(hints or {})}
+    hint = hints["time_column"]
     line = file_lines(df)
     names = [n.lower() for n in parse_list(spec)]
     missing = [n for n in names if n not in lower_map]
@@ -134,7 +202,7 @@ def _parse_times(df, spec: str, source: str, lower_map: dict, hint: str = FIX_HI
         raise DataError(f"{source}: time column(s) {missing} not found; columns are {list(df.columns)}. {hint}")
     if len(names) == 1:
         raw = df[lower_map[names[0]]].astype(str).str.strip()
-        times = pd.to_datetime(raw, errors="coerce", format="mixed")
+        times = _read_dates(raw, date_order, f"{source}: column {lower_map[names[0]]!r}", line, hints)
         bad = np.flatnonzero(times.isna().to_numpy())
         if len(bad):
             i = int(bad[0])
@@ -193,7 +261,7 @@ def from_frame(
         raise DataError(
             f"{source}: missing column(s) {missing}{hint}; the file has {list(df.columns)}. {hints['columns']}"
         )
-    times = _parse_times(df, cfg.time_column, source, lower_map, hints["time_column"])
+    times = _parse_times(df, cfg.time_column, source, lower_map, hints, cfg.date_order)
 
     values = np.empty((len(df), len(cols)), np.float64)
     filled = 0
