@@ -16,7 +16,7 @@ ARGS =
 .PHONY: help install test test-fast lint format bench clean adding notebooks $(addprefix train-,$(APPS)) $(addprefix export-,$(APPS)) $(addprefix evaluate-,$(APPS))
 
 help:  ## list the targets
-	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "%-16s %s\n", $$1, $$2}'
 	@echo "train-APP / evaluate-APP / export-APP for APP in: $(APPS)"
 	@echo "variables: CONFIG=file.yaml DATA=spec OUT=dir MODEL=dir ARGS='--set key=value ...'"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from seqapps import registry
@@ -205,6 +206,7 @@ def _run(argv=None) -> int:
     if argv[:1] == ["predict"]:
         return _predict(argv[1:])
     args = parser.parse_args(argv)
+    started = time.time()
     from seqapps import config as config_lib
     from seqapps import native_log
 
@@ -229,7 +231,10 @@ def _run(argv=None) -> int:
                 app.train(cfg, out, resume=args.resume)
         elif args.command == "evaluate":
             options = config_lib.parse_overrides(args.set)
-            app.evaluate(_model_dir(app, args.model), data=args.data, **options)
+            data = options.pop("data", None)
+            if data is not None and args.data is not None and data != args.data:
+                raise ValueError(f"--data {args.data} and --set data={data} name different data: give one of them")
+            app.evaluate(_model_dir(app, args.model), data=args.data if args.data is not None else data, **options)
         elif args.command == "export":
             from seqapps.export import metadata
             from seqapps.export.atomic import staged_dir
@@ -239,6 +244,11 @@ def _run(argv=None) -> int:
                 raise FileNotFoundError(f"model folder {model} not found; train first (make train-{app.name})")
             metadata.check_model_folder(model, app.name)
             out = _out_folder(args.out or model, app.name)
+            if out.resolve() in model.resolve().parents:
+                raise ValueError(
+                    f"--out {out} holds the model folder {model}: an export replaces --out's contents, which would "
+                    f"delete the model it exports; give a folder outside it, or export in place (--out {model})"
+                )
             cfg = None
             if args.set:
                 saved = model / "config.yaml"
@@ -272,11 +282,19 @@ def _run(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"\nseqapps {args.command}: interrupted", file=sys.stderr)
-        if args.command == "train":
+        if args.command == "train" and "out" in locals():
             import shlex
 
-            again = shlex.join(["seqapps", *argv, *([] if args.resume else ["--resume"])])
-            print(f"every finished epoch is checkpointed; continue with: {again}", file=sys.stderr)
+            saved = out / "model.keras"
+            run = Path(cfg.run_dir) if getattr(cfg, "run_dir", "") else out
+            if saved.is_file() and saved.stat().st_mtime >= started and not any(run.rglob("backup")):
+                # training had ended (its checkpoint is deleted then) and the model was saved: --resume would
+                # start again from epoch 1, so finish the export from the saved model instead
+                again = shlex.join(["seqapps", "export", app.name, "--model", str(out)])
+                print(f"training had finished and {saved} was saved; finish the export with: {again}", file=sys.stderr)
+            else:
+                again = shlex.join(["seqapps", *argv, *([] if args.resume else ["--resume"])])
+                print(f"every finished epoch is checkpointed; continue with: {again}", file=sys.stderr)
         elif args.command == "export":
             print("exports are written atomically: nothing half-written was left", file=sys.stderr)
         return 130

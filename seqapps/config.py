@@ -7,6 +7,7 @@ each key can be overridden from the command line. Unknown keys are errors that l
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 
@@ -55,13 +56,16 @@ def _coerce(key: str, value, kind):
             if low in ("0", "false", "no", "off"):
                 return False
             raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        value = yaml.safe_load(value)
-        if kind in (int, float) and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no '.') as a string
+        if kind in (int, float):  # decimal only: YAML 1.1 would read 010 as octal 8, 1:30 as base 60, 0x10 as 16
+            text = value.strip()
             try:
-                number = float(value)
-                value = int(number) if kind is int and number.is_integer() else number
+                value = int(text, 10) if re.fullmatch(r"[+-]?\d+", text) else float(text)
             except ValueError:
-                pass
+                raise ConfigError(f"{key}: expected {kind.__name__} (a decimal number), got {value!r}") from None
+            if kind is int and isinstance(value, float) and value.is_integer():
+                value = int(value)  # 1e3
+        else:
+            value = yaml.safe_load(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind in (int, float, str, bool) and not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

@@ -257,7 +257,8 @@ def _lr_plateau(model, val_ds, cfg, monitor):
     if val_ds is None:
         print("[seqapps] lr_plateau: no validation data to watch, so the learning rate stays fixed")
         return None
-    if isinstance(getattr(model.optimizer, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule):
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # mixed_float16 wraps it
+    if isinstance(getattr(optimizer, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule):
         raise ValueError(
             "lr_plateau cannot change a learning rate that already follows a schedule (this app decays it "
             "itself): set lr_plateau=0"

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 
@@ -392,6 +393,56 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path, monkeypatch, capsys
     assert "seqapps predict: interrupted" in err and "Traceback" not in err
 
 
+def test_ctrl_c_after_training_ended_points_to_export_not_resume(tmp_path, monkeypatch, capsys):
+    """Once training ends its checkpoint is deleted, so --resume would start again from epoch 1; a Ctrl-C during
+    the export that follows says how to finish the export from the saved model instead."""
+    app = registry.get_app("forecast")
+    out = tmp_path / "run"
+
+    def saved_then_interrupted(self, cfg, out_dir, resume=False):
+        (out_dir / "run" / "backup").mkdir(parents=True)  # training, checkpointed
+        if state["stage"] == "exporting":
+            (out_dir / "run" / "backup").rmdir()  # fit ended: Keras deleted the checkpoint
+            (out_dir / "model.keras").write_bytes(b"saved")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(app), "train", saved_then_interrupted)
+    state = {}
+    for state["stage"], expected in (
+        ("training", f"continue with: seqapps train forecast --tiny --out {out} --resume"),
+        (
+            "exporting",
+            f"{out / 'model.keras'} was saved; finish the export with: seqapps export forecast --model {out}",
+        ),
+    ):
+        shutil.rmtree(out, ignore_errors=True)
+        assert cli.main(["train", "forecast", "--tiny", "--out", str(out)]) == 130
+        assert expected in capsys.readouterr().err
+
+
+def test_export_refuses_an_out_folder_that_holds_the_model(tmp_path, capsys):
+    model = tmp_path / "runs" / "v2"
+    model.mkdir(parents=True)
+    (model / "model.keras").write_bytes(b"weights")
+    (model / "metadata.json").write_text(json.dumps({"app": "forecast"}))
+    assert cli.main(["export", "forecast", "--model", str(model), "--out", str(tmp_path / "runs")]) == 2
+    assert f"--out {tmp_path / 'runs'} holds the model folder {model}" in capsys.readouterr().err
+    assert (model / "model.keras").read_bytes() == b"weights"
+
+
+def test_evaluate_takes_data_from_set_as_from_data(tmp_path, monkeypatch, capsys):
+    app = registry.get_app("forecast")
+    seen = []
+    monkeypatch.setattr(
+        type(app), "evaluate", lambda self, model_dir, data=None, **options: seen.append((data, options))
+    )
+    (tmp_path / "metadata.json").write_text(json.dumps({"app": "forecast"}))
+    assert cli.main(["evaluate", "forecast", "--model", str(tmp_path), "--set", "data=a.csv", "--set", "seed=1"]) == 0
+    assert seen == [("a.csv", {"seed": "1"})]
+    assert cli.main(["evaluate", "forecast", "--model", str(tmp_path), "--data", "a.csv", "--set", "data=b.csv"]) == 2
+    assert "--data a.csv and --set data=b.csv name different data" in capsys.readouterr().err
+
+
 def test_predict_file_dash_reads_standard_input(monkeypatch, capsys):
     import io
 
@@ -414,6 +465,11 @@ def test_floats_in_e_notation_and_checks_before_any_data_is_read(tmp_path):
     assert (cfg.learning_rate, cfg.epochs) == (1e-3, 10)
     with pytest.raises(config.ConfigError, match="epochs: expected int"):
         config.load(TranslateConfig(), None, ["epochs=2.5"])
+    # numbers are decimal: YAML 1.1 read 010 as octal 8 and 1:30 as 90 (base 60)
+    assert config.load(TranslateConfig(), None, ["epochs=010", "learning_rate=010"]).epochs == 10
+    for item in ("epochs=1:30", "epochs=0x10", "learning_rate=1:30"):
+        with pytest.raises(config.ConfigError, match=f"{item.split('=')[0]}: expected .* \\(a decimal number\\)"):
+            config.load(TranslateConfig(), None, [item])
     for item, message in (
         ("distribute=mirored", "distribute='mirored' must be one of none, mirrored, multiworker"),
         ("mixed_precision=fp16", "mixed_precision='fp16' must be one of none, mixed_float16"),

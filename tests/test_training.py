@@ -112,6 +112,14 @@ def test_lr_plateau_errors_name_the_setting_and_write_nothing(tmp_path):
     scheduled = _tiny(cfg, keras.optimizers.schedules.CosineDecay(1e-3, 10))
     with pytest.raises(ValueError, match="already follows a schedule.*lr_plateau=0"):
         training.fit(scheduled, _data(), _data(16, 1), cfg, tmp_path / "scheduled")
+    keras.mixed_precision.set_dtype_policy("mixed_float16")  # compile wraps the optimizer in a LossScaleOptimizer
+    try:
+        wrapped = _tiny(cfg, keras.optimizers.schedules.CosineDecay(1e-3, 10))
+        assert isinstance(wrapped.optimizer, keras.optimizers.LossScaleOptimizer)
+        with pytest.raises(ValueError, match="already follows a schedule.*lr_plateau=0"):
+            training.fit(wrapped, _data(), _data(16, 1), cfg, tmp_path / "wrapped")
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
     assert not list(tmp_path.iterdir())
 
 
