@@ -201,6 +201,36 @@ def test_sst2_phrases_stay_with_their_sentence():
     assert idx["val"] and not {ds.groups[i] for i in idx["val"]} & train
 
 
+def test_tfds_sst2_phrases_stay_with_their_sentence():
+    """tfds:glue/sst2's train split holds each sentence and its sub-phrases too: grouped as the folder reader
+    groups them, or the validation split (carved from train) fills with parts of training sentences (split
+    phrase by phrase, 3,595 of 4,308 validation phrases of five words or more occurred in training)."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    train = []
+    for k in range(150):
+        words = [f"w{k}x{j}" for j in range(6)]  # words of one sentence only: its phrases belong to it alone
+        train += [" ".join(words), " ".join(words[1:]), " ".join(words[:-1]), " ".join(words[2:5]), words[3]]
+    dev = ["a fine film", "a dull one"]
+
+    def as_dataset(self, split, **kwargs):
+        texts = train if str(split) == "train" else dev
+        return tf.data.Dataset.from_tensor_slices(
+            {"sentence": texts, "label": np.arange(len(texts)) % 2, "idx": np.arange(len(texts))}
+        )
+
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        ds = data.load(cfg_for("tfds:glue/sst2"))
+    assert ds.texts == train + dev and ds.split == ["train"] * len(train) + ["test"] * 2
+    assert ds.groups == data.phrase_groups(train, "train/") + data.phrase_groups(dev, "test/")  # as read_sst2
+    idx = data.split(ds, 0.2, 0.0, seed=0)
+    inside = [
+        ds.texts[v]
+        for v in idx["val"]
+        if any(f" {ds.texts[v]} " in f" {ds.texts[t]} " for t in idx["train"])  # word for word
+    ]
+    assert idx["val"] and not inside, f"{len(inside)} of {len(idx['val'])} validation phrases are in training"
+
+
 def test_split_is_deterministic_grouped_and_disjoint():
     ds = data.Dataset([f"t{i}" for i in range(400)], ["a"] * 400, "x", groups=[f"g{i // 10}" for i in range(400)])
     a, b = data.split(ds, 0.2, 0.2, seed=3), data.split(ds, 0.2, 0.2, seed=3)
@@ -484,6 +514,48 @@ def test_config_choices_are_validated():
         model_lib.build_model(dataclasses.replace(tiny(), cell="tcn"), 10, 2)
     with pytest.raises(ValueError, match="pooling must be one of"):
         model_lib.build_model(dataclasses.replace(tiny(), pooling="sum"), 10, 2)
+
+
+@pytest.mark.parametrize("how", ["head", "tail"])
+def test_predict_cuts_a_long_text_to_the_end_the_model_reads(how, tmp_path, monkeypatch, capsys):
+    """A text over MAX_PREDICT_CHARS is cut before the SavedModel: with truncate: tail (the default) the cut
+    keeps its ending, the part whose last max_len tokens the model reads (it kept the start: a tail model
+    classified words from the middle of the text)."""
+    import argparse
+
+    from seqapps.sentiment import app as app_module
+
+    (tmp_path / "saved_model" / "1").mkdir(parents=True)
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "labels.txt").write_text("negative\npositive\n")
+    (tmp_path / "assets" / "tokenizer.json").write_text(json.dumps({"max_len": 4, "truncate": how}))
+
+    def read(batch):  # the tokens the SavedModel reads: its own tokenizer and truncation
+        return [[t.decode() for t in row] for row in text.truncate(text.tokenize(batch), 4, how).to_list()]
+
+    received = []
+
+    def classify_details(**kw):  # "positive" when the words it reads are "great"
+        received.extend(t.decode() for t in kw["text"].numpy())
+        pos = ["great" in r for r in read(kw["text"])]
+        return {
+            "probabilities": tf.constant([[0.1, 0.9] if p else [0.9, 0.1] for p in pos]),
+            "label": tf.constant(["positive" if p else "negative" for p in pos]),
+            "empty": tf.constant([False] * len(pos)),
+            "truncated": tf.constant([True] * len(pos)),
+            "num_tokens": tf.constant([10] * len(pos)),
+        }
+
+    served = type("Served", (), {"signatures": {"classify_details": classify_details}})()
+    monkeypatch.setattr(tf.saved_model, "load", lambda path: served)
+    monkeypatch.setattr(app_module, "MAX_PREDICT_CHARS", 60)
+    long = "great " * 30 + "awful " * 30  # 360 characters: great at the start, awful at the end
+    app_module.SentimentApp().predict(tmp_path, argparse.Namespace(texts=[long], file=None, all=False))
+    out, err = capsys.readouterr()
+    assert len(received[0]) == 60 and read(tf.constant(received)) == read(tf.constant([long]))
+    assert out.startswith("positive\t" if how == "head" else "negative\t")
+    kept = "first" if how == "head" else "last"
+    assert f"only its {kept} 60 are read" in err and f"the model read the {kept} 4 of them" in err
 
 
 # ---------------------------------------------------------------------------------------------- end to end

@@ -592,18 +592,22 @@ class SentimentApp(App):
             texts += lines
         if not texts:
             raise ValueError("nothing to classify: give texts or --file FILE (one text per line)")
+        path = saved_model.latest(model_dir)  # no SavedModel: that error first
+        spec = json.loads((Path(model_dir) / "assets" / "tokenizer.json").read_text())
+        max_len, head = spec["max_len"], spec["truncate"] == "head"
+        kept = "first" if head else "last"  # the end the model reads (truncate: head or tail)
         for i, t in enumerate(texts):
             if len(t) > MAX_PREDICT_CHARS:
                 print(
-                    f"note: text {i + 1} has {len(t):,} characters; only its first {MAX_PREDICT_CHARS:,} are read",
+                    f"note: text {i + 1} has {len(t):,} characters; only its {kept} {MAX_PREDICT_CHARS:,} are read "
+                    f"(the model keeps the {kept} {max_len} tokens)",
                     file=sys.stderr,
                 )
-                texts[i] = t[:MAX_PREDICT_CHARS]
-        served = tf.saved_model.load(str(saved_model.latest(model_dir)))
+                texts[i] = t[:MAX_PREDICT_CHARS] if head else t[-MAX_PREDICT_CHARS:]
+        served = tf.saved_model.load(str(path))
         from seqapps.sentiment.tokenizer import read_lines
 
         labels = read_lines(Path(model_dir) / "assets" / "labels.txt")
-        max_len = json.loads((Path(model_dir) / "assets" / "tokenizer.json").read_text())["max_len"]
         fn = served.signatures["classify_details"]
         for i in range(0, len(texts), 64):
             out = fn(text=tf.constant(texts[i : i + 64]))
@@ -617,7 +621,7 @@ class SentimentApp(App):
                 if bool(out["truncated"][j]):
                     print(
                         f"note: text {i + j + 1} has {int(out['num_tokens'][j]):,} tokens; the model read "
-                        f"{max_len} of them (truncated)",
+                        f"the {kept} {max_len} of them (truncated)",
                         file=sys.stderr,
                     )
                 label = out["label"][j].numpy().decode("utf-8")
