@@ -73,6 +73,25 @@ def _coerce(key: str, value, kind):
     return value
 
 
+SPLIT_KEYS = ("split", "seed", "test_start", "test_fraction", "val_fraction")  # what draws a held-out split
+
+
+def check_split_kept(trained, cfg, same_data: bool, where: str = "evaluate --set") -> None:
+    """On the data a model was trained on, the settings that drew its held-out split are fixed by training:
+    another seed, fraction or start would score examples the model was trained or early-stopped on. On other
+    data (``--data``) they choose the part that is scored."""
+    if not same_data:
+        return
+    changed = [k for k in SPLIT_KEYS if hasattr(cfg, k) and getattr(cfg, k) != getattr(trained, k)]
+    if changed:
+        raise ConfigError(
+            f"{where} {', '.join(f'{k}={getattr(cfg, k)}' for k in changed)}: on the data this model was trained on "
+            f"({trained.data}), training fixed the held-out split ({', '.join(f'{k}={getattr(trained, k)}' for k in changed)}), "
+            "and another would score examples the model was trained on. Leave it as trained, or evaluate other "
+            "data (--data), where these settings choose the part that is scored"
+        )
+
+
 def pop_flag(options: dict, key: str, meaning: str) -> bool:
     """Take the true/false ``--set`` option ``key`` that is not a config key (evaluate's ``write``) out of
     ``options``: false when absent, spelled as a boolean config value is."""

@@ -222,6 +222,7 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
     if cfg.jit_compile:
         own_loops_for_xla(model)  # cuDNN ops do not compile with XLA; the layers' own loops do
     model.jit_compile = bool(cfg.jit_compile)
+    resumed = resume and backup.exists()
     start = time.time()
     history = model.fit(
         train_ds,
@@ -233,10 +234,38 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
         shuffle=False,  # the datasets shuffle themselves; Keras warns that fit's own shuffle would be ignored
     )
     history.train_seconds = time.time() - start
+    if resumed:
+        _whole_history(history, run_dir / "history.csv")
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
         raise FloatingPointError(f"training diverged (loss {losses[-1]}); lower learning_rate or clipnorm and retry")
     return history
+
+
+def _whole_history(history, csv_path) -> None:
+    """After a resumed run, ``history`` holds the epochs of this run only: put the earlier runs' epochs back from
+    ``history.csv`` (which the CSV logger appends to), so that the epochs counted and the training time recorded
+    with the model are those of the whole training. ``train_seconds`` adds each earlier run's last ``elapsed_s``
+    (which restarts at every run)."""
+    import csv
+
+    now = len(history.history.get("loss", []))
+    try:
+        with open(csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        earlier = rows[: len(rows) - now]
+        if not earlier or set(rows[0]) - {"epoch"} != set(history.history):
+            return
+        merged = {k: [float(r[k]) for r in earlier] + list(v) for k, v in history.history.items()}
+        elapsed = [float(r.get("elapsed_s") or "nan") for r in earlier]
+    except (OSError, ValueError, KeyError):
+        print(f"[seqapps] {csv_path} could not be read: the epochs before --resume are not counted")
+        return
+    ends = [e for e, nxt in zip(elapsed, [*elapsed[1:], 0.0]) if nxt <= e]  # each earlier run's last epoch
+    history.history = merged
+    history.epoch = list(range(len(merged.get("loss", []))))
+    history.train_seconds += float(np.nansum(ends))
+    history.resumed_after = len(earlier)
 
 
 def _mode(monitor: str) -> str:

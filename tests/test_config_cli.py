@@ -443,6 +443,18 @@ def test_evaluate_takes_data_from_set_as_from_data(tmp_path, monkeypatch, capsys
     assert "--data a.csv and --set data=b.csv name different data" in capsys.readouterr().err
 
 
+def test_split_settings_are_fixed_on_the_training_data_only():
+    from seqapps.forecast.config import ForecastConfig
+
+    trained = ForecastConfig(data="a.csv", seed=1, test_start="2019-01-01")
+    for change in ({"seed": 2}, {"test_start": "2018-01-01"}, {"val_fraction": 0.3}, {"split": "series"}):
+        key = next(iter(change))
+        with pytest.raises(config.ConfigError, match=f"evaluate --set {key}=.*: on the data this model was trained on"):
+            config.check_split_kept(trained, dataclasses.replace(trained, **change), same_data=True)
+        config.check_split_kept(trained, dataclasses.replace(trained, **change), same_data=False)  # other data
+    config.check_split_kept(trained, dataclasses.replace(trained, epochs=3), same_data=True)
+
+
 def test_predict_file_dash_reads_standard_input(monkeypatch, capsys):
     import io
 

@@ -578,6 +578,13 @@ def test_int8_variant_only_on_request_with_float_front_end(trained, capsys):
     assert calibration.shape[1:] == (16, 5)
     rc, _, err = _cli(capsys, "export", "forecast", "--model", str(root / "model"), "--set", "nope=1")
     assert rc == 2 and "nope" in err
+    # the network outputs three quantiles: recorded as five, predict and evaluate would label them wrongly
+    out = ["--out", str(root / "five")]
+    rc, _, err = _cli(
+        capsys, "export", "forecast", "--model", str(root / "model"), *out, "--set", "quantiles=0.05,0.1,0.5,0.9,0.95"
+    )
+    assert rc == 2 and "export --set quantiles=0.05,0.1,0.5,0.9,0.95: the trained model fixes this" in err
+    assert "config.yaml records quantiles=0.1,0.5,0.9" in err and not (root / "five").exists()
     # an int8 file that was asked for and cannot be calibrated is an error, not skipped with exit 0: a folder
     # without the calibration windows (the shipped ones: they hold rows of the data) and no readable data
     shutil.copytree(root / "model", root / "bare")
@@ -699,6 +706,26 @@ def test_forecast_times_are_written_in_one_format():
     assert format_times(np.array(["2020-01-01T00:00:30"], dtype="datetime64[s]")) == ["2020-01-01 00:00:30"]
 
 
+def test_fan_chart_draws_the_median_and_only_bands_between_mirrored_levels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from seqapps.forecast.app import fan_chart
+
+    times = np.datetime64("2020-01-01") + np.arange(10)
+    quantiles = [0.05, 0.1, 0.5, 0.9, 0.95, 0.99]  # 0.99 has no mirror; the median is not the middle level
+    q = np.array([[1.0, 2.0, 10.0, 18.0, 19.0, 25.0]] * 3) + np.arange(3)[:, None]
+    fig, ax = plt.subplots()
+    fan_chart(times, np.arange(10.0), times[-1] + 1 + np.arange(3), q, quantiles, None, history=10, ax=ax)
+    median = [line for line in ax.get_lines() if line.get_label().startswith("median")]
+    assert [line.get_label() for line in median] == ["median (q0.5)"]
+    np.testing.assert_array_equal(median[0].get_ydata()[1:], [10.0, 11.0, 12.0])
+    assert [t.get_text() for t in ax.get_legend().get_texts()][1:] == ["90% interval", "80% interval", "median (q0.5)"]
+    plt.close(fig)
+
+
 def test_printed_forecast_shows_every_quantile_with_the_decimals_its_spread_needs():
     from seqapps.forecast.app import display_decimals, forecast_table
 
@@ -811,6 +838,12 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys, monkeypatch)
     assert rc == 2 and "the model outputs the quantiles 0.1,0.5,0.9, fixed by training" in err
     rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "bootstrap=-5")
     assert rc == 2 and "evaluate --set: bootstrap=-5 must be >= 0" in err
+    # another seed or start would hold out other series or times, some of them trained on
+    for bad in ("seed=7", "test_start=2015-01-05"):
+        rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", bad)
+        assert rc == 2 and f"evaluate --set {bad}: on the data this model was trained on" in err, err
+    rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "target=open")
+    assert rc == 2 and "(target 'open') differ from the model's" in err, err
     rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "write=maybe")
     assert rc == 2 and "write=maybe: give true or false" in err
 
@@ -1063,6 +1096,8 @@ def test_target_step_rounds_the_served_median_and_rejects_data_off_its_grid(tmp_
     out = tmp_path / "m"
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["feature_spec"]["target_step"] == 1.0 and meta["feature_spec"]["median_index"] == 1
+    assert meta["calendar_values"] == {"hour": "0-23, the hour of the day"}  # what a client puts in that column
+    assert "`hour` is 0-23, the hour of the day" in (out / "MODEL_CARD.md").read_text()
     windows = np.load(out / "assets" / "sample_windows.npy")
     fn = tf.saved_model.load(str(saved_model.latest(out))).signatures["serving_default"]
     q = fn(window=tf.constant(windows))["quantiles"].numpy()

@@ -196,7 +196,7 @@ def test_ema_run_resumed_after_a_crash_ends_with_the_same_weights(tmp_path):
         training.fit(_tiny(cfg), _data(), _data(16, 1), cfg, tmp_path / "run", callbacks=[Crash()])
     resumed = _tiny(cfg)
     history = training.fit(resumed, _data(), _data(16, 1), cfg, tmp_path / "run", resume=True)
-    assert len(history.history["loss"]) == 2
+    assert len(history.history["loss"]) == 4 and history.resumed_after == 2  # the whole training's epochs
     whole = _tiny(cfg)
     training.fit(whole, _data(), _data(16, 1), cfg, tmp_path / "whole")
     for a, b in zip(resumed.get_weights(), whole.get_weights()):
@@ -280,7 +280,11 @@ def test_resumed_run_keeps_early_stopping_state_and_best_weights(tmp_path):
         training.fit(model(), train, val, cfg, tmp_path / "run", callbacks=[Crash()])
     resumed = model()
     history = training.fit(resumed, train, val, cfg, tmp_path / "run", resume=True)
-    assert len(history.history["loss"]) == 1  # epoch 4 only: it stops there, as the whole run did
+    # it runs epoch 4 only and stops there, as the whole run did; its history (what the apps record as epochs
+    # run and training time) holds the three epochs before the crash too
+    assert history.resumed_after == 3 and len(history.history["loss"]) == 4
+    np.testing.assert_allclose(history.history["val_loss"], full.history["val_loss"], rtol=1e-5)
+    assert history.train_seconds > 0
     np.testing.assert_allclose(resumed.get_weights()[0], whole.get_weights()[0], rtol=1e-6)
     assert not (tmp_path / "run" / "backup").exists()  # a finished run leaves no checkpoint (nor this state)
 

@@ -547,7 +547,7 @@ def test_tflite_greedy_loop_reproduces_keras_on_100_sentences(trained):
 
 
 @pytest.mark.slow
-def test_cli_predict_evaluate_and_errors(trained, tmp_path):
+def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys):
     out, _ = trained
     run = [sys.executable, "-m", "seqapps"]
     proc = subprocess.run(
@@ -586,6 +586,16 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path):
         )
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert (model / "MODEL_CARD.md").read_text() == card
+    # the SavedModel fixes how it decodes, and the training data's test split is fixed by training
+    from seqapps import cli
+
+    for bad, message in (
+        ("beam_width=2", "evaluate --set beam_width=2: the SavedModel decodes with the settings it was exported with"),
+        ("test_fraction=0.3", "evaluate --set test_fraction=0.3: on the data this model was trained on"),
+        ("seed=7", "would score examples the model was trained on"),
+    ):
+        assert cli.main(["evaluate", "translate", "--model", str(model), "--set", bad]) == 2
+        assert message in capsys.readouterr().err
     cmd = ["evaluate", "translate", "--model", str(model), "--set", "eval_examples=40", "--set", "write=true"]
     proc = subprocess.run(run + cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

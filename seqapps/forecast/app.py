@@ -113,6 +113,30 @@ def _check_fixed_by_model(cfg, spec):
             )
 
 
+# what `seqapps export forecast --set` may change: the export's own settings, and where and how to read the
+# training data again (int8 calibration when the folder has no calibration windows). Every other key describes
+# the trained model (its network, features, quantiles, training), which config.yaml records for evaluate and
+# predict: changed at export, it would describe another model than the one in the files.
+EXPORT_SETTINGS = (
+    "tflite_int8", "tflite_eval_windows", "verbose", "data", "missing", "unsorted", "date_order", "bad_series",
+    "time_column", "max_series",
+)  # fmt: skip
+
+
+def _check_export_overrides(cfg, saved):
+    changed = [
+        f.name
+        for f in dataclasses.fields(cfg)
+        if f.name not in EXPORT_SETTINGS and getattr(cfg, f.name) != getattr(saved, f.name)
+    ]
+    if changed:
+        raise ValueError(
+            f"export --set {', '.join(f'{k}={getattr(cfg, k)}' for k in changed)}: the trained model fixes "
+            f"{'this' if len(changed) == 1 else 'these'} (config.yaml records {', '.join(f'{k}={getattr(saved, k)}' for k in changed)}); "
+            f"export takes only {', '.join(EXPORT_SETTINGS)}. Retrain with the new value instead"
+        )
+
+
 def _model_hints(model_dir, cfg, predict=False) -> dict:
     """How messages about a file tell the user to fix it for a trained model, whose config fixes the columns
     it reads (`seqapps.forecast.data.FIX_HINTS`); `predict` takes --ffill and --sort instead of --set."""
@@ -132,6 +156,12 @@ def _model_hints(model_dir, cfg, predict=False) -> dict:
         "unsorted": "--sort",
         "date_order": "--date-order dmy",
     }
+
+
+def _calendar_text(meta) -> str:
+    """The calendar input columns' values, as the model card states them."""
+    values = meta.get("calendar_values") or {}
+    return "".join(f"; `{c}` is {v}" for c, v in values.items())
 
 
 def _parity_text(report: dict, mode: str) -> str:
@@ -455,14 +485,18 @@ class ForecastApp(App):
         from seqapps.export import gpu, metadata, saved_model, tflite
         from seqapps.export.atomic import atomic_write_bytes, atomic_write_text
         from seqapps.forecast import model as _model_lib  # noqa: F401  (registers the custom layers for loading)
+        from seqapps.forecast.data import CALENDAR_VALUES
 
         model_dir = Path(model_dir)
         out_dir = Path(out_dir or model_dir)
         if not (model_dir / "model.keras").is_file():
             raise FileNotFoundError(f"{model_dir / 'model.keras'} not found; train first (make train-forecast)")
-        cfg = cfg or config_lib.read(ForecastConfig, model_dir / "config.yaml")
+        saved = config_lib.read(ForecastConfig, model_dir / "config.yaml")
         spec = _read_spec(model_dir)
-        _check_fixed_by_model(cfg, spec)
+        _check_fixed_by_model(cfg or saved, spec)
+        if cfg is not None and model is None:  # seqapps export --set (training passes the model it just saved)
+            _check_export_overrides(cfg, saved)
+        cfg = cfg or saved
         quantiles = parse_quantiles(cfg.quantiles)
         model = model or keras.saving.load_model(model_dir / "model.keras", compile=False)
         sample = np.load(model_dir / "assets" / SAMPLE_FILE)
@@ -542,6 +576,7 @@ class ForecastApp(App):
             data_spec=cfg.data,
             mode=spec.mode,
             input_columns=spec.columns,
+            calendar_values={c: CALENDAR_VALUES[c] for c in spec.calendar},
             target=spec.columns[spec.target_index],
             window=spec.window,
             horizon=spec.horizon,
@@ -584,13 +619,19 @@ class ForecastApp(App):
             )
         if data:
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
+        from seqapps.data import same_spec
+
+        config_lib.check_split_kept(trained, cfg, same_spec(cfg.data, trained.data))
         spec = _read_spec(model_dir)
         cfg = dataclasses.replace(cfg, mode=spec.mode)
         _check_fixed_by_model(cfg, spec)
         _check_cfg(cfg)
         ds = data_lib.load(cfg, hints=_model_hints(model_dir, cfg))
-        if ds.columns != spec.columns:
-            raise ValueError(f"data columns {ds.columns} differ from the model's {spec.columns}")
+        if ds.columns != spec.columns or ds.target_index != spec.target_index:
+            raise ValueError(
+                f"data columns {ds.columns} (target {ds.columns[ds.target_index]!r}) differ from the model's "
+                f"{spec.columns} (target {spec.columns[spec.target_index]!r})"
+            )
         sp = data_lib.split(ds, cfg)
         fn = tf.saved_model.load(str(saved_model.latest(model_dir))).signatures["serving_default"]
         quantiles = parse_quantiles(cfg.quantiles)
@@ -812,18 +853,20 @@ def fan_chart(times, y, ftimes, q, quantiles, path, history, title="", ax=None):
     if own:
         fig, ax = plt.subplots(figsize=(9, 4.5))
     ax.plot(times[-history:], y[-history:], color="black", lw=1.2, label="history")
-    mid = len(quantiles) // 2
+    mid = median_index(quantiles)
     xs = np.concatenate([times[-1:], ftimes])
-    for i in range(mid):
-        lo = np.concatenate([[y[-1]], q[:, i]])
-        hi = np.concatenate([[y[-1]], q[:, -1 - i]])
+    level = {round(x, 6): i for i, x in enumerate(quantiles)}
+    # bands between symmetric levels (0.1 and 0.9, 0.05 and 0.95, ...), the widest first and lightest; a level
+    # without its mirror (0.95 alone) draws no band, since its interval would not be centred on the median
+    pairs = [(i, level[round(1 - x, 6)]) for i, x in enumerate(quantiles[:mid]) if round(1 - x, 6) in level]
+    for k, (i, j) in enumerate(pairs):
         ax.fill_between(
             xs,
-            lo,
-            hi,
+            np.concatenate([[y[-1]], q[:, i]]),
+            np.concatenate([[y[-1]], q[:, j]]),
             color="tab:blue",
-            alpha=0.15 + 0.2 * i,
-            label=f"{round(100 * (quantiles[-1 - i] - quantiles[i]))}% interval",
+            alpha=0.15 + 0.2 * k,
+            label=f"{round(100 * (quantiles[j] - quantiles[i]))}% interval",
         )
     ax.plot(xs, np.concatenate([[y[-1]], q[:, mid]]), color="tab:blue", lw=1.8, label=f"median (q{quantiles[mid]})")
     ax.set_title(title, fontsize=10)
@@ -882,7 +925,7 @@ def model_card(meta: dict, cfg) -> str:
         f"Recurrent quantile forecaster (seqapps.layers {encoder_name(cfg)}, {cfg.units} units x {cfg.num_layers}"
         f"{extras}"
         f") trained with {loss}. Input: the last {meta['window']} rows of {meta['input_columns']} (raw "
-        f"values; features and scaling are inside the model). Output: quantiles {meta['quantiles']} of "
+        f"values; features and scaling are inside the model{_calendar_text(meta)}). Output: quantiles {meta['quantiles']} of "
         f"`{meta['target']}` for 1..{H} steps ahead, in the target's units.",
         "",
         "## Data",

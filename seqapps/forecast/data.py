@@ -25,6 +25,13 @@ from seqapps.data import DATA_FIX, not_found
 OHLCV = ("open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close", "adj close")
 CALENDAR_PERIODS = {"hour": 24.0, "dayofweek": 7.0, "dayofyear": 365.25, "month": 12.0}
+# the values a calendar input column holds (a client filling the serving window computes them the same way)
+CALENDAR_VALUES = {
+    "hour": "0-23, the hour of the day",
+    "dayofweek": "0-6, Monday = 0",
+    "dayofyear": "0-365, 1 January = 0 (pandas' dayofyear - 1)",
+    "month": "0-11, January = 0 (the month number - 1)",
+}
 NA_STRINGS = {"", "na", "n/a", "nan", "null", "none", "#n/a", "-"}
 
 

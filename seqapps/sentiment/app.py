@@ -481,12 +481,13 @@ class SentimentApp(App):
             raise FileNotFoundError(f"{model_dir}: no trained model (config.yaml missing); train or pass --model")
         split_opt = options.pop("split", "auto")
         label_map = options.pop("label_map", "")
-        cfg = config_lib.read(SentimentConfig, model_dir / "config.yaml")
-        trained_spec = cfg.data
-        cfg = dataclasses.replace(cfg, labels="", max_examples=0)
+        trained = config_lib.read(SentimentConfig, model_dir / "config.yaml")
+        trained_spec = trained.data
+        cfg = dataclasses.replace(trained, labels="", max_examples=0)
         cfg = config_lib.override(cfg, options, "evaluate --set")
         if data:
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
+        config_lib.check_split_kept(trained, cfg, same_spec(cfg.data, trained_spec))
         labels = read_lines(model_dir / "assets" / "labels.txt")
         ds = data_lib.load(cfg)
         for note in ds.notes:

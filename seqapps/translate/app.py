@@ -12,7 +12,7 @@ import numpy as np
 
 from seqapps import config as config_lib
 from seqapps.app import App
-from seqapps.data import spread
+from seqapps.data import same_spec, spread
 from seqapps.registry import register_app
 from seqapps.translate.config import TranslateConfig, tiny
 
@@ -608,10 +608,19 @@ class TranslateApp(App):
                     f"eval_examples may be given with it, not {', '.join(other)}"
                 )
             detokenizer = self._check_stored_detokenizer(model_dir)
-        cfg = config_lib.read(TranslateConfig, model_dir / "config.yaml")
-        cfg = config_lib.override(cfg, options, "evaluate --set")
+        trained = config_lib.read(TranslateConfig, model_dir / "config.yaml")
+        cfg = config_lib.override(trained, options, "evaluate --set")
+        fixed = [k for k in DECODING_KEYS if getattr(cfg, k) != getattr(trained, k)]
+        if fixed:
+            raise ValueError(
+                f"evaluate --set {', '.join(f'{k}={getattr(cfg, k)}' for k in fixed)}: the SavedModel decodes with "
+                f"the settings it was exported with ({', '.join(f'{k}={getattr(trained, k)}' for k in fixed)}); "
+                "to score others, export a copy with them (seqapps export translate --model DIR --out NEW --set "
+                "...) and evaluate NEW"
+            )
         if data:
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
+        config_lib.check_split_kept(trained, cfg, same_spec(cfg.data, trained.data))
         corp = data_lib.load_corpus(cfg)
         split = data_lib.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)["test"]
         pairs = spread(split, cfg.eval_examples)
