@@ -152,6 +152,70 @@ class _ResumeState(keras.callbacks.Callback):
         atomic_write_text(self.folder / "callback_state.json", json.dumps(state, default=float))
 
 
+class _RandomState(keras.callbacks.Callback):
+    """Keeps the model's random state (the dropout layers' seed generators) beside the checkpoint after every
+    epoch, and puts it back when a run resumes, after `BackupAndRestore` has restored the weights (which hold no
+    seed state): a resumed run then draws the dropout masks that the uninterrupted run would have drawn."""
+
+    def __init__(self, folder):
+        super().__init__()
+        self.folder = Path(folder)
+
+    def _variables(self):
+        # in the model's order: their names take a number per process (seed_generator_1, ...), their order not
+        return [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+
+    def on_train_begin(self, logs=None):
+        path, meta = self.folder / "random_state.npz", self.folder / "training_metadata.json"
+        if not (path.is_file() and meta.is_file()):
+            return
+        with np.load(path) as saved:
+            # the checkpoint BackupAndRestore loaded may be the one before (a damaged latest one): only the
+            # state saved with the same epoch belongs to it
+            if int(saved["epoch"]) != json.loads(meta.read_text())["epoch"]:
+                return
+            variables = self._variables()
+            states = [saved[f"state_{i}"] for i in range(len(saved.files) - 1)]
+            if [tuple(v.shape) for v in variables] == [s.shape for s in states]:
+                for variable, state in zip(variables, states):
+                    variable.assign(state)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from seqapps.export.atomic import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        # `epoch` counted as BackupAndRestore counts it in its training_metadata.json: epochs finished
+        np.savez(buffer, epoch=epoch + 1, **{f"state_{i}": v.numpy() for i, v in enumerate(self._variables())})
+        atomic_write_bytes(self.folder / "random_state.npz", buffer.getvalue())
+
+
+def _skip_epochs(dataset, backup, cfg) -> None:
+    """Before a resumed run: draw the shuffle orders of the epochs already trained, so that the next epoch sees
+    the order it would have seen in the uninterrupted run. Each new iterator of a seeded ``shuffle`` takes the
+    next order, and creating one reads nothing. Keras's epoch iterator (``keras.src.trainers.epoch_iterator``)
+    makes one per epoch, and one more at the end of an epoch of known length, ready for the next; with
+    ``steps_per_epoch`` it keeps one iterator across epochs, and under a distribution strategy the iterators
+    are the strategy's: there the order is not restored, and a note says so. A dataset with a ``set_epoch(n)``
+    method is told the number of epochs finished instead."""
+    import tensorflow as tf
+
+    meta = backup / "training_metadata.json"
+    if not meta.is_file():
+        return
+    done = int(json.loads(meta.read_text())["epoch"])  # epochs finished
+    if hasattr(dataset, "set_epoch"):  # a dataset that draws each epoch's order from its number (speech, sentiment)
+        dataset.set_epoch(done)
+        return
+    if not isinstance(dataset, tf.data.Dataset):
+        return
+    if cfg.steps_per_epoch or cfg.distribute != "none":
+        print("[seqapps] --resume: with steps_per_epoch or distribute, the data order starts again as in epoch 1")
+        return
+    per_epoch = 2 if int(dataset.cardinality()) > 0 else 1
+    for _ in range(done * per_epoch):
+        iter(dataset)
+
+
 class _EpochTimer(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.start = time.time()
@@ -218,11 +282,14 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
     watched = [cb for cb in cbs if isinstance(cb, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau))]
     if watched:
         cbs.append(_ResumeState(backup, watched))
+    cbs.insert(1, _RandomState(backup))  # right after BackupAndRestore: it restores once the weights are back
     cbs.extend(callbacks)
     if cfg.jit_compile:
         own_loops_for_xla(model)  # cuDNN ops do not compile with XLA; the layers' own loops do
     model.jit_compile = bool(cfg.jit_compile)
     resumed = resume and backup.exists()
+    if resumed:
+        _skip_epochs(train_ds, backup, cfg)
     start = time.time()
     history = model.fit(
         train_ds,
@@ -254,7 +321,7 @@ def _whole_history(history, csv_path) -> None:
         with open(csv_path, newline="") as f:
             rows = list(csv.DictReader(f))
         earlier = rows[: len(rows) - now]
-        if not earlier or set(rows[0]) - {"epoch"} != set(history.history):
+        if not earlier or not set(history.history) <= set(rows[0]):
             return
         merged = {k: [float(r[k]) for r in earlier] + list(v) for k, v in history.history.items()}
         elapsed = [float(r.get("elapsed_s") or "nan") for r in earlier]

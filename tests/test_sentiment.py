@@ -790,3 +790,42 @@ def test_notebook_runs(trained):
     text = "".join(o.get("text", "") for o in outputs)
     assert "decision:" in text and "accuracy" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
+
+
+def test_a_resumed_training_gets_the_batches_the_uninterrupted_one_got(tmp_path):
+    """The batches draw each epoch's order from the epoch's number, which a fresh process would count from 0:
+    `training.fit` tells a resumed run's batches the epochs already finished (`set_epoch`)."""
+    import keras
+
+    from seqapps import layers as sl
+    from seqapps import training
+    from seqapps.config import TrainConfig
+    from seqapps.sentiment.data import make_dataset
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(2, 50, rng.integers(3, 40)).astype(np.int32) for _ in range(96)]
+    y = rng.integers(0, 2, 96)
+
+    def model():
+        training.set_seed(0)
+        m = keras.Sequential(
+            [keras.Input((None,), dtype="int32"), keras.layers.Embedding(50, 8), sl.GRU(4), keras.layers.Dense(2)]
+        )
+        m.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return m
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    cfg = TrainConfig(epochs=4, patience=0, verbose=0)
+    whole = model()
+    full = training.fit(whole, make_dataset(seqs, y, 16, True, 3, 8), None, cfg, tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(model(), make_dataset(seqs, y, 16, True, 3, 8), None, cfg, tmp_path / "run", callbacks=[Crash()])
+    resumed = model()
+    history = training.fit(resumed, make_dataset(seqs, y, 16, True, 3, 8), None, cfg, tmp_path / "run", resume=True)
+    assert history.history["loss"] == full.history["loss"]
+    for a, b in zip(resumed.get_weights(), whole.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -135,7 +135,9 @@ class SentimentApp(App):
             for split in ("train", "val")
         )
         if outputs > 1:
+            set_epoch = train_ds.set_epoch  # what a resumed training tells the batches (training.fit)
             train_ds, val_ds = (d.map(lambda x, t: (x, (t,) * outputs)) for d in (train_ds, val_ds))
+            train_ds.set_epoch = set_epoch
         print(
             f"[sentiment] model: {model.count_params():,} parameters ({'Bi' if cfg.bidirectional else ''}"
             f"{cfg.cell.upper()} {cfg.units} x {cfg.layers}, {cfg.pooling} pooling, {len(labels)} classes)"

@@ -445,5 +445,6 @@ def make_dataset(seqs, y, batch_size, shuffle, seed, bucket_width=32, offsets=No
     sig = (ids_spec, tf.TensorSpec([None], tf.int32))
     n_batches = int(np.ceil(len(seqs) / batch_size))
     ds = tf.data.Dataset.from_generator(batches, output_signature=sig)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
-    return ds.prefetch(2)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+    ds.set_epoch = lambda n: epoch.__setitem__(0, n)  # a resumed training continues the epochs' orders (training.fit)
+    return ds
