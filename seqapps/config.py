@@ -139,7 +139,7 @@ AT_LEAST_ONE = {
     "epochs", "batch_size", "units", "layers", "num_layers", "rnn_layers", "ensemble", "window", "horizon",
     "season", "train_stride", "vol_window", "backtest_step", "max_len", "vocab_size", "embedding_dim",
     "src_vocab_size", "tgt_vocab_size", "max_src_len", "max_tgt_len", "beam_width", "embedded_pairs",
-    "sample_rate", "hop", "fft_length", "num_mel", "conv_filters", "conv_kernel", "ngram_order", "bucket_width",
+    "sample_rate", "hop", "fft_length", "num_mel", "conv_kernel", "ngram_order", "bucket_width",
 }  # fmt: skip
 BELOW_ONE = {"val_fraction", "test_fraction", "dropout", "embedding_dropout", "label_smoothing"}  # [0, 1)
 UP_TO_ONE = {"noise_prob", "linear_blend"}  # [0, 1]

@@ -203,6 +203,20 @@ def test_label_folders_of_fsdd_names_split_by_speaker(tmp_path, capsys):
     assert "no speaker in the file names" in capsys.readouterr().out  # said, not hidden
 
 
+def test_wav_suffix_in_any_case_is_read_and_a_label_folder_without_wavs_is_named(tmp_path, capsys):
+    """.WAV and .Wav files are WAV files too (glob("*.wav") skipped them, and with them a label folder that held
+    only such files); a label folder left with no WAV at all is named rather than dropped unsaid."""
+    _write_folder(tmp_path, [f"yes/{s}_nohash_0.WAV" for s in ("aa", "bb")] + ["no/aa_nohash_0.Wav", "no/b.wav"])
+    (tmp_path / "up").mkdir()
+    (tmp_path / "up" / "aa_nohash_0.mp3").write_bytes(b"ID3")
+    clips = data.load_folder(tmp_path)
+    assert sorted(clips.words) == ["no", "no", "yes", "yes"]
+    out = capsys.readouterr().out
+    assert "no .wav files in 1 label folder(s) (up)" in out and "ffmpeg" in out
+    data.load_folder(tmp_path, verbose=False)
+    assert capsys.readouterr().out == ""
+
+
 def test_a_folder_of_unreadable_wavs_names_one(tmp_path):
     (tmp_path / "yes").mkdir()
     (tmp_path / "yes" / "a_nohash_0.wav").write_bytes(b"not a wav")
@@ -244,6 +258,25 @@ def test_augmentation_keeps_shapes_and_is_deterministic():
     np.testing.assert_array_equal(a, b)
 
 
+def test_augmented_clips_told_the_epoch_continue_as_the_uninterrupted_run():
+    """A resumed training tells its batches how many epochs finished (`set_epoch`): they draw the order and the
+    augmentation of the next epoch, not those of epoch 1 again."""
+    cfg = SpeechConfig()
+    x = np.tile(tone(1.0)[None], (9, 1)) * np.linspace(0.2, 1.0, 9)[:, None]
+
+    def clips():
+        return data.AugmentedClips(x, np.arange(9) % 3, cfg, augment=True, batch_size=4, seed=7)
+
+    uninterrupted = clips()
+    for _ in range(3):  # Keras calls on_epoch_end after every epoch
+        uninterrupted.on_epoch_end()
+    resumed = clips()
+    resumed.set_epoch(3)
+    for i in range(len(resumed)):
+        np.testing.assert_array_equal(resumed[i][0], uninterrupted[i][0])
+    assert not np.array_equal(clips()[0][0], resumed[0][0])
+
+
 # --------------------------------------------------------------------------- SavedModel WAV parsing (graph)
 def test_graph_wav_parser_never_raises():
     fn = tf.function(serving.parse_wav, input_signature=[tf.TensorSpec([], tf.string)])
@@ -275,6 +308,33 @@ def test_graph_resample_matches_a_tone():
     y = serving.resample(tf.constant(tone(1.0, 8000, 300)), tf.constant(8000, tf.int64)).numpy()
     assert y.shape == (16000,)
     np.testing.assert_allclose(y[300:-300], tone(1.0, 16000, 300)[300:-300], atol=5e-3)
+
+
+def test_graph_resample_positions_are_exact_beyond_float32():
+    """Output sample i reads the input at i * rate / target. In float32 those positions snapped to multiples of
+    2 or 4 samples beyond 2**24 input samples (~350 s at 48 kHz; 1,200 s are allowed): the last second of a
+    400 s sine fell from 56 dB to 21 dB SNR. Integer arithmetic is exact at any length."""
+    for rate in (44100, 48000, 22050, 8000):
+        first = 1200 * 16000 - 4000  # the end of the longest clip allowed
+        i0, w = serving.source_positions(first, 4000, tf.constant(rate, tf.int64))
+        num = np.arange(first, first + 4000, dtype=np.int64) * rate
+        np.testing.assert_array_equal(i0.numpy(), num // 16000)
+        np.testing.assert_allclose(w.numpy(), (num % 16000) / 16000, atol=1e-7)
+        old = np.arange(first, first + 4000).astype(np.float32) / np.float32(16000 / rate)  # the former positions
+        if rate > 16000:  # positions past 2**24
+            assert np.abs(old.astype(np.float64) - num / 16000).max() > 0.5, rate
+
+
+def test_graph_resample_equals_numpy_float64_interpolation():
+    x = np.random.default_rng(0).standard_normal(44100 // 5).astype(np.float32) * 0.3
+    y = serving.resample(tf.constant(x), tf.constant(44100, tf.int64)).numpy()
+    cutoff, t = 0.95 * 16000 / 44100, np.arange(-32, 33)  # the same low-pass, then np.interp in float64
+    h = cutoff * np.sinc(cutoff * t) * (0.54 + 0.46 * np.cos(np.pi * t / 33))
+    filtered = np.convolve(x.astype(np.float64), h / h.sum(), mode="same")
+    n_out = len(x) * 16000 // 44100
+    want = np.interp(np.arange(n_out) * 44100 / 16000, np.arange(len(x)), filtered)
+    assert y.shape == (n_out,)
+    np.testing.assert_allclose(y, want, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- end to end (CLI)
@@ -344,6 +404,10 @@ def test_stream_tflite_over_a_clip_equals_clip_tflite(trained):
     steps = runner.run_clip(x)
     assert steps.shape == (50, len(clip))
     np.testing.assert_allclose(steps[-1], clip, atol=1e-5)
+    longer, state = np.concatenate([x, x[:100]]), runner.initial_state()
+    for start in range(0, len(longer), runner.hop):  # the README's device loop: the last hop is 100 samples
+        p, state = runner.step(longer[start : start + runner.hop], state)
+    np.testing.assert_allclose(p, runner.run_clip(np.pad(longer, (0, 220)))[-1], atol=1e-6)
     # staggered windows: the window that ends at 1 s is exactly this clip
     ends, scores = window_scores(runner, np.concatenate([x, np.zeros(8000, np.float32)]), streams=4)
     np.testing.assert_allclose(scores[list(ends).index(16000)], clip, atol=1e-5)
@@ -417,6 +481,105 @@ def test_a_detection_in_the_last_window_starts_a_second_before_that_window_ends(
     assert ends[-1] == 20000 and starts[-1] == 8000 and list(starts[:3]) == [0, 3840, 8000 - 16000 + 16000]
     (event,) = detect(_LoudnessRunner(), x, ["_silence_", "go"], threshold=0.5)
     assert event["label"] == "go" and event["start"] == 0.5 and event["end"] == 1.25
+
+
+def _recording_runner(hop=320):
+    """A StreamRunner whose TFLite signature is a stand-in that records the audio it is given."""
+    from seqapps.speech.tflite_runtime import StreamRunner
+
+    runner = StreamRunner.__new__(StreamRunner)
+    runner.hop, runner.state_size, runner.fed = hop, 1, []
+
+    def signature(audio, state):
+        runner.fed.append(audio.copy())
+        return {"probabilities": np.array([[0.5, 0.5]], np.float32), "state": state + 1}
+
+    runner.runner = signature
+    return runner
+
+
+def test_stream_runner_pads_a_short_last_hop_and_refuses_a_long_one():
+    """The README's device loop feeds hops of 320 samples, the last one shorter when the audio is not a multiple
+    of 320: that hop is zero-padded (it was 'cannot reshape array of size 100 into shape (1,320)')."""
+    runner = _recording_runner()
+    audio_in = tone(0.0225)  # 360 samples: a hop of 320, then 40
+    state = runner.initial_state()
+    for start in range(0, len(audio_in), runner.hop):
+        _, state = runner.step(audio_in[start : start + runner.hop], state)
+    assert [a.shape for a in runner.fed] == [(1, 320), (1, 320)] and float(state[0, 0]) == 2
+    np.testing.assert_array_equal(runner.fed[1][0], np.pad(audio_in[320:], (0, 280)))
+    with pytest.raises(ValueError, match="audio hop of 321 samples: this model steps 320 samples at a time"):
+        runner.step(np.zeros(321, np.float32), state)
+
+
+def test_stream_runtime_refuses_int16_scaled_samples():
+    """The models read float32 PCM in [-1, 1]: raw int16 values gave confident, wrong labels without a word."""
+    from seqapps.speech.tflite_runtime import check_waveform, detect, window_scores
+
+    runner = _recording_runner()
+    loud = tone(1.0, amp=20000.0)
+    for call in (
+        lambda: runner.step(loud[:320], runner.initial_state()),
+        lambda: runner.run_clip(loud),
+        lambda: window_scores(runner, loud),
+        lambda: detect(runner, loud, ["_silence_", "go"]),
+    ):
+        with pytest.raises(ValueError, match=r"outside \[-1, 1\].*float32 PCM.*divide int16 samples by 32768"):
+            call()
+    assert not runner.fed  # refused before anything ran
+    with pytest.raises(ValueError, match="magnitude 20000"):  # a NaN sample does not hide the others
+        check_waveform(np.array([np.nan, 20000.0, 1.0]))
+    edge = np.array([-1.0, 32767 / 32768, np.nan, np.inf, -np.inf], np.float32)  # full scale; non-finite reads as 0
+    np.testing.assert_array_equal(check_waveform(edge), edge)
+    runner.step(edge, runner.initial_state())
+    with pytest.raises(ValueError, match="streams=0: give how many staggered recurrent states"):
+        window_scores(runner, tone(1.0), streams=0)
+
+
+def _float_wav(x, rate=16000):
+    """A 32-bit float WAV holding ``x`` as it is (`audio.encode_wav` clips to [-1, 1])."""
+    import struct
+
+    raw = np.asarray(x, "<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, rate, 4 * rate, 4, 32)
+    body = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(raw)) + raw
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_predict_refuses_a_float_wav_on_the_int16_scale_and_clips_a_little_overshoot(tmp_path):
+    from seqapps.speech.app import _readable
+
+    (tmp_path / "int16.wav").write_bytes(_float_wav(tone(amp=20000.0)))
+    (tmp_path / "hot.wav").write_bytes(_float_wav(tone(amp=1.2)))
+    failed = []
+    read = list(_readable([tmp_path / "int16.wav", tmp_path / "hot.wav"], failed))
+    assert [f.name for f, _ in read] == ["hot.wav"] and np.abs(read[0][1]).max() == 1.0
+    assert len(failed) == 1 and "int16.wav: float samples up to 20000" in failed[0] and "32768" in failed[0]
+
+
+def test_speech_config_refuses_other_sample_rates_and_no_stream(tmp_path):
+    """sample_rate != 16000 gave different answers through serving_default (data read at 16 kHz) and
+    classify_wav; stream_resets=0 passed the range checks and then crashed predict --stream."""
+    import argparse
+
+    from seqapps import config as config_lib
+    from seqapps.speech import config as speech_config
+    from seqapps.speech.app import SpeechApp
+
+    speech_config.check(SpeechConfig(conv_filters=0))  # the defaults (and no conv front end) pass
+    assert config_lib.load(SpeechConfig(), None, ["conv_filters=0"]).conv_filters == 0  # 0: no conv, as documented
+    with pytest.raises(config_lib.ConfigError, match="conv_filters=-1 must be >= 0"):
+        config_lib.load(SpeechConfig(), None, ["conv_filters=-1"])
+    with pytest.raises(config_lib.ConfigError, match="sample_rate=22050: the speech app runs at 16000 Hz only"):
+        SpeechApp().train(SpeechConfig(sample_rate=22050), tmp_path / "out")  # before any data is read
+    with pytest.raises(config_lib.ConfigError, match=r"stream_resets=0 must be >= 1.*--set stream_resets=4"):
+        speech_config.check(SpeechConfig(stream_resets=0))
+    (tmp_path / "model" / "assets").mkdir(parents=True)  # a model trained before the check
+    (tmp_path / "model" / "assets" / "labels.txt").write_text("_silence_\ngo\n")
+    config_lib.save(SpeechConfig(stream_resets=0), tmp_path / "model" / "config.yaml")
+    args = argparse.Namespace(files=[tmp_path / "x.wav"], top=1, stream=True, threshold=None)
+    with pytest.raises(config_lib.ConfigError, match="stream_resets=0"):
+        SpeechApp().predict(tmp_path / "model", args)
 
 
 def test_cli_predict_stream_and_evaluate(trained, tmp_path):

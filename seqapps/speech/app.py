@@ -14,7 +14,7 @@ from seqapps import config as config_lib
 from seqapps.app import App
 from seqapps.data import same_spec
 from seqapps.registry import register_app
-from seqapps.speech.config import SpeechConfig, tiny
+from seqapps.speech.config import SpeechConfig, check, tiny
 
 CLIP = 16000
 
@@ -105,6 +105,7 @@ class SpeechApp(App):
         from seqapps.speech import model as model_lib
 
         out_dir = Path(out_dir)
+        check(cfg)
         training.set_seed(cfg.seed)
         parts, labels, noise, info = self.prepare(cfg)
         (xtr, ytr), (xva, yva), (xte, yte) = parts["train"], parts["val"], parts["test"]
@@ -133,6 +134,9 @@ class SpeechApp(App):
 
                 def on_epoch_end(self):
                     ds.on_epoch_end()
+
+                def set_epoch(self, epoch):  # a resumed training continues the epochs' orders (training.fit)
+                    ds.set_epoch(epoch)
 
             return OneHot()
 
@@ -215,6 +219,7 @@ class SpeechApp(App):
         if not (model_dir / "model.keras").is_file():
             raise FileNotFoundError(f"{model_dir / 'model.keras'} not found; train first (make train-speech)")
         cfg = cfg or config_lib.read(SpeechConfig, model_dir / "config.yaml")
+        check(cfg, "export")
         model = model or keras.saving.load_model(model_dir / "model.keras", compile=False)
         labels = read_labels(model_dir)
         if out_dir.resolve() != model_dir.resolve():
@@ -385,7 +390,8 @@ class SpeechApp(App):
             f"Raw 16 kHz waveform in, one of {len(meta['labels'])} labels out: {', '.join(meta['labels'])}.",
             f"Front end inside the model: causal {2 * cfg['hop']}-sample frames every {cfg['hop']} samples "
             f"({1000 * cfg['hop'] / cfg['sample_rate']:.0f} ms), {cfg['num_mel']} log-mel channels; "
-            f"causal Conv1D {cfg['conv_filters']}x{cfg['conv_kernel']}, {cfg['rnn_layers']} x "
+            + (f"causal Conv1D {cfg['conv_filters']}x{cfg['conv_kernel']}, " if cfg["conv_filters"] else "no conv, ")
+            + f"{cfg['rnn_layers']} x "
             f"{cfg['cell'].upper()} {cfg['units']} (seqapps.layers), dense softmax on the last step.",
             "",
             "## Data",
@@ -452,11 +458,13 @@ class SpeechApp(App):
         from seqapps.speech import data as data_lib
 
         model_dir = Path(model_dir)
-        cfg = config_lib.read(SpeechConfig, model_dir / "config.yaml")
+        trained = config_lib.read(SpeechConfig, model_dir / "config.yaml")
         split = options.pop("split", None)
-        cfg = config_lib.override(cfg, options, "evaluate --set")
+        cfg = config_lib.override(trained, options, "evaluate --set")
+        check(cfg, "evaluate --set")
         labels = read_labels(model_dir)
         same = data is None or same_spec(data, cfg.data)
+        config_lib.check_split_kept(trained, cfg, same and same_spec(cfg.data, trained.data))
         spec = cfg.data if data is None else data
         clips = data_lib.load(spec, cfg, label_hint=labels)
         split = split or ("test" if same else "all")
@@ -550,6 +558,7 @@ class SpeechApp(App):
         from seqapps.speech.tflite_runtime import StreamRunner, detect
 
         cfg = config_lib.read(SpeechConfig, Path(model_dir) / "config.yaml")
+        check(cfg, str(Path(model_dir) / "config.yaml"))
         path = Path(model_dir) / "stream.tflite"
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found; export the model first (seqapps export speech)")
@@ -652,8 +661,12 @@ class SpeechApp(App):
 
 
 def _readable(files, failed: list[str]):
-    """(file, samples) for each file that can be read, one at a time; what is wrong with each other file is
-    appended to ``failed``, so that one unreadable file does not stop the others."""
+    """(file, samples in [-1, 1]) for each file that can be read, one at a time; what is wrong with each other
+    file is appended to ``failed``, so that one unreadable file does not stop the others.
+
+    Integer PCM reads into [-1, 1]; resampling can overshoot it a little and a float WAV may be a little over full
+    scale: such samples are clipped (as in training). A float WAV far outside [-1, 1] holds samples on another
+    scale (int16 values written as floats, say), which the models would label confidently and wrongly: refused."""
     from seqapps.speech import audio
 
     for f in files:
@@ -662,7 +675,14 @@ def _readable(files, failed: list[str]):
         except (OSError, ValueError) as exc:
             failed.append(str(exc))
             continue
-        yield f, x
+        peak = float(np.abs(x).max(initial=0.0))  # load_audio's samples are finite
+        if peak > 2.0:
+            failed.append(
+                f"{f}: float samples up to {peak:g}, far outside [-1, 1]; a float WAV must hold samples in [-1, 1] "
+                "(int16 values stored as floats: divide them by 32768)"
+            )
+            continue
+        yield f, np.clip(x, -1.0, 1.0)
 
 
 def _raise_unread(failed: list[str], total: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from seqapps.config import TrainConfig
+from seqapps.config import ConfigError, TrainConfig
 
 SPEECH_COMMANDS_LABELS = (
     "yes",
@@ -34,7 +34,7 @@ class SpeechConfig(TrainConfig):
     synthetic_unknown_words: int = 24  # other words spoken as _unknown_ in the synthetic data
     silence_clips: int = 0  # extra generated silence/noise clips (0: about one label's worth when _silence_ is a label)
     # front end (frame = 2 hops, causal: frame t covers samples [(t-1)*hop, (t+1)*hop))
-    sample_rate: int = 16000
+    sample_rate: int = 16000  # 16000 only (`check`): every clip is read and resampled at 16 kHz
     hop: int = 320  # 20 ms
     fft_length: int = 1024
     num_mel: int = 40
@@ -68,8 +68,24 @@ class SpeechConfig(TrainConfig):
     # export / evaluation
     int8_calibration_clips: int = 200
     tflite_eval_examples: int = 0  # test clips used for TFLite accuracy (0 = all)
-    stream_resets: int = 4  # predict --stream: parallel recurrent streams, staggered, each reset every clip
+    stream_resets: int = 4  # predict --stream: parallel recurrent streams (>= 1), staggered, each reset every clip
     detect_threshold: float = 0.6
+
+
+def check(cfg: SpeechConfig, source: str = "config") -> None:
+    """The speech settings that `seqapps.config.check_ranges` (a range per key, shared by every app) cannot judge;
+    raise `ConfigError` naming the key and the fix."""
+    if cfg.sample_rate != 16000:
+        raise ConfigError(
+            f"{source}: sample_rate={cfg.sample_rate!r}: the speech app runs at 16000 Hz only (every clip is read, "
+            "resampled and served at 16 kHz, so another rate would give the mel filters wrong frequencies); "
+            "leave sample_rate at 16000 (input files of any rate are resampled)"
+        )
+    if cfg.stream_resets < 1:
+        raise ConfigError(
+            f"{source}: stream_resets={cfg.stream_resets!r} must be >= 1 (predict --stream runs that many staggered "
+            "recurrent states, each reset every second), e.g. --set stream_resets=4"
+        )
 
 
 def tiny() -> SpeechConfig:

@@ -124,17 +124,32 @@ def speaker_of(path: Path, label: str) -> str:
     return "clip:" + stem  # no speaker in the name (e.g. _silence_/1024.wav): each clip is its own group
 
 
-def scan_folder(root: Path) -> list[tuple[Path, str, str]]:
-    """(path, word, speaker) for every WAV; label = sub-folder, or file-name prefix for a flat folder."""
+def wav_files(folder: Path) -> list[Path]:
+    """The WAV files of ``folder``, sorted: any case of the suffix (.wav, .WAV, .Wav)."""
+    with os.scandir(folder) as entries:
+        return sorted(Path(e.path) for e in entries if e.name.lower().endswith(".wav") and e.is_file())
+
+
+def scan_folder(root: Path, verbose: bool = False) -> list[tuple[Path, str, str]]:
+    """(path, word, speaker) for every WAV; label = sub-folder, or file-name prefix for a flat folder. With
+    ``verbose``, label folders that hold no WAV file (their label gets no clips) are named."""
     root = Path(root)
-    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name != NOISE_DIR and any(d.glob("*.wav"))]
+    dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name != NOISE_DIR]
+    files = {d: wav_files(d) for d in dirs}
+    subdirs = [d for d in dirs if files[d]]
     items = []
     if subdirs:
+        empty = [d.name for d in dirs if not files[d] and not d.name.startswith(".")]  # not .ipynb_checkpoints
+        if empty and verbose:
+            print(
+                f"[speech] {root}: no .wav files in {len(empty)} label folder(s) ({', '.join(empty)}), so no clips "
+                "of those labels; only WAV is read (convert others, e.g. `ffmpeg -i in.mp3 -ar 16000 -ac 1 out.wav`)"
+            )
         for d in subdirs:
-            for p in sorted(d.glob("*.wav")):
+            for p in files[d]:
                 items.append((p, d.name, speaker_of(p, d.name)))
     else:
-        for p in sorted(root.glob("*.wav")):
+        for p in wav_files(root):
             label = p.name.split("_")[0].split(".")[0]
             items.append((p, label, speaker_of(p, label)))
     return items
@@ -149,7 +164,7 @@ def load_folder(root, max_examples=0, seed=0, verbose=True) -> Clips:
             "give a Speech Commands folder, a folder of labelled WAVs, 'synthetic' or 'tfds:speech_commands' "
             f"({DATA_FIX})",
         )
-    items = scan_folder(root)
+    items = scan_folder(root, verbose)
     if not items:
         raise ValueError(f"{root}: no .wav files found (expected <label>/<file>.wav or <label>_<speaker>_<n>.wav)")
     if max_examples and len(items) > max_examples:
@@ -176,7 +191,7 @@ def load_folder(root, max_examples=0, seed=0, verbose=True) -> Clips:
         )
     noise = []
     if (root / NOISE_DIR).is_dir():
-        for p in sorted((root / NOISE_DIR).glob("*.wav")):
+        for p in wav_files(root / NOISE_DIR):
             try:
                 noise.append(audio.load_audio(p))
             except audio.AudioError as exc:
@@ -366,6 +381,13 @@ class AugmentedClips(keras.utils.PyDataset):
         if self.augment:
             self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.y))
             self.epoch += 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Continue as after ``epoch`` finished epochs (a resumed training): the order and the augmentation of
+        the next epoch are those the uninterrupted run would have drawn."""
+        if self.augment:
+            self.epoch = epoch
+            self.on_epoch_end()
 
     def _noise(self, rng):
         if self.noise and rng.random() < 0.7:

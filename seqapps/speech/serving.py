@@ -13,7 +13,9 @@ TFLite (builtin ops only, batch 1)
     model*.tflite   classify: waveform (float32 [1, 16000]) -> probabilities (float32 [1, L])
     stream.tflite   step: audio (float32 [1, hop]) + state (float32 [1, S]) -> probabilities [1, L], state [1, S]
 Every signature reads NaN or infinite samples as 0 (`sanitize`), so that one bad sample cannot turn the
-answer (or, streaming, every later state) into NaN.
+answer (or, streaming, every later state) into NaN. The graphs do not check the [-1, 1] range of a waveform
+(raw int16 values give confident, wrong labels); the Python runners (`seqapps.speech.tflite_runtime`) and
+``seqapps predict speech`` refuse samples outside it.
 """
 
 from __future__ import annotations
@@ -146,6 +148,16 @@ def parse_wav(wav, max_seconds=MAX_WAV_SECONDS):
     return samples, rate, error
 
 
+def source_positions(first, count, rate, target=16000):
+    """Where output samples ``first`` .. ``first + count - 1`` of a resampling from ``rate`` to ``target`` Hz read
+    the input, i * rate / target: (the input sample at or before it, int64 [count]; the weight of the next one,
+    float32 in [0, 1)). Integer arithmetic, so exact at any length: positions computed in float32 snap to
+    multiples of 2 or 4 samples beyond 2**24 input samples (350 s at 48 kHz, within the 1,200 s limit)."""
+    rate = tf.maximum(tf.cast(rate, tf.int64), 1)
+    num = tf.range(first, first + count, dtype=tf.int64) * rate
+    return num // target, tf.cast(num % target, tf.float32) / float(target)
+
+
 def resample(x, rate, target=16000, half_taps=32):
     """Windowed-sinc low-pass (cut-off at the lower Nyquist) + linear interpolation; TensorFlow ops only."""
     rate_f = tf.cast(rate, tf.float32)
@@ -160,12 +172,11 @@ def resample(x, rate, target=16000, half_taps=32):
         h = cutoff * sinc * window
         h = h / tf.reduce_sum(h)
         y = tf.nn.conv1d(x[None, :, None], h[:, None, None], stride=1, padding="SAME")[0, :, 0]
-        n_in = tf.shape(y)[0]
-        n_out = tf.cast(tf.floor(tf.cast(n_in, tf.float32) * ratio), tf.int32)
-        pos = tf.cast(tf.range(n_out), tf.float32) / ratio
-        i0 = tf.minimum(tf.cast(tf.floor(pos), tf.int32), n_in - 1)
+        n_in = tf.shape(y, out_type=tf.int64)[0]
+        n_out = n_in * target // tf.maximum(tf.cast(rate, tf.int64), 1)
+        i0, w = source_positions(0, n_out, rate, target)
+        i0 = tf.minimum(i0, n_in - 1)
         i1 = tf.minimum(i0 + 1, n_in - 1)
-        w = pos - tf.cast(i0, tf.float32)
         return tf.gather(y, i0) * (1 - w) + tf.gather(y, i1) * w
 
     return tf.cond(tf.logical_or(tf.equal(rate, target), tf.size(x) < 2), lambda: x, do)

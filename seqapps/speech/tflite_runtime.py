@@ -8,6 +8,25 @@ import numpy as np
 
 from seqapps.export import litert
 
+PEAK_TOLERANCE = 1.0001  # float rounding of [-1, 1] audio (and 32767/32768 scaled up) stays below this
+
+
+def check_waveform(x, what: str = "waveform") -> np.ndarray:
+    """``x`` as float32, refused (ValueError) when a finite sample lies outside [-1, 1] (with `PEAK_TOLERANCE`).
+
+    The models read float32 PCM in [-1, 1]; raw int16 values (up to 32767) give confident, wrong labels rather
+    than an error, so they are caught here. NaN and infinite samples pass: every model reads them as 0."""
+    x = np.asarray(x, np.float32)
+    if -PEAK_TOLERANCE <= x.min(initial=0.0) and x.max(initial=0.0) <= PEAK_TOLERANCE:  # fast; false with NaN
+        return x
+    peak = float(np.max(np.abs(x), initial=0.0, where=np.isfinite(x)))
+    if peak > PEAK_TOLERANCE:
+        raise ValueError(
+            f"{what}: a sample of magnitude {peak:g} is outside [-1, 1]; the waveform must be float32 PCM in "
+            "[-1, 1] (16 kHz): divide int16 samples by 32768 (int32 by 2147483648)"
+        )
+    return x
+
 
 class StreamRunner:
     """One hop of audio + state -> probabilities + state, on the ``step`` signature of ``stream.tflite``."""
@@ -26,15 +45,33 @@ class StreamRunner:
         return np.zeros((1, self.state_size), np.float32)
 
     def step(self, audio_hop, state):
-        out = self.runner(audio=np.asarray(audio_hop, np.float32).reshape(1, self.hop), state=state)
+        """One hop of float32 samples in [-1, 1] (``hop`` of them) + state -> (probabilities [L], new state).
+
+        A shorter hop (the end of a recording whose length is not a multiple of ``hop``) is zero-padded to
+        ``hop`` samples, as if silence followed; only the last hop of a recording may be short. A longer hop,
+        or samples outside [-1, 1] (raw int16 values, say), raise ValueError."""
+        x = check_waveform(audio_hop, "audio hop").reshape(-1)
+        if x.size > self.hop:
+            raise ValueError(
+                f"audio hop of {x.size} samples: this model steps {self.hop} samples at a time; feed the audio in "
+                f"hops of {self.hop} (the last one may be shorter)"
+            )
+        if x.size < self.hop:
+            x = np.pad(x, (0, self.hop - x.size))
+        return self._step(x, state)
+
+    def _step(self, x, state):
+        """`step` without its checks: ``x`` is ``hop`` float32 samples already checked (`run_clip`,
+        `window_scores` check the whole recording once)."""
+        out = self.runner(audio=x.reshape(1, self.hop), state=state)
         return out["probabilities"][0], out["state"]
 
     def run_clip(self, x) -> np.ndarray:
         """Probabilities after every hop of ``x`` (length a multiple of hop), from the zero state: [steps, L]."""
-        x = np.asarray(x, np.float32).reshape(-1)
+        x = check_waveform(x).reshape(-1)
         state, out = self.initial_state(), []
         for t in range(len(x) // self.hop):
-            p, state = self.step(x[t * self.hop : (t + 1) * self.hop], state)
+            p, state = self._step(x[t * self.hop : (t + 1) * self.hop], state)
             out.append(p)
         return np.stack(out)
 
@@ -50,7 +87,9 @@ def window_scores(runner: StreamRunner, x, streams: int = 4, window_steps: int =
     window before its own end, which may lie past the recording's."""
     from seqapps.speech.audio import fit_clip
 
-    x = np.asarray(x, np.float32).reshape(-1)
+    if streams < 1:
+        raise ValueError(f"streams={streams}: give how many staggered recurrent states to run, 1 or more (e.g. 4)")
+    x = check_waveform(x).reshape(-1)
     length, window = len(x), window_steps * runner.hop
     if length <= window:
         x = fit_clip(x, window)
@@ -60,6 +99,7 @@ def window_scores(runner: StreamRunner, x, streams: int = 4, window_steps: int =
     offsets = [round(j * window_steps / streams) for j in range(streams)]
     states = [runner.initial_state() for _ in offsets]
     starts, ends, scores = [], [], []
+    step = getattr(runner, "_step", runner.step)  # x is checked: a StreamRunner need not check every hop again
 
     def result():
         out = (np.array(ends), np.array(scores).reshape(len(scores), -1))
@@ -72,7 +112,7 @@ def window_scores(runner: StreamRunner, x, streams: int = 4, window_steps: int =
                 continue
             if (t - off) % window_steps == 0:
                 states[j] = runner.initial_state()
-            p, states[j] = runner.step(hop, states[j])
+            p, states[j] = step(hop, states[j])
             if (t - off) % window_steps == window_steps - 1:
                 starts.append(max(0, (t + 1) * runner.hop - window) if length > window else 0)
                 ends.append(min((t + 1) * runner.hop, length))
