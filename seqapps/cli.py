@@ -206,7 +206,7 @@ def _run(argv=None) -> int:
     if argv[:1] == ["predict"]:
         return _predict(argv[1:])
     args = parser.parse_args(argv)
-    started = time.time()
+    started, exporting = time.time(), []
     from seqapps import config as config_lib
     from seqapps import native_log
 
@@ -225,10 +225,20 @@ def _run(argv=None) -> int:
                 print(config_lib.to_yaml(cfg), end="")
                 return 0
             out = _out_folder(args.out or Path("runs") / app.name, app.name)
-            if cfg.distribute == "multiworker":
-                _train_multi_worker(app, cfg, out, args.resume)
-            else:
-                app.train(cfg, out, resume=args.resume)
+            app_export = app.export
+
+            def export(*a, **k):  # training exports last, once everything an export reads is written
+                exporting.append(True)
+                return app_export(*a, **k)
+
+            app.export = export  # for the message if Ctrl-C stops the export
+            try:
+                if cfg.distribute == "multiworker":
+                    _train_multi_worker(app, cfg, out, args.resume)
+                else:
+                    app.train(cfg, out, resume=args.resume)
+            finally:
+                del app.export
         elif args.command == "evaluate":
             options = config_lib.parse_overrides(args.set)
             data = options.pop("data", None)
@@ -287,14 +297,20 @@ def _run(argv=None) -> int:
 
             saved = out / "model.keras"
             run = Path(cfg.run_dir) if getattr(cfg, "run_dir", "") else out
-            if saved.is_file() and saved.stat().st_mtime >= started and not any(run.rglob("backup")):
-                # training had ended (its checkpoint is deleted then) and the model was saved: --resume would
-                # start again from epoch 1, so finish the export from the saved model instead
-                again = shlex.join(["seqapps", "export", app.name, "--model", str(out)])
-                print(f"training had finished and {saved} was saved; finish the export with: {again}", file=sys.stderr)
+            export = shlex.join(["seqapps", "export", app.name, "--model", str(out)])
+            resume = shlex.join(["seqapps", *argv, *([] if args.resume else ["--resume"])])
+            if exporting:  # the model, its scores and everything else an export reads were written
+                print(f"training had finished; finish the export with: {export}", file=sys.stderr)
+            elif saved.is_file() and saved.stat().st_mtime >= started and not any(run.rglob("backup")):
+                # training had ended (Keras deletes the checkpoint then) but its test scores were not written
+                print(
+                    f"training had finished and {saved} was saved, but not scored or exported: export it with: "
+                    f"{export} (seqapps evaluate {app.name} --model {shlex.quote(str(out))} scores it), or train again "
+                    f"with: {resume} (the checkpoint was deleted at the end of training)",
+                    file=sys.stderr,
+                )
             else:
-                again = shlex.join(["seqapps", *argv, *([] if args.resume else ["--resume"])])
-                print(f"every finished epoch is checkpointed; continue with: {again}", file=sys.stderr)
+                print(f"every finished epoch is checkpointed; continue with: {resume}", file=sys.stderr)
         elif args.command == "export":
             print("exports are written atomically: nothing half-written was left", file=sys.stderr)
         return 130

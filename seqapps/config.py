@@ -73,16 +73,13 @@ def _coerce(key: str, value, kind):
     return value
 
 
-SPLIT_KEYS = ("split", "seed", "test_start", "test_fraction", "val_fraction")  # what draws a held-out split
-
-
-def check_split_kept(trained, cfg, same_data: bool, where: str = "evaluate --set") -> None:
-    """On the data a model was trained on, the settings that drew its held-out split are fixed by training:
-    another seed, fraction or start would score examples the model was trained or early-stopped on. On other
-    data (``--data``) they choose the part that is scored."""
+def check_split_kept(trained, cfg, same_data: bool, keys, where: str = "evaluate --set") -> None:
+    """On the data a model was trained on, the settings (``keys``: each app names those that draw its test
+    split) are fixed by training: another seed, fraction or start would score examples the model was trained or
+    early-stopped on. On other data (``--data``) they choose the part that is scored."""
     if not same_data:
         return
-    changed = [k for k in SPLIT_KEYS if hasattr(cfg, k) and getattr(cfg, k) != getattr(trained, k)]
+    changed = [k for k in keys if getattr(cfg, k) != getattr(trained, k)]
     if changed:
         raise ConfigError(
             f"{where} {', '.join(f'{k}={getattr(cfg, k)}' for k in changed)}: on the data this model was trained on "

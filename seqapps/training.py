@@ -157,9 +157,9 @@ class _RandomState(keras.callbacks.Callback):
     epoch, and puts it back when a run resumes, after `BackupAndRestore` has restored the weights (which hold no
     seed state): a resumed run then draws the dropout masks that the uninterrupted run would have drawn."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, resumed_data=None, cfg=None):
         super().__init__()
-        self.folder = Path(folder)
+        self.folder, self.resumed_data, self.cfg = Path(folder), resumed_data, cfg
 
     def _variables(self):
         # in the model's order: their names take a number per process (seed_generator_1, ...), their order not
@@ -167,6 +167,8 @@ class _RandomState(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         path, meta = self.folder / "random_state.npz", self.folder / "training_metadata.json"
+        if self.resumed_data is not None:  # read after BackupAndRestore chose its checkpoint (or the one before)
+            _skip_epochs(self.resumed_data, self.folder, self.cfg)
         if not (path.is_file() and meta.is_file()):
             return
         with np.load(path) as saved:
@@ -203,13 +205,14 @@ def _skip_epochs(dataset, backup, cfg) -> None:
     if not meta.is_file():
         return
     done = int(json.loads(meta.read_text())["epoch"])  # epochs finished
-    if hasattr(dataset, "set_epoch"):  # a dataset that draws each epoch's order from its number (speech, sentiment)
-        dataset.set_epoch(done)
-        return
-    if not isinstance(dataset, tf.data.Dataset):
+    own = hasattr(dataset, "set_epoch")  # a dataset that draws each epoch's order from its number (speech, sentiment)
+    if not (own or isinstance(dataset, tf.data.Dataset)):
         return
     if cfg.steps_per_epoch or cfg.distribute != "none":
         print("[seqapps] --resume: with steps_per_epoch or distribute, the data order starts again as in epoch 1")
+        return
+    if own:
+        dataset.set_epoch(done)
         return
     per_epoch = 2 if int(dataset.cardinality()) > 0 else 1
     for _ in range(done * per_epoch):
@@ -282,14 +285,13 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
     watched = [cb for cb in cbs if isinstance(cb, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau))]
     if watched:
         cbs.append(_ResumeState(backup, watched))
-    cbs.insert(1, _RandomState(backup))  # right after BackupAndRestore: it restores once the weights are back
+    # right after BackupAndRestore: it restores once the weights (and the epoch they belong to) are back
+    cbs.insert(1, _RandomState(backup, train_ds if resume and backup.exists() else None, cfg))
     cbs.extend(callbacks)
     if cfg.jit_compile:
         own_loops_for_xla(model)  # cuDNN ops do not compile with XLA; the layers' own loops do
     model.jit_compile = bool(cfg.jit_compile)
     resumed = resume and backup.exists()
-    if resumed:
-        _skip_epochs(train_ds, backup, cfg)
     start = time.time()
     history = model.fit(
         train_ds,
@@ -321,12 +323,16 @@ def _whole_history(history, csv_path) -> None:
         with open(csv_path, newline="") as f:
             rows = list(csv.DictReader(f))
         earlier = rows[: len(rows) - now]
-        if not earlier or not set(history.history) <= set(rows[0]):
+        if not earlier:
             return
-        merged = {k: [float(r[k]) for r in earlier] + list(v) for k, v in history.history.items()}
+        # a resumed run that had no epoch left to run has an empty history: the file's columns then
+        keys = list(history.history) or [
+            k for k in rows[0] if k != "epoch" and all(r[k] not in ("", "NA") for r in earlier)
+        ]
+        merged = {k: [float(r[k]) for r in earlier] + list(history.history.get(k, [])) for k in keys}
         elapsed = [float(r.get("elapsed_s") or "nan") for r in earlier]
-    except (OSError, ValueError, KeyError):
-        print(f"[seqapps] {csv_path} could not be read: the epochs before --resume are not counted")
+    except (OSError, ValueError, KeyError, TypeError):  # KeyError, TypeError: a column this run has, the file not
+        print(f"[seqapps] {csv_path} does not match this run: the epochs before --resume are not counted")
         return
     ends = [e for e, nxt in zip(elapsed, [*elapsed[1:], 0.0]) if nxt <= e]  # each earlier run's last epoch
     history.history = merged

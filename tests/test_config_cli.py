@@ -394,30 +394,40 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path, monkeypatch, capsys
 
 
 def test_ctrl_c_after_training_ended_points_to_export_not_resume(tmp_path, monkeypatch, capsys):
-    """Once training ends its checkpoint is deleted, so --resume would start again from epoch 1; a Ctrl-C during
-    the export that follows says how to finish the export from the saved model instead."""
+    """Once training ends its checkpoint is deleted, so --resume would start again from epoch 1: a Ctrl-C while
+    the model is scored says so and how to export it, and one during the export says how to finish it."""
     app = registry.get_app("forecast")
     out = tmp_path / "run"
 
-    def saved_then_interrupted(self, cfg, out_dir, resume=False):
+    def train(self, cfg, out_dir, resume=False):
         (out_dir / "run" / "backup").mkdir(parents=True)  # training, checkpointed
-        if state["stage"] == "exporting":
+        if state["stage"] != "training":
             (out_dir / "run" / "backup").rmdir()  # fit ended: Keras deleted the checkpoint
             (out_dir / "model.keras").write_bytes(b"saved")
+        if state["stage"] == "exporting":
+            self.export(out_dir, out_dir)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(type(app), "train", saved_then_interrupted)
+    def export(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(app), "train", train)
+    monkeypatch.setattr(type(app), "export", export)
     state = {}
     for state["stage"], expected in (
         ("training", f"continue with: seqapps train forecast --tiny --out {out} --resume"),
         (
-            "exporting",
-            f"{out / 'model.keras'} was saved; finish the export with: seqapps export forecast --model {out}",
+            "scoring",
+            f"{out / 'model.keras'} was saved, but not scored or exported: export it with: seqapps export "
+            f"forecast --model {out} (seqapps evaluate forecast --model {out} scores it), or train again with: "
+            f"seqapps train forecast --tiny --out {out} --resume (the checkpoint was deleted",
         ),
+        ("exporting", f"training had finished; finish the export with: seqapps export forecast --model {out}"),
     ):
         shutil.rmtree(out, ignore_errors=True)
         assert cli.main(["train", "forecast", "--tiny", "--out", str(out)]) == 130
         assert expected in capsys.readouterr().err
+    assert "export" not in vars(app)  # the wrapper that watched for the export is gone
 
 
 def test_export_refuses_an_out_folder_that_holds_the_model(tmp_path, capsys):
@@ -444,15 +454,22 @@ def test_evaluate_takes_data_from_set_as_from_data(tmp_path, monkeypatch, capsys
 
 
 def test_split_settings_are_fixed_on_the_training_data_only():
+    from seqapps.forecast.app import _split_keys
     from seqapps.forecast.config import ForecastConfig
 
+    keys = ("seed", "test_start", "val_fraction", "split")
     trained = ForecastConfig(data="a.csv", seed=1, test_start="2019-01-01")
     for change in ({"seed": 2}, {"test_start": "2018-01-01"}, {"val_fraction": 0.3}, {"split": "series"}):
         key = next(iter(change))
         with pytest.raises(config.ConfigError, match=f"evaluate --set {key}=.*: on the data this model was trained on"):
-            config.check_split_kept(trained, dataclasses.replace(trained, **change), same_data=True)
-        config.check_split_kept(trained, dataclasses.replace(trained, **change), same_data=False)  # other data
-    config.check_split_kept(trained, dataclasses.replace(trained, epochs=3), same_data=True)
+            config.check_split_kept(trained, dataclasses.replace(trained, **change), True, keys)
+        config.check_split_kept(trained, dataclasses.replace(trained, **change), False, keys)  # other data
+    config.check_split_kept(trained, dataclasses.replace(trained, epochs=3), True, keys)
+    # forecast: the seed draws held-out series only; a later start scores part of the test period
+    assert _split_keys(trained, dataclasses.replace(trained, test_start="2018-06-01")) == ["split", "test_start"]
+    assert _split_keys(trained, dataclasses.replace(trained, test_start="2019-06-01")) == ["split"]
+    by_series = dataclasses.replace(trained, split="series", test_start="")
+    assert _split_keys(by_series, by_series) == ["split", "seed", "test_fraction", "test_start"]
 
 
 def test_predict_file_dash_reads_standard_input(monkeypatch, capsys):

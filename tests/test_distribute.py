@@ -51,7 +51,8 @@ def _free_ports(n):
     low = 32768
     with contextlib.suppress(OSError, ValueError):
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    candidates = random.Random().sample(range(max(1024, low - 12000), low), 200)
+    span = range(max(1024, low - 12000), max(low, 1025))
+    candidates = random.Random().sample(span, min(200, len(span)))
     ports = []
     for port in candidates:
         with socket.socket() as s, contextlib.suppress(OSError):

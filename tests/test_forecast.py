@@ -180,6 +180,16 @@ def test_dates_are_read_in_one_order_and_an_undecidable_order_is_asked_for(tmp_p
         read(p)
     p = _dated(tmp_path, "timed.csv", ["01/01/2020", "01/02/2020 10:00", "01/03/2020", "01/13/2020", "01/15/2020"])
     assert list(read(p)) == ["2020-01-01", "2020-01-02", "2020-01-03", "2020-01-13", "2020-01-15"]
+    # a first date that puts the day first settles the order for the dates in other formats too
+    p = _dated(tmp_path, "settled.csv", ["13.02.2020", "01.03.2020 10:00", "14.03.2020", "15.03.2020", "16.03.2020"])
+    assert list(read(p)) == ["2020-02-13", "2020-03-01", "2020-03-14", "2020-03-15", "2020-03-16"]
+    p = _dated(tmp_path, "empty.csv", ["", "01.02.2020", "13.02.2020", "14.02.2020", "15.02.2020"])
+    with pytest.raises(data.DataError, match=r"empty.csv: line 2, column 'Date': cannot read ''"):
+        read(p)
+    p = _dated(tmp_path, "yy.csv", ["1/2/20", "2/2/20", "3/2/20", "4/2/20", "5/2/20"])  # no format guessed
+    with pytest.raises(data.DataError, match="their format could not be told from the first dates"):
+        read(p)
+    assert read(p, date_order="dmy")[0] == "2020-02-01"
     with pytest.raises(ValueError, match="date_order must be one of"):
         read(iso, date_order="ymd")
 
@@ -821,6 +831,20 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys, monkeypatch)
         rc, _, err = _cli(capsys, "predict", "forecast", "--model", model, "--csv", str(tmp_path / name))
         assert rc == 2 and f"pass {option}" in err and "--set" not in err, err
     assert "comes before the previous row's 2015-01-1" in err and "T00:00:00" not in err  # dates as written
+    months = [f"01.{1 + k % 12:02d}.{2015 + k // 12}" for k in range(20)]  # day first or month first?
+    monthly = write_csv(tmp_path / "monthly.csv", [m + r[r.index(",") :] for m, r in zip(months, gbm(20))])
+    rc, _, err = _cli(capsys, "predict", "forecast", "--model", model, "--csv", str(monthly))
+    assert rc == 2 and "Say which with --date-order dmy (31.12.2020) or --date-order mdy" in err, err
+    out_csv = tmp_path / "monthly_forecast.csv"
+    rc, _, err = _cli(
+        capsys,
+        *["predict", "forecast", "--model", model, "--csv", str(monthly)],
+        "--date-order",
+        "dmy",
+        "--out",
+        str(out_csv),
+    )
+    assert rc == 0 and out_csv.read_text().splitlines()[1].split(",")[2] == "2016-08-01", err  # last observed
 
     rc, out, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "arima_windows=0")
     assert rc == 0, err
@@ -838,8 +862,8 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys, monkeypatch)
     assert rc == 2 and "the model outputs the quantiles 0.1,0.5,0.9, fixed by training" in err
     rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "bootstrap=-5")
     assert rc == 2 and "evaluate --set: bootstrap=-5 must be >= 0" in err
-    # another seed or start would hold out other series or times, some of them trained on
-    for bad in ("seed=7", "test_start=2015-01-05"):
+    # another fraction or an earlier start would score times the model was trained on
+    for bad in ("test_fraction=0.5", "test_start=2015-01-05", "split=series"):
         rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", bad)
         assert rc == 2 and f"evaluate --set {bad}: on the data this model was trained on" in err, err
     rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "target=open")

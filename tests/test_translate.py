@@ -592,7 +592,7 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys):
     for bad, message in (
         ("beam_width=2", "evaluate --set beam_width=2: the SavedModel decodes with the settings it was exported with"),
         ("test_fraction=0.3", "evaluate --set test_fraction=0.3: on the data this model was trained on"),
-        ("seed=7", "would score examples the model was trained on"),
+        ("val_fraction=0.2", "would score examples the model was trained on"),
     ):
         assert cli.main(["evaluate", "translate", "--model", str(model), "--set", bad]) == 2
         assert message in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -34,12 +35,12 @@ def atomic_dir(final, overwrite: bool = False):
         ) from exc
     try:
         yield tmp
+        _fsync_tree(tmp)  # the files reach the disk before the rename makes them the folder
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
     try:
-        _fsync_tree(tmp)  # the files reach the disk before the rename makes them the folder
         if final.exists():
             old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
             final.rename(old)
@@ -106,17 +107,23 @@ def atomic_write_bytes(path, data: bytes | memoryview) -> None:
 
 
 def _fsync_tree(root) -> None:
-    """Sync every file and folder under ``root`` to disk (links are not followed)."""
+    """Sync every file and folder under ``root`` to disk (links are not followed). A file the platform will not
+    sync through a read-only handle (Windows) is skipped; a failing disk is an error that names the file."""
     for folder, _, files in os.walk(root):
         for name in files:
             file = os.path.join(folder, name)
             if os.path.islink(file):
                 continue
-            fd = os.open(file, os.O_RDONLY)
             try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                fd = os.open(file, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                if exc.errno in (errno.EBADF, errno.EINVAL, errno.EACCES, errno.EPERM):
+                    continue
+                raise OSError(exc.errno, f"cannot write {file} to disk ({exc.strerror})") from exc
         _fsync_dir(folder)
 
 

@@ -137,6 +137,21 @@ def _check_export_overrides(cfg, saved):
         )
 
 
+def _split_keys(trained, cfg) -> list:
+    """The settings that draw the test windows of ``trained``'s split (`data.split`), for
+    `config.check_split_kept`: the held-out series (split series: seed, test_fraction) and the test period's
+    start. A start later than the one trained with scores a part of its test period and is allowed."""
+    keys = ["split"]
+    if trained.split == "series":
+        keys += ["seed", "test_fraction"]
+    elif not trained.test_start:
+        keys += ["test_fraction"]
+    later = bool(trained.test_start and cfg.test_start) and np.datetime64(cfg.test_start) >= np.datetime64(
+        trained.test_start
+    )
+    return keys if later else [*keys, "test_start"]
+
+
 def _model_hints(model_dir, cfg, predict=False) -> dict:
     """How messages about a file tell the user to fix it for a trained model, whose config fixes the columns
     it reads (`seqapps.forecast.data.FIX_HINTS`); `predict` takes --ffill and --sort instead of --set."""
@@ -621,7 +636,7 @@ class ForecastApp(App):
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
         from seqapps.data import same_spec
 
-        config_lib.check_split_kept(trained, cfg, same_spec(cfg.data, trained.data))
+        config_lib.check_split_kept(trained, cfg, same_spec(cfg.data, trained.data), _split_keys(trained, cfg))
         spec = _read_spec(model_dir)
         cfg = dataclasses.replace(cfg, mode=spec.mode)
         _check_fixed_by_model(cfg, spec)
@@ -668,9 +683,9 @@ class ForecastApp(App):
         parser.add_argument(
             "--date-order",
             choices=("auto", "dmy", "mdy"),
-            default="auto",
+            default=None,
             help="dates that are not year first: day first (31.12.2020) or month first (12/31/2020); auto: "
-            "whichever reads every date, an error when both do",
+            "whichever reads every date, an error when both do (default: the model's date_order, auto unless set)",
         )
         parser.add_argument("--history", type=int, default=0, help="rows of history in the chart (default 3 windows)")
 
@@ -698,7 +713,7 @@ class ForecastApp(App):
             mode=spec.mode,
             missing="ffill" if args.ffill else "error",
             unsorted="sort" if args.sort else "error",
-            date_order=args.date_order,
+            date_order=args.date_order or cfg.date_order,
         )
         series = data_lib.read_csv(
             args.csv, cfg, min_rows=spec.window, hints=_model_hints(model_dir, cfg, predict=True)

@@ -155,7 +155,10 @@ def _read_dates(raw, order: str, where: str, line, hints: dict):
     read every date but differently (``01.02.2020``: 1 February or 2 January; a file with no day above 12),
     ``order`` (``date_order``: ``dmy`` or ``mdy``) decides, and ``auto`` is an error. Reading each cell on its own
     would take ``13.02.2020`` day first and ``01.02.2020`` month first in the same file. The order whose format,
-    guessed from the first date, reads the most dates wins; dates in other formats are then read one by one."""
+    guessed from the first dates, reads the most dates wins (a format that puts the day first, guessed from
+    ``13.02.2020``, settles it); dates in other formats are then read one by one in that order."""
+    import warnings
+
     import pandas as pd
     from pandas.tseries.api import guess_datetime_format
 
@@ -169,9 +172,20 @@ def _read_dates(raw, order: str, where: str, line, hints: dict):
     if other.empty:
         return times
     orders = {"dmy": (True,), "mdy": (False,)}.get(order, (False, True))
+    samples = [c for c in other.iloc[:50] if c.lower() not in NA_STRINGS]  # dates to guess the format from
     read, fitted = {}, {}  # dayfirst -> the column read that way; how many dates one format read
     for dayfirst in orders:
-        fmt = guess_datetime_format(other.iloc[0], dayfirst=dayfirst)
+        with warnings.catch_warnings():  # pandas warns when the format it guesses puts the day the other way
+            warnings.filterwarnings("ignore", "Parsing dates in", UserWarning)
+            fmt = next((f for c in samples if (f := guess_datetime_format(c, dayfirst=dayfirst))), None)
+        if fmt and "%d" in fmt and "%m" in fmt and (fmt.index("%d") < fmt.index("%m")) != dayfirst:
+            # the first dates settle the order the other way (13.02.2020 is day first whichever was asked)
+            if order != "auto":
+                fmt = None  # the order given wins: each date is read on its own in that order
+            else:
+                dayfirst = not dayfirst
+        if dayfirst in read:
+            continue
         t = _to_datetime(other, format=fmt or "mixed", dayfirst=dayfirst)
         fitted[dayfirst] = int(t.notna().sum()) if fmt else 0
         rest = t.isna().to_numpy()
@@ -187,11 +201,15 @@ def _read_dates(raw, order: str, where: str, line, hints: dict):
         if len(differ):
             i = differ[0]
             fix = hints.get("date_order", "--set date_order=dmy")
+            why = (
+                "no date in the column settles which (a day above 12)"
+                if best
+                else "their format could not be told from the first dates"
+            )
             raise DataError(
                 f"{where}: line {line[np.flatnonzero(~year_first)[i]]}: {other.iloc[i]!r} reads as "
-                f"{day_first.iloc[i]:%Y-%m-%d} day first or {month_first.iloc[i]:%Y-%m-%d} month first, and no date "
-                f"in the column settles which (a day above 12). Say which with {fix} (31.12.2020) or "
-                f"{fix.replace('dmy', 'mdy')} (12/31/2020)"
+                f"{day_first.iloc[i]:%Y-%m-%d} day first or {month_first.iloc[i]:%Y-%m-%d} month first, and {why}. "
+                f"Say which with {fix} (31.12.2020) or {fix.replace('dmy', 'mdy')} (12/31/2020)"
             )
     times[~year_first] = next(iter(read.values()))
     return times

@@ -489,7 +489,9 @@ class SentimentApp(App):
         cfg = config_lib.override(cfg, options, "evaluate --set")
         if data:
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
-        config_lib.check_split_kept(trained, cfg, same_spec(cfg.data, trained_spec))
+        config_lib.check_split_kept(
+            trained, cfg, same_spec(cfg.data, trained_spec), ("seed", "val_fraction", "test_fraction")
+        )
         labels = read_lines(model_dir / "assets" / "labels.txt")
         ds = data_lib.load(cfg)
         for note in ds.notes:

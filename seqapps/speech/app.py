@@ -460,11 +460,14 @@ class SpeechApp(App):
         model_dir = Path(model_dir)
         trained = config_lib.read(SpeechConfig, model_dir / "config.yaml")
         split = options.pop("split", None)
+        check(trained, str(model_dir / "config.yaml"))
         cfg = config_lib.override(trained, options, "evaluate --set")
         check(cfg, "evaluate --set")
         labels = read_labels(model_dir)
         same = data is None or same_spec(data, cfg.data)
-        config_lib.check_split_kept(trained, cfg, same and same_spec(cfg.data, trained.data))
+        config_lib.check_split_kept(
+            trained, cfg, same and same_spec(cfg.data, trained.data), ("val_fraction", "test_fraction")
+        )  # speakers split by a hash
         spec = cfg.data if data is None else data
         clips = data_lib.load(spec, cfg, label_hint=labels)
         split = split or ("test" if same else "all")

@@ -620,7 +620,9 @@ class TranslateApp(App):
             )
         if data:
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
-        config_lib.check_split_kept(trained, cfg, same_spec(cfg.data, trained.data))
+        config_lib.check_split_kept(
+            trained, cfg, same_spec(cfg.data, trained.data), ("val_fraction", "test_fraction")
+        )  # pairs split by a hash of the source
         corp = data_lib.load_corpus(cfg)
         split = data_lib.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)["test"]
         pairs = spread(split, cfg.eval_examples)
