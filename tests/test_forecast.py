@@ -844,7 +844,8 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys, monkeypatch)
         "--out",
         str(out_csv),
     )
-    assert rc == 0 and out_csv.read_text().splitlines()[1].split(",")[2] == "2016-08-01", err  # last observed
+    first = out_csv.read_text().splitlines()[1].split(",")[1]  # the first forecast's time: after 1 August 2016
+    assert rc == 0 and "2016-08-01" < first <= "2016-09-01", (first, err)
 
     rc, out, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "arima_windows=0")
     assert rc == 0, err
@@ -862,8 +863,9 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys, monkeypatch)
     assert rc == 2 and "the model outputs the quantiles 0.1,0.5,0.9, fixed by training" in err
     rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "bootstrap=-5")
     assert rc == 2 and "evaluate --set: bootstrap=-5 must be >= 0" in err
-    # another fraction or an earlier start would score times the model was trained on
-    for bad in ("test_fraction=0.5", "test_start=2015-01-05", "split=series"):
+    # held out by series: another seed or fraction, a split by time or an earlier start would score series or
+    # times the model was trained on
+    for bad in ("test_fraction=0.5", "seed=7", "test_start=2015-01-05", "split=time"):
         rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", bad)
         assert rc == 2 and f"evaluate --set {bad}: on the data this model was trained on" in err, err
     rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "target=open")
