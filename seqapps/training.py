@@ -212,7 +212,9 @@ def _skip_epochs(dataset, backup, cfg) -> None:
         print("[seqapps] --resume: with steps_per_epoch or distribute, the data order starts again as in epoch 1")
         return
     if own:
-        dataset.set_epoch(done)
+        # Keras's fit has called a PyDataset's on_epoch_end once already, before on_train_begin (its epoch
+        # iterator's reset), in the uninterrupted run too: the dataset is one epoch on from the finished ones
+        dataset.set_epoch(done + 1 if isinstance(dataset, keras.utils.PyDataset) else done)
         return
     per_epoch = 2 if int(dataset.cardinality()) > 0 else 1
     for _ in range(done * per_epoch):

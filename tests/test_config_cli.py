@@ -400,6 +400,7 @@ def test_ctrl_c_after_training_ended_points_to_export_not_resume(tmp_path, monke
     out = tmp_path / "run"
 
     def train(self, cfg, out_dir, resume=False):
+        state["app"] = self  # the CLI's own app object, which it watches for the export
         (out_dir / "run" / "backup").mkdir(parents=True)  # training, checkpointed
         if state["stage"] != "training":
             (out_dir / "run" / "backup").rmdir()  # fit ended: Keras deleted the checkpoint
@@ -427,7 +428,7 @@ def test_ctrl_c_after_training_ended_points_to_export_not_resume(tmp_path, monke
         shutil.rmtree(out, ignore_errors=True)
         assert cli.main(["train", "forecast", "--tiny", "--out", str(out)]) == 130
         assert expected in capsys.readouterr().err
-    assert "export" not in vars(app)  # the wrapper that watched for the export is gone
+    assert "export" not in vars(state["app"]) and state["app"].export  # the watching wrapper is gone again
 
 
 def test_export_refuses_an_out_folder_that_holds_the_model(tmp_path, capsys):

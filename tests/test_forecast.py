@@ -183,6 +183,10 @@ def test_dates_are_read_in_one_order_and_an_undecidable_order_is_asked_for(tmp_p
     # a first date that puts the day first settles the order for the dates in other formats too
     p = _dated(tmp_path, "settled.csv", ["13.02.2020", "01.03.2020 10:00", "14.03.2020", "15.03.2020", "16.03.2020"])
     assert list(read(p)) == ["2020-02-13", "2020-03-01", "2020-03-14", "2020-03-15", "2020-03-16"]
+    p = _dated(tmp_path, "later.csv", ["01.02.2020 10:00", "13.02.2020", "14.02.2020", "15.02.2020", "16.02.2020"])
+    assert read(p)[0] == "2020-02-01"  # settled by 13.02.2020, though the first date has a time and a day <= 12
+    with pytest.raises(data.DataError, match=r"line 3: '13.02.2020' can only be read day first, but date_order=mdy"):
+        read(p, date_order="mdy")  # read cell by cell, 13.02.2020 would be taken day first and 01.02 month first
     p = _dated(tmp_path, "empty.csv", ["", "01.02.2020", "13.02.2020", "14.02.2020", "15.02.2020"])
     with pytest.raises(data.DataError, match=r"empty.csv: line 2, column 'Date': cannot read ''"):
         read(p)
@@ -868,6 +872,8 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys, monkeypatch)
     for bad in ("test_fraction=0.5", "seed=7", "test_start=2015-01-05", "split=time"):
         rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", bad)
         assert rc == 2 and f"evaluate --set {bad}: on the data this model was trained on" in err, err
+    rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "test_start=01.08.2015")
+    assert rc == 2 and "test_start: expected a date (or time) written year first, like 2019-01-01" in err, err
     rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "target=open")
     assert rc == 2 and "(target 'open') differ from the model's" in err, err
     rc, _, err = _cli(capsys, "evaluate", "forecast", "--model", model, "--set", "write=maybe")

@@ -146,7 +146,9 @@ def _split_keys(trained, cfg) -> list:
         keys += ["seed", "test_fraction"]
     elif not trained.test_start:
         keys += ["test_fraction"]
-    later = bool(trained.test_start and cfg.test_start) and np.datetime64(cfg.test_start) >= np.datetime64(
+    from seqapps.forecast.data import parse_test_start
+
+    later = bool(trained.test_start and cfg.test_start) and parse_test_start(cfg.test_start) >= parse_test_start(
         trained.test_start
     )
     return keys if later else [*keys, "test_start"]
@@ -636,7 +638,8 @@ class ForecastApp(App):
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
         from seqapps.data import same_spec
 
-        config_lib.check_split_kept(trained, cfg, same_spec(cfg.data, trained.data), _split_keys(trained, cfg))
+        if same_spec(cfg.data, trained.data):  # the test split that training held out
+            config_lib.check_split_kept(trained, cfg, True, _split_keys(trained, cfg))
         spec = _read_spec(model_dir)
         cfg = dataclasses.replace(cfg, mode=spec.mode)
         _check_fixed_by_model(cfg, spec)

@@ -154,9 +154,10 @@ def _read_dates(raw, order: str, where: str, line, hints: dict):
     unambiguous. Others are read with one format for the whole column, day first or month first: where both
     read every date but differently (``01.02.2020``: 1 February or 2 January; a file with no day above 12),
     ``order`` (``date_order``: ``dmy`` or ``mdy``) decides, and ``auto`` is an error. Reading each cell on its own
-    would take ``13.02.2020`` day first and ``01.02.2020`` month first in the same file. The order whose format,
-    guessed from the first dates, reads the most dates wins (a format that puts the day first, guessed from
-    ``13.02.2020``, settles it); dates in other formats are then read one by one in that order."""
+    would take ``13.02.2020`` day first and ``01.02.2020`` month first in the same file. A date that reads one
+    way only (``13.02.2020``) settles the order, and contradicts a ``date_order`` given the other way (an error).
+    Otherwise the order whose format, guessed from the first dates, reads the most dates wins; dates in other
+    formats (a time of day added, ...) are then read one by one in that order."""
     import warnings
 
     import pandas as pd
@@ -171,21 +172,36 @@ def _read_dates(raw, order: str, where: str, line, hints: dict):
     other = raw[~year_first]
     if other.empty:
         return times
-    orders = {"dmy": (True,), "mdy": (False,)}.get(order, (False, True))
-    samples = [c for c in other.iloc[:50] if c.lower() not in NA_STRINGS]  # dates to guess the format from
+    samples = list(dict.fromkeys(c for c in other.iloc[:2000] if c.lower() not in NA_STRINGS))
+    guesses = {}  # (date, dayfirst) -> the format pandas guesses for it, and whether that format puts the day first
+
+    def guess(c, dayfirst):
+        if (c, dayfirst) not in guesses:
+            with warnings.catch_warnings():  # pandas warns when the format it guesses puts the day the other way
+                warnings.filterwarnings("ignore", "Parsing dates in", UserWarning)
+                fmt = guess_datetime_format(c, dayfirst=dayfirst)
+            day_first = fmt.index("%d") < fmt.index("%m") if fmt and "%d" in fmt and "%m" in fmt else None
+            guesses[c, dayfirst] = fmt, day_first
+        return guesses[c, dayfirst]
+
+    # a date that reads one way only (13.02.2020: day first; 02/13/2020: month first) settles the order
+    settling = next(
+        ((c, d) for c in samples for d in (True, False) if guess(c, not d)[1] == d and guess(c, d)[1] == d), None
+    )
+    if settling is not None and order != "auto" and settling[1] != (order == "dmy"):
+        i = int(np.flatnonzero((raw == settling[0]).to_numpy())[0])
+        raise DataError(
+            f"{where}: line {line[i]}: {settling[0]!r} can only be read {'day' if settling[1] else 'month'} first, "
+            f"but date_order={order}; give date_order={'dmy' if settling[1] else 'mdy'} (or auto)"
+        )
+    if settling is not None:
+        orders = (settling[1],)
+    else:
+        orders = {"dmy": (True,), "mdy": (False,)}.get(order, (False, True))
     read, fitted = {}, {}  # dayfirst -> the column read that way; how many dates one format read
     for dayfirst in orders:
-        with warnings.catch_warnings():  # pandas warns when the format it guesses puts the day the other way
-            warnings.filterwarnings("ignore", "Parsing dates in", UserWarning)
-            fmt = next((f for c in samples if (f := guess_datetime_format(c, dayfirst=dayfirst))), None)
-        if fmt and "%d" in fmt and "%m" in fmt and (fmt.index("%d") < fmt.index("%m")) != dayfirst:
-            # the first dates settle the order the other way (13.02.2020 is day first whichever was asked)
-            if order != "auto":
-                fmt = None  # the order given wins: each date is read on its own in that order
-            else:
-                dayfirst = not dayfirst
-        if dayfirst in read:
-            continue
+        # the format of the first date that gives one in this order (with its time of day, if it has one)
+        fmt = next((f for c in samples if (f := guess(c, dayfirst))[1] in (dayfirst, None) and f[0]), (None,))[0]
         t = _to_datetime(other, format=fmt or "mixed", dayfirst=dayfirst)
         fitted[dayfirst] = int(t.notna().sum()) if fmt else 0
         rest = t.isna().to_numpy()
@@ -532,12 +548,22 @@ def _first_at(times, start) -> int:
     return int(np.searchsorted(times, np.datetime64(start, "s"), side="left"))
 
 
+def parse_test_start(text: str) -> np.datetime64:
+    """``test_start`` as a time, or an error that names the setting and the form it takes."""
+    try:
+        return np.datetime64(str(text).strip(), "s")
+    except ValueError:
+        raise DataError(
+            f"test_start: expected a date (or time) written year first, like 2019-01-01, got {text!r}"
+        ) from None
+
+
 def split(ds: Dataset, cfg) -> Split:
     W, H = cfg.window, cfg.horizon
     if cfg.split not in ("time", "series"):
         raise DataError(f"split must be 'time' or 'series', got {cfg.split!r}")
     if cfg.test_start:
-        test_start = np.datetime64(cfg.test_start, "s")
+        test_start = parse_test_start(cfg.test_start)
     else:
         lo = min(s.times[0] for s in ds.series)
         hi = max(s.times[-1] for s in ds.series)
