@@ -73,17 +73,27 @@ def _coerce(key: str, value, kind):
     return value
 
 
+def changed(before, after, keys) -> list:
+    """The ``keys`` whose value differs between two configs (e.g. a trained model's and the one --set made)."""
+    return [k for k in keys if getattr(after, k) != getattr(before, k)]
+
+
+def settings_text(cfg, keys) -> str:
+    """``key=value, ...`` of ``cfg`` for ``keys``, as messages quote settings."""
+    return ", ".join(f"{k}={getattr(cfg, k)}" for k in keys)
+
+
 def check_split_kept(trained, cfg, same_data: bool, keys, where: str = "evaluate --set") -> None:
     """On the data a model was trained on, the settings (``keys``: each app names those that draw its test
     split) are fixed by training: another seed, fraction or start would score examples the model was trained or
     early-stopped on. On other data (``--data``) they choose the part that is scored."""
     if not same_data:
         return
-    changed = [k for k in keys if getattr(cfg, k) != getattr(trained, k)]
-    if changed:
+    keys = changed(trained, cfg, keys)
+    if keys:
         raise ConfigError(
-            f"{where} {', '.join(f'{k}={getattr(cfg, k)}' for k in changed)}: on the data this model was trained on "
-            f"({trained.data}), training fixed the held-out split ({', '.join(f'{k}={getattr(trained, k)}' for k in changed)}), "
+            f"{where} {settings_text(cfg, keys)}: on the data this model was trained on "
+            f"({trained.data}), training fixed the held-out split ({settings_text(trained, keys)}), "
             "and another would score examples the model was trained on. Leave it as trained, or evaluate other "
             "data (--data), where these settings choose the part that is scored"
         )

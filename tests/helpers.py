@@ -55,3 +55,30 @@ def tflite_outputs(model, x, variant="float32", representative=None):
     blob = tflite.convert_module(module, module.signatures(), variant, representative_dataset=representative)
     interp = tflite.interpreter(blob)
     return blob, tflite.run(interp, "serving_default", x=x)["y"]
+
+
+def assert_resume_is_uninterrupted(model, data, tmp_path, crash_after=2, epochs=4):
+    """Train ``model()`` on ``data()`` for ``epochs`` in one run, and again stopped by Ctrl-C after ``crash_after``
+    epochs and resumed (`training.fit(..., resume=True)`): the two must end with the same losses and weights, to
+    the bit (the data order, the dropout masks and the optimizer state all carried over)."""
+    import keras
+    import pytest
+
+    from seqapps import training
+    from seqapps.config import TrainConfig
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == crash_after:
+                raise KeyboardInterrupt
+
+    cfg = TrainConfig(epochs=epochs, patience=0, verbose=0)
+    whole = model()
+    full = training.fit(whole, data(), None, cfg, tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(model(), data(), None, cfg, tmp_path / "run", callbacks=[Crash()])
+    resumed = model()
+    history = training.fit(resumed, data(), None, cfg, tmp_path / "run", resume=True)
+    assert history.history["loss"] == full.history["loss"]
+    for a, b in zip(resumed.get_weights(), whole.get_weights()):
+        np.testing.assert_array_equal(a, b)

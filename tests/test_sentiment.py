@@ -799,8 +799,8 @@ def test_a_resumed_training_gets_the_batches_the_uninterrupted_one_got(tmp_path)
 
     from seqapps import layers as sl
     from seqapps import training
-    from seqapps.config import TrainConfig
     from seqapps.sentiment.data import make_dataset
+    from tests.helpers import assert_resume_is_uninterrupted
 
     rng = np.random.default_rng(0)
     seqs = [rng.integers(2, 50, rng.integers(3, 40)).astype(np.int32) for _ in range(96)]
@@ -814,18 +814,4 @@ def test_a_resumed_training_gets_the_batches_the_uninterrupted_one_got(tmp_path)
         m.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         return m
 
-    class Crash(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
-    cfg = TrainConfig(epochs=4, patience=0, verbose=0)
-    whole = model()
-    full = training.fit(whole, make_dataset(seqs, y, 16, True, 3, 8), None, cfg, tmp_path / "whole")
-    with pytest.raises(KeyboardInterrupt):
-        training.fit(model(), make_dataset(seqs, y, 16, True, 3, 8), None, cfg, tmp_path / "run", callbacks=[Crash()])
-    resumed = model()
-    history = training.fit(resumed, make_dataset(seqs, y, 16, True, 3, 8), None, cfg, tmp_path / "run", resume=True)
-    assert history.history["loss"] == full.history["loss"]
-    for a, b in zip(resumed.get_weights(), whole.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    assert_resume_is_uninterrupted(model, lambda: make_dataset(seqs, y, 16, True, 3, 8), tmp_path)

@@ -264,7 +264,7 @@ def test_a_resumed_training_gets_the_augmented_batches_the_uninterrupted_one_got
     import keras
 
     from seqapps import training
-    from seqapps.config import TrainConfig
+    from tests.helpers import assert_resume_is_uninterrupted
 
     x = np.tile(tone(1.0)[None], (24, 1)) * np.linspace(0.2, 0.9, 24)[:, None]
     y = np.arange(24) % 3
@@ -285,21 +285,7 @@ def test_a_resumed_training_gets_the_augmented_batches_the_uninterrupted_one_got
     def clips():
         return data.AugmentedClips(x, y, SpeechConfig(), augment=True, batch_size=8, seed=7)
 
-    class Crash(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
-    cfg = TrainConfig(epochs=4, patience=0, verbose=0)
-    whole = model()
-    full = training.fit(whole, clips(), None, cfg, tmp_path / "whole")
-    with pytest.raises(KeyboardInterrupt):
-        training.fit(model(), clips(), None, cfg, tmp_path / "run", callbacks=[Crash()])
-    resumed = model()
-    history = training.fit(resumed, clips(), None, cfg, tmp_path / "run", resume=True)
-    assert history.history["loss"] == full.history["loss"]
-    for a, b in zip(resumed.get_weights(), whole.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    assert_resume_is_uninterrupted(model, clips, tmp_path)
 
 
 # --------------------------------------------------------------------------- SavedModel WAV parsing (graph)

@@ -218,7 +218,7 @@ def test_resumed_run_draws_the_same_batches_and_dropout_masks_as_an_uninterrupte
 
     from seqapps import layers as sl
     from seqapps import training
-    from seqapps.config import TrainConfig
+    from tests.helpers import assert_resume_is_uninterrupted
 
     def model():
         training.set_seed(0)
@@ -238,21 +238,7 @@ def test_resumed_run_draws_the_same_batches_and_dropout_masks_as_an_uninterrupte
         ds = tf.data.Dataset.from_tensor_slices((x, x.sum((1, 2))[:, None])).shuffle(64, seed=1)
         return (ds if length == "known" else ds.filter(lambda a, b: True)).batch(16)  # filter: length unknown
 
-    class Crash(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch + 1 == crash_after:
-                raise KeyboardInterrupt
-
-    cfg = TrainConfig(epochs=4, patience=0, verbose=0)
-    whole = model()
-    full = training.fit(whole, data(), None, cfg, tmp_path / "whole")
-    with pytest.raises(KeyboardInterrupt):
-        training.fit(model(), data(), None, cfg, tmp_path / "run", callbacks=[Crash()])
-    resumed = model()
-    history = training.fit(resumed, data(), None, cfg, tmp_path / "run", resume=True)
-    assert history.history["loss"] == full.history["loss"]
-    for a, b in zip(resumed.get_weights(), whole.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    assert_resume_is_uninterrupted(model, data, tmp_path, crash_after)
 
 
 def test_fit_on_datasets_gives_no_keras_warning(tmp_path):

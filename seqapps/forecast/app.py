@@ -124,15 +124,11 @@ EXPORT_SETTINGS = (
 
 
 def _check_export_overrides(cfg, saved):
-    changed = [
-        f.name
-        for f in dataclasses.fields(cfg)
-        if f.name not in EXPORT_SETTINGS and getattr(cfg, f.name) != getattr(saved, f.name)
-    ]
-    if changed:
+    fixed = config_lib.changed(saved, cfg, [f.name for f in dataclasses.fields(cfg) if f.name not in EXPORT_SETTINGS])
+    if fixed:
         raise ValueError(
-            f"export --set {', '.join(f'{k}={getattr(cfg, k)}' for k in changed)}: the trained model fixes "
-            f"{'this' if len(changed) == 1 else 'these'} (config.yaml records {', '.join(f'{k}={getattr(saved, k)}' for k in changed)}); "
+            f"export --set {config_lib.settings_text(cfg, fixed)}: the trained model fixes "
+            f"{'this' if len(fixed) == 1 else 'these'} (config.yaml records {config_lib.settings_text(saved, fixed)}); "
             f"export takes only {', '.join(EXPORT_SETTINGS)}. Retrain with the new value instead"
         )
 

@@ -610,11 +610,11 @@ class TranslateApp(App):
             detokenizer = self._check_stored_detokenizer(model_dir)
         trained = config_lib.read(TranslateConfig, model_dir / "config.yaml")
         cfg = config_lib.override(trained, options, "evaluate --set")
-        fixed = [k for k in DECODING_KEYS if getattr(cfg, k) != getattr(trained, k)]
+        fixed = config_lib.changed(trained, cfg, DECODING_KEYS)
         if fixed:
             raise ValueError(
-                f"evaluate --set {', '.join(f'{k}={getattr(cfg, k)}' for k in fixed)}: the SavedModel decodes with "
-                f"the settings it was exported with ({', '.join(f'{k}={getattr(trained, k)}' for k in fixed)}); "
+                f"evaluate --set {config_lib.settings_text(cfg, fixed)}: the SavedModel decodes with "
+                f"the settings it was exported with ({config_lib.settings_text(trained, fixed)}); "
                 "to score others, export a copy with them (seqapps export translate --model DIR --out NEW --set "
                 "...) and evaluate NEW"
             )
