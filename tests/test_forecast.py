@@ -190,7 +190,18 @@ def test_dates_are_read_in_one_order_and_an_undecidable_order_is_asked_for(tmp_p
     p = _dated(tmp_path, "empty.csv", ["", "01.02.2020", "13.02.2020", "14.02.2020", "15.02.2020"])
     with pytest.raises(data.DataError, match=r"empty.csv: line 2, column 'Date': cannot read ''"):
         read(p)
-    p = _dated(tmp_path, "yy.csv", ["1/2/20", "2/2/20", "3/2/20", "4/2/20", "5/2/20"])  # no format guessed
+    # two-digit years, for which pandas guesses no format: a day above 12 settles the order as for four digits
+    p = _dated(tmp_path, "yy.csv", ["1/2/20", "2/2/20", "3/2/20", "4/2/20 10:00", "13/2/20"])
+    assert list(read(p)) == ["2020-02-01", "2020-02-02", "2020-02-03", "2020-02-04", "2020-02-13"]
+    p = _dated(tmp_path, "yy-us.csv", ["2/1/99", "2/2/99", "2/13/99", "2/14/99", "2/15/99"])
+    assert list(read(p)) == ["1999-02-01", "1999-02-02", "1999-02-13", "1999-02-14", "1999-02-15"]
+    p = _dated(tmp_path, "yy-both.csv", ["1/2/20", "2/2/20", "3/2/20", "4/2/20", "5/2/20"])
+    with pytest.raises(
+        data.DataError, match="'1/2/20' reads as 2020-02-01 day first or 2020-01-02 month first, and no"
+    ):
+        read(p)
+    assert read(p, date_order="mdy")[0] == "2020-01-02"
+    p = _dated(tmp_path, "spaced.csv", ["1 2 20", "2 2 20", "3 2 20", "4 2 20", "5 2 20"])  # no format guessed
     with pytest.raises(data.DataError, match="their format could not be told from the first dates"):
         read(p)
     assert read(p, date_order="dmy")[0] == "2020-02-01"

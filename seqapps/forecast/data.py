@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,9 @@ def file_lines(df) -> np.ndarray:
 
 
 DATE_ORDERS = ("auto", "dmy", "mdy")
+# a date whose year has two digits (1/2/20, 13-Feb-20), which pandas guesses no format for: its day, month and
+# separator, the two digits, and the time of day if any
+TWO_DIGIT_YEAR = re.compile(r"(\d{1,2}([./-])(?:\d{1,2}|[A-Za-z]{3,9})\2)(\d{2})(?![\d./-])(.*)")
 
 
 def _to_datetime(text, **kwargs):
@@ -157,7 +161,8 @@ def _read_dates(raw, order: str, where: str, line, hints: dict):
     would take ``13.02.2020`` day first and ``01.02.2020`` month first in the same file. A date that reads one
     way only (``13.02.2020``) settles the order, and contradicts a ``date_order`` given the other way (an error).
     Otherwise the order whose format, guessed from the first dates, reads the most dates wins; dates in other
-    formats (a time of day added, ...) are then read one by one in that order."""
+    formats (a time of day added, ...) are then read one by one in that order. Two-digit years (``13/2/20``),
+    for which pandas guesses no format, are guessed as four (``13/2/2020``) and read with ``%y``."""
     import warnings
 
     import pandas as pd
@@ -180,6 +185,9 @@ def _read_dates(raw, order: str, where: str, line, hints: dict):
             with warnings.catch_warnings():  # pandas warns when the format it guesses puts the day the other way
                 warnings.filterwarnings("ignore", "Parsing dates in", UserWarning)
                 fmt = guess_datetime_format(c, dayfirst=dayfirst)
+                if fmt is None and (m := TWO_DIGIT_YEAR.fullmatch(c)):  # 1/2/20: guessed as 1/2/2020, read as %y
+                    fmt = guess_datetime_format(f"{m[1]}20{m[3]}{m[4]}", dayfirst=dayfirst)
+                    fmt = fmt.replace("%Y", "%y") if fmt and fmt.count("%Y") == 1 else None
             day_first = fmt.index("%d") < fmt.index("%m") if fmt and "%d" in fmt and "%m" in fmt else None
             guesses[c, dayfirst] = fmt, day_first
         return guesses[c, dayfirst]
