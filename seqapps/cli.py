@@ -151,6 +151,11 @@ def _train_multi_worker(app, cfg, out, resume):
 
     from seqapps import training
 
+    if resume:  # refused here, on every worker: the chief alone refusing it would leave the others waiting for it
+        raise ValueError(
+            "--resume is not supported with distribute=multiworker: restart the run (the chief's per-epoch "
+            "checkpoint is in <run>/backup for a manual tf.train.Checkpoint restore)"
+        )
     training.strategy(cfg)  # before any other TensorFlow op, as MultiWorkerMirroredStrategy requires
     if training.is_chief():
         app.train(cfg, out, resume=resume)

@@ -7,6 +7,7 @@ each key can be overridden from the command line. Unknown keys are errors that l
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from pathlib import Path
@@ -40,6 +41,18 @@ class TrainConfig:
 
 class ConfigError(ValueError):
     """A config file or override that cannot be applied."""
+
+
+class _DecimalLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without its int and float resolvers: numbers in a config file reach `_coerce` as
+    text, as ``--set`` values do, and are read as decimal there (YAML 1.1 reads ``010`` as octal 8 and ``1:30``
+    as base 60, 90)."""
+
+
+_DecimalLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag.rsplit(":", 1)[-1] not in ("int", "float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def _field_types(cls) -> dict[str, type]:
@@ -112,7 +125,7 @@ def pop_flag(options: dict, key: str, meaning: str) -> bool:
 def apply(cfg, values: dict, source: str):
     """Return a copy of ``cfg`` with ``values`` applied; unknown keys raise `ConfigError`."""
     types = _field_types(type(cfg))
-    unknown = sorted(set(values) - set(types))
+    unknown = sorted(str(k) for k in set(values) - set(types))  # a YAML key may be a bool or null
     if unknown:
         raise ConfigError(
             f"{source}: unknown config key(s) {', '.join(unknown)} for {type(cfg).__name__}. "
@@ -175,8 +188,15 @@ def check_ranges(cfg, source: str = "config") -> None:
             ok, want = value > 0, "> 0"
         else:
             ok, want = value >= 0, ">= 0"
-        if not ok:
+        if not ok or not math.isfinite(value):
             raise ConfigError(f"{source}: {key}={value!r} must be {want} (e.g. --set {key}={getattr(type(cfg), key)})")
+    seed, members = getattr(cfg, "seed", 0), getattr(cfg, "ensemble", 1)  # members take seed, seed + 1, ...
+    if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed <= 2**32 - members:
+        raise ConfigError(
+            f"{source}: seed={seed} must be in [0, {2**32 - members}] (NumPy and Keras take seeds below 2**32"
+            f"{f', and the {members} members use seed to seed + {members - 1}' if members > 1 else ''}); "
+            f"e.g. --set seed={getattr(type(cfg), 'seed', 42)}"
+        )
     for key, allowed in (("distribute", STRATEGIES), ("mixed_precision", PRECISIONS)):
         if getattr(cfg, key, allowed[0]) not in allowed:
             raise ConfigError(f"{source}: {key}={getattr(cfg, key)!r} must be one of {', '.join(allowed)}")
@@ -209,7 +229,7 @@ def load(cfg, path: str | Path | None = None, overrides=()):
         if not path.is_file():
             raise ConfigError(f"config file {path} not found")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_DecimalLoader) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -115,7 +115,12 @@ class _ResumeState(keras.callbacks.Callback):
     waited, the best weights) in the checkpoint folder after every epoch, and puts it back when a run resumes.
     `BackupAndRestore` saves only the model and the optimizer: without this, a resumed run took its first
     epoch for the best, restored the wrong weights at the end and waited its patience anew. Listed after
-    those callbacks, so that it saves their state of the epoch and restores it after they reset it."""
+    those callbacks, so that it saves their state of the epoch and restores it after they reset it.
+
+    Each callback's state is kept under its class name, so a resumed run that adds or drops one (``--set
+    lr_plateau=...``) gives each only its own. The state and the best weights carry the epoch they were saved
+    after, and are put back only with the checkpoint of that epoch: the checkpoint is written first, so a run
+    stopped in between, or a damaged checkpoint replaced by the one before, would otherwise pair them wrongly."""
 
     KEYS = ("wait", "best", "best_epoch", "cooldown_counter")
 
@@ -124,29 +129,54 @@ class _ResumeState(keras.callbacks.Callback):
         self.folder, self.watched, self.saved_best = Path(folder), list(watched), None
 
     def on_train_begin(self, logs=None):
-        path = self.folder / "callback_state.json"
-        if not path.is_file():
+        path, meta = self.folder / "callback_state.json", self.folder / "training_metadata.json"
+        if not (path.is_file() and meta.is_file()):
             return
-        state = json.loads(path.read_text())
-        for cb, values in zip(self.watched, state["callbacks"]):
+        state, epoch = json.loads(path.read_text()), json.loads(meta.read_text())["epoch"]
+        names = ", ".join(type(cb).__name__ for cb in self.watched)
+        if not isinstance(state.get("callbacks"), dict) or state.get("epoch") != epoch:
+            print(
+                f"[seqapps] --resume: the state of {names} saved beside the checkpoint is not that of its epoch "
+                f"{epoch} (the run stopped while saving, or an older seqapps saved it): they start afresh"
+            )
+            return
+        restored = []
+        for cb in self.watched:
+            values = state["callbacks"].get(type(cb).__name__)
+            if values is None:
+                print(
+                    f"[seqapps] --resume: {type(cb).__name__} was not in the run that saved the checkpoint: it starts afresh"
+                )
+                continue
             for key, value in values.items():
                 setattr(cb, key, value)
+            restored.append(cb)
         weights = self.folder / "best_weights.npz"
-        for cb in self.watched:
+        for cb in restored:
             if getattr(cb, "restore_best_weights", False) and weights.is_file():
                 with np.load(weights) as saved:
-                    cb.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-                self.saved_best = getattr(cb, "best_epoch", None)
+                    if "best_epoch" not in saved.files or int(saved["best_epoch"]) != cb.best_epoch:
+                        print(
+                            "[seqapps] --resume: the saved best weights are not those of the best epoch: they are not restored"
+                        )
+                        continue
+                    cb.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files) - 1)]
+                self.saved_best = cb.best_epoch
 
     def on_epoch_end(self, epoch, logs=None):
         from seqapps.export.atomic import atomic_write_bytes, atomic_write_text
 
-        state = {"callbacks": [{k: getattr(cb, k) for k in self.KEYS if hasattr(cb, k)} for cb in self.watched]}
+        state = {
+            "epoch": epoch + 1,  # counted as BackupAndRestore counts it in its training_metadata.json
+            "callbacks": {
+                type(cb).__name__: {k: getattr(cb, k) for k in self.KEYS if hasattr(cb, k)} for cb in self.watched
+            },
+        }
         for cb in self.watched:
             best = getattr(cb, "best_weights", None)
             if best is not None and cb.best_epoch != self.saved_best:  # new best weights: save them once
                 buffer = io.BytesIO()
-                np.savez(buffer, *best)
+                np.savez(buffer, *best, best_epoch=cb.best_epoch)
                 atomic_write_bytes(self.folder / "best_weights.npz", buffer.getvalue())
                 self.saved_best = cb.best_epoch
         atomic_write_text(self.folder / "callback_state.json", json.dumps(state, default=float))
@@ -221,9 +251,62 @@ def _skip_epochs(dataset, backup, cfg) -> None:
         iter(dataset)
 
 
+class _HistoryCSV(keras.callbacks.Callback):
+    """``history.csv``: one row per epoch, ``epoch`` then the logged values by name, as
+    `keras.callbacks.CSVLogger` writes it. A resumed run appends its rows; where it logs other columns than the
+    file has (``--set lr_plateau=1`` adds ``learning_rate``), the file is rewritten with the columns of both,
+    empty where an epoch has no value. CSVLogger writes such rows under the old header, which shifts every
+    value after the new column into the wrong one."""
+
+    def __init__(self, path, append: bool):
+        super().__init__()
+        self.path, self.append = Path(path), append
+
+    def on_train_begin(self, logs=None):
+        if not self.append:
+            self.path.unlink(missing_ok=True)  # a fresh run's history starts empty, as CSVLogger's does
+
+    def on_epoch_end(self, epoch, logs=None):
+        import csv
+
+        from seqapps.export.atomic import atomic_write_text
+
+        row = {"epoch": epoch, **{k: v if isinstance(v, str) else float(v) for k, v in sorted((logs or {}).items())}}
+        header, rows = [], []
+        if self.path.is_file() and self.path.stat().st_size:
+            with open(self.path, newline="") as f:
+                reader = csv.DictReader(f)
+                header, rows = list(reader.fieldnames or []), list(reader)
+        columns = header + [k for k in row if k not in header]
+        if columns != header:  # a new file, or new columns: (re)write it whole
+            text = io.StringIO()
+            writer = csv.DictWriter(text, columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            writer.writerow(row)
+            atomic_write_text(self.path, text.getvalue())
+            return
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, columns, lineterminator="\n").writerow(row)
+
+
 class _EpochTimer(keras.callbacks.Callback):
+    """Logs ``elapsed_s``, the training time up to the end of each epoch. A resumed run goes on from the time the
+    finished epochs took (read from ``history.csv``), so that the column counts the whole training."""
+
+    def __init__(self, resumed_csv=None, backup=None):
+        super().__init__()
+        self.resumed_csv, self.backup = resumed_csv, backup
+
     def on_train_begin(self, logs=None):
         self.start = time.time()
+        meta = self.backup / "training_metadata.json" if self.backup else None
+        if self.resumed_csv is not None and meta.is_file():  # read after BackupAndRestore chose its checkpoint
+            try:
+                rows = _earlier_rows(self.resumed_csv, int(json.loads(meta.read_text())["epoch"]))
+                self.start -= _seconds(rows)
+            except (OSError, ValueError, KeyError):
+                pass  # _whole_history says the file does not match
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -266,10 +349,10 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
         keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
-        _EpochTimer(),
+        _EpochTimer(run_dir / "history.csv" if resume and backup.exists() else None, backup),
         *([plateau] if plateau else []),  # before the CSV logger, which then records the learning rate
         # a --resume that found no checkpoint starts over, and so does its history
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume and backup.exists()),
+        _HistoryCSV(run_dir / "history.csv", append=resume and backup.exists()),
         # after the checkpoint (which keeps the raw weights and, in the optimizer, their average) and before
         # early stopping (which then keeps and restores the averaged weights of the best epoch)
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []),
@@ -313,33 +396,47 @@ def fit(model, train_ds, val_ds, cfg, run_dir, resume=False, monitor="val_loss",
     return history
 
 
+def _earlier_rows(csv_path, before: int) -> list[dict]:
+    """The rows of ``history.csv`` for the epochs before epoch ``before`` (0-based), one per epoch: the last
+    written, where a run that stopped between its checkpoint and the one before wrote an epoch twice."""
+    import csv
+
+    with open(csv_path, newline="") as f:
+        rows = {int(r["epoch"]): r for r in csv.DictReader(f) if int(r["epoch"]) < before}
+    return [rows[e] for e in sorted(rows)]
+
+
+def _seconds(rows) -> float:
+    """The training time of these ``history.csv`` rows: the sum of each run's last ``elapsed_s``. It is the last
+    value where every resumed run went on from the time before it (`_EpochTimer`); files from runs that started
+    their clock again at each resume add up the values before each drop."""
+    elapsed = [float(r.get("elapsed_s") or "nan") for r in rows]
+    return float(np.nansum([e for e, nxt in zip(elapsed, [*elapsed[1:], -np.inf]) if not nxt > e]))
+
+
 def _whole_history(history, csv_path) -> None:
     """After a resumed run, ``history`` holds the epochs of this run only: put the earlier runs' epochs back from
     ``history.csv`` (which the CSV logger appends to), so that the epochs counted and the training time recorded
-    with the model are those of the whole training. ``train_seconds`` adds each earlier run's last ``elapsed_s``
-    (which restarts at every run)."""
-    import csv
-
-    now = len(history.history.get("loss", []))
+    with the model are those of the whole training."""
     try:
-        with open(csv_path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        earlier = rows[: len(rows) - now]
+        earlier = _earlier_rows(csv_path, history.epoch[0] if history.epoch else 2**31)
         if not earlier:
             return
         # a resumed run that had no epoch left to run has an empty history: the file's columns then
         keys = list(history.history) or [
-            k for k in rows[0] if k != "epoch" and all(r[k] not in ("", "NA") for r in earlier)
+            k for k in earlier[0] if k != "epoch" and all(r[k] not in ("", "NA") for r in earlier)
         ]
-        merged = {k: [float(r[k]) for r in earlier] + list(history.history.get(k, [])) for k in keys}
-        elapsed = [float(r.get("elapsed_s") or "nan") for r in earlier]
+        if not all(k in earlier[0] for k in ("epoch", "loss")):
+            raise KeyError("loss")
+        # a column the earlier epochs lack (this run added lr_plateau) is NaN for them
+        merged = {k: [float(r.get(k) or "nan") for r in earlier] + list(history.history.get(k, [])) for k in keys}
+        seconds = _seconds(earlier)
     except (OSError, ValueError, KeyError, TypeError):  # KeyError, TypeError: a column this run has, the file not
         print(f"[seqapps] {csv_path} does not match this run: the epochs before --resume are not counted")
         return
-    ends = [e for e, nxt in zip(elapsed, [*elapsed[1:], 0.0]) if nxt <= e]  # each earlier run's last epoch
     history.history = merged
     history.epoch = list(range(len(merged.get("loss", []))))
-    history.train_seconds += float(np.nansum(ends))
+    history.train_seconds += seconds
     history.resumed_after = len(earlier)
 
 

@@ -488,6 +488,8 @@ def test_predict_file_dash_reads_standard_input(monkeypatch, capsys):
 
 
 def test_floats_in_e_notation_and_checks_before_any_data_is_read(tmp_path):
+    from seqapps.forecast.config import ForecastConfig
+
     f = tmp_path / "c.yaml"
     f.write_text("learning_rate: 3e-4\n")  # YAML 1.1 reads this as a string
     assert config.load(TranslateConfig(), f).learning_rate == 3e-4
@@ -500,6 +502,28 @@ def test_floats_in_e_notation_and_checks_before_any_data_is_read(tmp_path):
     for item in ("epochs=1:30", "epochs=0x10", "learning_rate=1:30"):
         with pytest.raises(config.ConfigError, match=f"{item.split('=')[0]}: expected .* \\(a decimal number\\)"):
             config.load(TranslateConfig(), None, [item])
+    # so are they in a config file, which PyYAML would read as YAML 1.1 too
+    f.write_text("epochs: 010\nbatch_size: 0032\n")
+    assert (config.load(TranslateConfig(), f).epochs, config.load(TranslateConfig(), f).batch_size) == (10, 32)
+    for text in ("epochs: 1:30", "epochs: 0x10", "learning_rate: .inf"):
+        f.write_text(text + "\n")
+        with pytest.raises(config.ConfigError, match=f"{text.split(':')[0]}: expected .* \\(a decimal number\\)"):
+            config.load(TranslateConfig(), f)
+    f.write_text("epochs: 3\n5: 1\ntrue: 2\n")  # keys that YAML reads as a number or a bool
+    with pytest.raises(config.ConfigError, match=r"c.yaml: unknown config key\(s\) 5, True for TranslateConfig"):
+        config.load(TranslateConfig(), f)
+    # seeds that NumPy and Keras refuse, and infinities, stop here rather than after the data is read
+    for item, message in (
+        ("seed=-1", r"seed=-1 must be in \[0, 4294967295\]"),
+        ("seed=4294967296", r"seed=4294967296 must be in \[0, 4294967295\]"),
+        ("learning_rate=inf", r"learning_rate=inf must be > 0"),
+        ("clipnorm=inf", r"clipnorm=inf must be >= 0"),
+    ):
+        with pytest.raises(config.ConfigError, match=message):
+            config.load(TranslateConfig(), None, [item])
+    assert config.load(TranslateConfig(), None, ["seed=4294967295"]).seed == 2**32 - 1
+    with pytest.raises(config.ConfigError, match=r"seed=4294967295 must be in \[0, 4294967291\].*seed \+ 4"):
+        config.load(ForecastConfig(), None, ["seed=4294967295", "ensemble=5"])
     for item, message in (
         ("distribute=mirored", "distribute='mirored' must be one of none, mirrored, multiworker"),
         ("mixed_precision=fp16", "mixed_precision='fp16' must be one of none, mixed_float16"),

@@ -98,6 +98,16 @@ def test_multi_worker_refuses_resume_and_non_tf_data(monkeypatch):
         training._fit_multi_worker(None, [1, 2], None, cfg, Path("unused"), False, "val_loss")
 
 
+def test_cli_refuses_multi_worker_resume_on_every_worker_before_the_strategy(monkeypatch):
+    """Refused by the chief only, the other workers would wait for it at their first all-reduce."""
+    from seqapps import cli
+
+    monkeypatch.setattr(training, "strategy", lambda cfg: pytest.fail("the strategy was made"))
+    monkeypatch.setattr(training, "is_chief", lambda: False)
+    with pytest.raises(ValueError, match="--resume is not supported with distribute=multiworker"):
+        cli._train_multi_worker(None, TrainConfig(distribute="multiworker"), Path("unused"), True)
+
+
 def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     monkeypatch.setattr(training, "_MULTI_WORKER", [])

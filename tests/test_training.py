@@ -324,7 +324,99 @@ def test_resumed_run_keeps_early_stopping_state_and_best_weights(tmp_path):
     np.testing.assert_allclose(history.history["val_loss"], full.history["val_loss"], rtol=1e-5)
     assert history.train_seconds > 0
     np.testing.assert_allclose(resumed.get_weights()[0], whole.get_weights()[0], rtol=1e-6)
+    # the resumed run's clock goes on from the time the first three epochs took
+    elapsed = [float(r.split(",")[1]) for r in (tmp_path / "run" / "history.csv").read_text().splitlines()[1:]]
+    assert elapsed == sorted(elapsed) and history.train_seconds >= elapsed[-1] > elapsed[2]
     assert not (tmp_path / "run" / "backup").exists()  # a finished run leaves no checkpoint (nor this state)
+
+
+def _slope_task():
+    """One weight from 0 towards 2 (the training slope) whose validation wants 0.8: the best epoch is the second."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    def model():
+        m = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
+        m.compile(keras.optimizers.SGD(0.1), "mse")
+        return m
+
+    x = np.linspace(-1, 1, 32, dtype="float32")[:, None]
+    train = tf.data.Dataset.from_tensor_slices((x, 2 * x)).batch(8)
+    val = tf.data.Dataset.from_tensor_slices((x, 0.8 * x)).batch(8)
+    return model, train, val
+
+
+class _CrashAfter:
+    def __new__(cls, last):
+        import keras
+
+        class Crash(keras.callbacks.Callback):  # after the checkpoint of epoch `last` (0-based)
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == last:
+                    raise KeyboardInterrupt
+
+        return Crash()
+
+
+@pytest.mark.parametrize("plateau_before, plateau_after", [(0, 1), (1, 0)])
+def test_resume_with_lr_plateau_switched_gives_early_stopping_its_own_state(tmp_path, plateau_before, plateau_after):
+    """Resumed with the learning-rate cut switched on or off, each callback gets the state it saved: early
+    stopping still stops where the whole run stops, with the best epoch's weights (the state was a list in
+    callback order, and went to the other callback)."""
+    import csv
+    import dataclasses
+
+    import numpy as np
+
+    from seqapps import training
+    from seqapps.config import TrainConfig
+
+    model, train, val = _slope_task()
+    cfg = TrainConfig(epochs=10, patience=2, verbose=0)
+    whole = model()
+    training.fit(whole, train, val, cfg, tmp_path / "whole")
+    before, after = (dataclasses.replace(cfg, lr_plateau=p) for p in (plateau_before, plateau_after))
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(model(), train, val, before, tmp_path / "run", callbacks=[_CrashAfter(2)])
+    resumed = model()
+    history = training.fit(resumed, train, val, after, tmp_path / "run", resume=True)
+    assert history.resumed_after == 3 and len(history.history["loss"]) == 4
+    np.testing.assert_allclose(resumed.get_weights()[0], whole.get_weights()[0], rtol=1e-6)
+    # history.csv keeps each value in its column (CSVLogger wrote the resumed row under the old header)
+    with open(tmp_path / "run" / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3] and None not in rows[-1]
+    np.testing.assert_allclose([float(r["loss"]) for r in rows], history.history["loss"], rtol=1e-6)
+    lr = [r.get("learning_rate") or "" for r in rows]
+    assert lr == (["", "", "", "0.10000000149011612"] if plateau_after else ["0.10000000149011612"] * 3 + [""])
+
+
+def test_resume_state_from_another_epoch_than_the_checkpoint_is_not_restored(tmp_path, capsys):
+    """A run stopped after its checkpoint was written but before the early-stopping state was (or a damaged
+    checkpoint replaced by the one before) has state from another epoch: it is not paired with the checkpoint."""
+    import json
+
+    import numpy as np
+
+    from seqapps import training
+    from seqapps.config import TrainConfig
+
+    model, train, val = _slope_task()
+    cfg = TrainConfig(epochs=10, patience=2, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(model(), train, val, cfg, tmp_path / "run", callbacks=[_CrashAfter(2)])
+    backup = tmp_path / "run" / "backup"
+    state = json.loads((backup / "callback_state.json").read_text())
+    assert state["epoch"] == 3 and state["callbacks"]["EarlyStopping"]["best_epoch"] == 1
+    with np.load(backup / "best_weights.npz") as saved:
+        assert int(saved["best_epoch"]) == 1
+    (backup / "callback_state.json").write_text(json.dumps({**state, "epoch": 2}))  # saved after epoch 2 only
+    history = training.fit(model(), train, val, cfg, tmp_path / "run", resume=True)
+    out = capsys.readouterr().out
+    assert "EarlyStopping saved beside the checkpoint is not that of its epoch 3" in out
+    # early stopping started afresh: epoch 4 was its first best, and it waited two more
+    assert history.resumed_after == 3 and len(history.history["loss"]) == 6
 
 
 def test_jit_compile_keeps_xla_with_recurrent_layers_on_a_gpu(tmp_path, monkeypatch):
