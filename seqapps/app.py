@@ -40,6 +40,18 @@ class App:
         """SavedModel + TFLite files of a trained folder; ``cfg`` overrides the folder's config.yaml."""
         raise NotImplementedError
 
+    def export_trained(self, out_dir, started: float, **kwargs):
+        """The export at the end of `train`, once the new model and everything an export reads are in
+        ``out_dir``: all or nothing, as ``seqapps export`` does it (built in a copy of the folder, swapped in at
+        the end). The files of the model the folder held before (those its ``metadata.json`` lists, written
+        before ``started``, the time training began) are removed first: after a failed export the folder then
+        holds the new model alone, never its vocabulary beside the old model's TFLite files."""
+        from seqapps.export.atomic import staged_dir
+
+        drop_previous_export(out_dir, started)
+        with staged_dir(out_dir) as staging:
+            return self.export(staging, staging, **kwargs)
+
     def bench(self, model_dir: Path, quick: bool = False) -> list[dict]:
         """Benchmark rows (``seqapps.bench.to_markdown``) of a trained folder; ``quick``: fewer repetitions."""
         return []
@@ -65,3 +77,28 @@ def shipped(path) -> Path:
         return path
     checkout = Path(__file__).resolve().parent.parent / path
     return checkout if checkout.exists() else path
+
+
+def drop_previous_export(folder, started: float) -> list[str]:
+    """Remove from ``folder`` the exported files of the model it held before (``metadata.json``, the model card
+    and the files the old ``metadata.json`` lists) that were not written since ``started``; returns their paths.
+    Files the new training wrote (``model.keras``, ``config.yaml``, vocabularies), and any file the old export
+    did not list, stay."""
+    import json
+
+    folder = Path(folder)
+    try:
+        listed = json.loads((folder / "metadata.json").read_text(encoding="utf-8")).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        listed = {}
+    dropped = []
+    for rel in ["metadata.json", "MODEL_CARD.md", *listed]:
+        path = folder / rel
+        if path.is_file() and path.stat().st_mtime < started and folder.resolve() in path.resolve().parents:
+            path.unlink()
+            dropped.append(rel)
+            for parent in path.parents:  # folders left empty (saved_model/1/variables, ...)
+                if parent == folder or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+    return dropped

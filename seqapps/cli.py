@@ -294,6 +294,14 @@ def _run(argv=None) -> int:
     ) as exc:  # OSError: files
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"seqapps {args.command}: error: {msg}", file=sys.stderr)
+        if args.command == "train" and exporting:  # the export is staged: the folder holds the new model alone
+            import shlex
+
+            export = shlex.join(["seqapps", "export", app.name, "--model", str(out)])
+            print(
+                f"the model was trained and saved in {out}, but not exported; once the cause is fixed: {export}",
+                file=sys.stderr,
+            )
         return 2
     except KeyboardInterrupt:
         print(f"\nseqapps {args.command}: interrupted", file=sys.stderr)

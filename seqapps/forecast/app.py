@@ -302,6 +302,7 @@ class ForecastApp(App):
 
     # ------------------------------------------------------------------ train
     def train(self, cfg, out_dir, resume=False):
+        started = time.time()  # files written before it belong to the model out_dir held before
         import keras
         import tensorflow as tf
 
@@ -384,7 +385,7 @@ class ForecastApp(App):
         (out_dir / "evaluation.json").write_text(json.dumps({"training": train_info, "backtest": results}, indent=1))
         for member_dir in member_dirs:
             training.clear_backup(member_dir)
-        self.export(out_dir, out_dir, model=model, cfg=cfg)
+        self.export_trained(out_dir, started, model=model, cfg=cfg)
         keras.backend.clear_session()
         return results
 

@@ -94,6 +94,7 @@ class SentimentApp(App):
 
     # ------------------------------------------------------------------ train
     def train(self, cfg, out_dir, resume=False):
+        started = time.time()  # files written before it belong to the model out_dir held before
         import keras
 
         from seqapps import training
@@ -207,7 +208,7 @@ class SentimentApp(App):
         }
         (out_dir / "run" / "train_info.json").write_text(json.dumps(train_info, indent=2))
         training.clear_backup(out_dir / "run")
-        self.export(out_dir, out_dir, model=model, cfg=cfg)
+        self.export_trained(out_dir, started, model=model, cfg=cfg)
         keras.backend.clear_session()
         return {"validation": val_rep, "test": test_rep, "train_seconds": train_info["train_seconds"]}
 

@@ -98,6 +98,7 @@ class SpeechApp(App):
 
     # ------------------------------------------------------------------ train
     def train(self, cfg, out_dir, resume=False):
+        started = time.time()  # files written before it belong to the model out_dir held before
         import keras
 
         from seqapps import training
@@ -188,7 +189,7 @@ class SpeechApp(App):
         }
         (out_dir / "run" / "train_info.json").write_text(json.dumps(train_info, indent=2))
         training.clear_backup(out_dir / "run")
-        self.export(out_dir, out_dir, model=model, cfg=cfg)
+        self.export_trained(out_dir, started, model=model, cfg=cfg)
         keras.backend.clear_session()
         return scores
 

@@ -98,6 +98,7 @@ class TranslateApp(App):
 
     # ------------------------------------------------------------------ train
     def train(self, cfg, out_dir, resume=False):
+        started = time.time()  # files written before it belong to the model out_dir held before
         import keras
 
         from seqapps import training
@@ -140,8 +141,8 @@ class TranslateApp(App):
         }
         (out_dir / "run" / "train_info.json").write_text(json.dumps(train_info, indent=2))
         training.clear_backup(out_dir / "run")
-        self.export(
-            out_dir, out_dir, model=model, cfg=cfg, test_pairs=test, train_info=train_info, train_pairs=splits["train"]
+        self.export_trained(
+            out_dir, started, model=model, cfg=cfg, test_pairs=test, train_info=train_info, train_pairs=splits["train"]
         )
         keras.backend.clear_session()
         return scores
