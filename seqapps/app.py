@@ -15,6 +15,11 @@ class App:
     name = "app"
     config_class: type[TrainConfig] = TrainConfig
     default_model_dir = None  # the shipped model, e.g. Path("trained/translate")
+    # the settings that `seqapps export --set` may change: how the export is made and checked, and where the
+    # training data is read. The others describe the trained model and its held-out split, which config.yaml
+    # records for evaluate and predict: changed at export, they would describe another model or score a "test"
+    # split that holds training examples. None: any.
+    export_settings: tuple | None = None
 
     def default_config(self) -> TrainConfig:
         return self.config_class()
@@ -39,6 +44,24 @@ class App:
     def export(self, model_dir: Path, out_dir: Path | None = None, model=None, cfg=None) -> Path:
         """SavedModel + TFLite files of a trained folder; ``cfg`` overrides the folder's config.yaml."""
         raise NotImplementedError
+
+    def check_export_settings(self, saved, cfg) -> None:
+        """Refuse ``export --set`` values (``cfg``, against the trained ``saved`` config) outside
+        `export_settings`."""
+        import dataclasses
+
+        from seqapps import config as config_lib
+
+        if self.export_settings is None:
+            return
+        names = [f.name for f in dataclasses.fields(cfg) if f.name not in self.export_settings]
+        fixed = config_lib.changed(saved, cfg, names)
+        if fixed:
+            raise ValueError(
+                f"export --set {config_lib.settings_text(cfg, fixed)}: the trained model fixes "
+                f"{'this' if len(fixed) == 1 else 'these'} (config.yaml records {config_lib.settings_text(saved, fixed)}); "
+                f"export takes only {', '.join(self.export_settings)}. Retrain with the new value instead"
+            )
 
     def export_trained(self, out_dir, started: float, **kwargs):
         """The export at the end of `train`, once the new model and everything an export reads are in

@@ -269,7 +269,9 @@ def _run(argv=None) -> int:
                 saved = model / "config.yaml"
                 if not saved.is_file():
                     raise FileNotFoundError(f"{saved} not found; train first (make train-{app.name})")
-                cfg = config_lib.load(config_lib.read(type(app.default_config()), saved), None, args.set)
+                trained = config_lib.read(type(app.default_config()), saved)
+                cfg = config_lib.load(trained, None, args.set)
+                app.check_export_settings(trained, cfg)  # before anything is written
             # The whole export is built beside --out and replaces it only once every file is written and checked:
             # a failure or Ctrl-C leaves the folder as it was. In place it starts from a copy of the model folder;
             # another folder gets this model alone (none of the files of a model it held before).

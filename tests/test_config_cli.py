@@ -482,6 +482,23 @@ def test_a_failed_export_after_training_leaves_the_new_model_alone(tmp_path, mon
     ]
 
 
+@pytest.mark.parametrize(
+    "app, setting",
+    [("translate", "test_fraction=0.3"), ("translate", "direction=eng->spa"), ("sentiment", "seed=7"),
+     ("speech", "units=8"), ("forecast", "quantiles=0.05,0.5,0.95")],
+)  # fmt: skip
+def test_export_set_takes_only_the_export_settings(tmp_path, capsys, app, setting):
+    """export --set writes config.yaml, which evaluate trusts for the held-out split and predict for the model:
+    a split, data direction or network setting changed there would score training examples as test ones."""
+    from pathlib import Path
+
+    model = Path(__file__).parent.parent / "trained" / app
+    assert cli.main(["export", app, "--model", str(model), "--out", str(tmp_path / "out"), "--set", setting]) == 2
+    key = setting.split("=")[0]
+    assert f"export --set {key}=" in (err := capsys.readouterr().err) and "the trained model fixes this" in err
+    assert "Retrain with the new value instead" in err and not (tmp_path / "out").exists()
+
+
 def test_export_refuses_an_out_folder_that_holds_the_model(tmp_path, capsys):
     model = tmp_path / "runs" / "v2"
     model.mkdir(parents=True)

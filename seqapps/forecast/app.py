@@ -123,16 +123,6 @@ EXPORT_SETTINGS = (
 )  # fmt: skip
 
 
-def _check_export_overrides(cfg, saved):
-    fixed = config_lib.changed(saved, cfg, [f.name for f in dataclasses.fields(cfg) if f.name not in EXPORT_SETTINGS])
-    if fixed:
-        raise ValueError(
-            f"export --set {config_lib.settings_text(cfg, fixed)}: the trained model fixes "
-            f"{'this' if len(fixed) == 1 else 'these'} (config.yaml records {config_lib.settings_text(saved, fixed)}); "
-            f"export takes only {', '.join(EXPORT_SETTINGS)}. Retrain with the new value instead"
-        )
-
-
 def _split_keys(trained, cfg) -> list:
     """The settings that draw the test windows of ``trained``'s split (`data.split`), for
     `config.check_split_kept`: the held-out series (split series: seed, test_fraction) and the test period's
@@ -228,6 +218,7 @@ def _read_spec(model_dir):
 class ForecastApp(App):
     config_class = ForecastConfig
     default_model_dir = Path("trained/forecast")
+    export_settings = EXPORT_SETTINGS
 
     def tiny_config(self):
         return tiny()
@@ -509,7 +500,7 @@ class ForecastApp(App):
         spec = _read_spec(model_dir)
         _check_fixed_by_model(cfg or saved, spec)
         if cfg is not None and model is None:  # seqapps export --set (training passes the model it just saved)
-            _check_export_overrides(cfg, saved)
+            self.check_export_settings(saved, cfg)
         cfg = cfg or saved
         quantiles = parse_quantiles(cfg.quantiles)
         model = model or keras.saving.load_model(model_dir / "model.keras", compile=False)

@@ -45,6 +45,12 @@ def _weight_search(combine, ys, tie_break) -> dict:
 class SentimentApp(App):
     config_class = SentimentConfig
     default_model_dir = Path("trained/sentiment")
+    # the serving length (max_len, truncate: the SavedModel and TFLite files read that many tokens), the quantized
+    # files and where the data is read
+    export_settings = (
+        "max_len", "truncate", "int8_mode", "tflite_eval_examples", "representative_examples", "verbose", "data",
+        "text_column", "label_column", "encoding", "on_bad_rows",
+    )  # fmt: skip
 
     def tiny_config(self):
         return tiny()

@@ -44,6 +44,9 @@ def read_labels(model_dir) -> list[str]:
 class SpeechApp(App):
     config_class = SpeechConfig
     default_model_dir = Path("trained/speech")
+    export_settings = (
+        "tflite_eval_examples", "int8_calibration_clips", "stream_resets", "detect_threshold", "verbose", "data",
+    )  # fmt: skip
 
     def tiny_config(self):
         return tiny()

@@ -45,6 +45,10 @@ def detokenizer_id(truecase: dict) -> str:
 class TranslateApp(App):
     config_class = TranslateConfig
     default_model_dir = Path("trained/translate")
+    export_settings = (
+        *DECODING_KEYS, "eval_examples", "tflite_eval_examples", "int8_calibration_sentences", "verbose", "data",
+        "on_bad_lines",
+    )  # fmt: skip
 
     def tiny_config(self):
         return tiny()
