@@ -128,6 +128,30 @@ def test_csv_missing_and_unknown_labels_error_with_line_or_skip(tmp_path):
     assert ds.texts == ["good one", "fine"] and ds.skipped == 2 and "line 3" in ds.notes[0]
 
 
+def test_csv_rows_with_extra_fields_or_a_quote_that_swallows_rows_are_bad_rows(tmp_path):
+    """A comma in an unquoted text cut it and made up a label; a double quote left open made one text of the rows
+    up to the next quote. Both were read without a word; a quoted text over several lines still is."""
+    p = tmp_path / "extra.csv"
+    p.write_text("text,label\ngreat film, loved it,positive\nbad film,negative\n")
+    with pytest.raises(ValueError, match=r"extra.csv:2: 3 columns where the header has 2 \(a comma in a text that"):
+        data.read_table(p)
+    assert data.read_table(p, on_bad_rows="skip").texts == ["bad film"]
+    t = tmp_path / "extra.tsv"
+    t.write_text("label\ttext\npositive\tgreat\tfilm\nnegative\tbad film\n")
+    with pytest.raises(ValueError, match=r"extra.tsv:2: 3 columns where the header has 2 \(a tab in the text\?\)"):
+        data.read_table(t)
+    rows = [f"review {i},{'positive' if i % 2 else 'negative'}" for i in range(40)]
+    rows[3] = '"' + rows[3]  # opened, and closed only by the quotes of row 30
+    rows[30] = rows[30].replace("review", '"wow" review')
+    q = tmp_path / "stray.csv"
+    q.write_text("text,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"stray.csv:32: the quoted text runs from line 5 to 32 and holds lines that"):
+        data.read_table(q)
+    m = tmp_path / "multi.csv"
+    m.write_text('text,label\n"a long review\nover two lines",positive\nbad film,negative\n')
+    assert data.read_table(m).texts == ["a long review\nover two lines", "bad film"]
+
+
 def test_csv_encoding_columns_and_headerless_tsv(tmp_path):
     p = tmp_path / "l1.csv"
     p.write_bytes('review,sentiment\n"tr\xe8s bien",pos\n'.encode("latin-1"))

@@ -97,21 +97,21 @@ def read_table(
     rows = list(_numbered(reader, path))
     if not rows:
         raise ValueError(f"{path}: no rows")
-    header = [h.strip().lower() for h in rows[0][1]]
+    header = [h.strip().lower() for h in rows[0][2]]
     has_header = any(h in TEXT_COLUMNS + LABEL_COLUMNS for h in header) or bool(text_column or label_column)
     if has_header:
         ti = _column(header, text_column, TEXT_COLUMNS, "text", path)
         li = _column(header, label_column, LABEL_COLUMNS, "label", path)
         rows = rows[1:]
     elif len(header) == 2:  # no header: the label column is the one with the shorter values
-        sample = [r for _, r in rows[:500] if len(r) == 2]
+        sample = [r for _, _, r in rows[:500] if len(r) == 2]
         mean_len = [np.mean([len(r[c]) for r in sample]) if sample else 0 for c in (0, 1)]
         ti, li = (1, 0) if mean_len[0] < mean_len[1] else (0, 1)
-        later = {r[li].strip() for _, r in rows[1:] if len(r) == 2}
+        later = {r[li].strip() for _, _, r in rows[1:] if len(r) == 2}
         # a label seen nowhere else among ten or more rows with a few labels: a header with unknown names
-        if len(rows) > 10 and len(later) <= 20 and rows[0][1][li].strip() not in later:
+        if len(rows) > 10 and len(later) <= 20 and rows[0][2][li].strip() not in later:
             raise ValueError(
-                f"{path}: the first row {rows[0][1]} looks like a header, but neither name is a known text column "
+                f"{path}: the first row {rows[0][2]} looks like a header, but neither name is a known text column "
                 f"{TEXT_COLUMNS} or label column {LABEL_COLUMNS}; pass --set text_column=NAME --set label_column=NAME"
             )
     else:
@@ -120,13 +120,33 @@ def read_table(
             f"--set text_column=NAME --set label_column=NAME"
         )
     allowed = set(allowed_labels) if allowed_labels else None
+    width = len(header) if has_header else 2
+    split = "a tab in the text?" if tsv else "a comma in a text that is not in double quotes?"
+    # the labels of rows on one line, to tell a quoted text over several lines from one that swallowed rows
+    known = {r[li].strip() for start, line, r in rows if start == line and len(r) > max(ti, li)} - {""}
+    delimiter, any_label = ("\t" if tsv else ","), "|".join(map(re.escape, sorted(known)))
+    # a line that starts (label first) or ends (label last) with a label and the delimiter, as a row would
+    row_like = re.compile(rf"^\s*({any_label})\s*{delimiter}" if li < ti else rf"{delimiter}\s*({any_label})\s*$")
     texts, labels, skipped, problems = [], [], 0, []
-    for line, row in rows:
+    for start, line, row in rows:
         if not any(f.strip() for f in row):
             continue
         problem = None
-        if len(row) <= max(ti, li):
+        swallowed = (
+            [t for t in row[ti].splitlines()[1:] if row_like.search(t)]
+            if start != line and known and len(row) > ti
+            else []
+        )
+        if swallowed:
+            problem = (
+                f"the quoted text runs from line {start} to {line} and holds lines that look like rows "
+                f"(e.g. {swallowed[0][:60]!r}): a double quote at line {start} that is not closed? Put the whole text "
+                'in double quotes and double the quotes inside it ("")'
+            )
+        elif len(row) <= max(ti, li):
             problem = f"expected at least {max(ti, li) + 1} columns, got {len(row)}"
+        elif len(row) > width:
+            problem = f"{len(row)} columns where {'the header has' if has_header else 'the file has'} {width} ({split})"
         elif not row[li].strip():
             problem = "missing label"
         elif allowed is not None and row[li].strip() not in allowed:
@@ -151,9 +171,12 @@ def read_table(
 
 
 def _numbered(reader, path):
+    """(first line, last line, fields) of each row: a quoted text may run over several lines."""
     try:
+        last = 0
         for row in reader:
-            yield reader.line_num, row
+            yield last + 1, reader.line_num, row
+            last = reader.line_num
     except csv.Error as exc:
         raise ValueError(f"{path}:{reader.line_num}: unreadable CSV row ({exc})") from None
 
