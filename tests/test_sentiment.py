@@ -152,6 +152,22 @@ def test_csv_rows_with_extra_fields_or_a_quote_that_swallows_rows_are_bad_rows(t
     assert data.read_table(m).texts == ["a long review\nover two lines", "bad film"]
 
 
+def test_int8_calibration_texts_are_a_sample_of_the_training_split_not_its_first_class():
+    """Re-exported without its run/ folder (as the shipped model was), the int8 file was calibrated on the first
+    training texts: IMDB's readers sort them, so all were negative."""
+    from seqapps.sentiment.app import _representative
+    from seqapps.sentiment.config import SentimentConfig
+
+    ds = data.Dataset([f"bad film {i}" for i in range(300)] + [f"good film {i}" for i in range(300)],
+                      ["negative"] * 300 + ["positive"] * 300, "sorted")  # fmt: skip
+    cfg = SentimentConfig(representative_examples=50)
+    idx = data.split(ds, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    chosen = _representative(ds, idx, cfg)
+    assert len(chosen) == 50 and set(chosen) <= {ds.texts[i] for i in idx["train"]}
+    assert 15 < sum(t.startswith("good") for t in chosen) < 35
+    assert chosen == _representative(ds, idx, cfg)  # training writes, and a re-export draws, the same texts
+
+
 def test_csv_encoding_columns_and_headerless_tsv(tmp_path):
     p = tmp_path / "l1.csv"
     p.write_bytes('review,sentiment\n"tr\xe8s bien",pos\n'.encode("latin-1"))

@@ -42,6 +42,13 @@ def _weight_search(combine, ys, tie_break) -> dict:
 
 
 @register_app("sentiment")
+def _representative(ds, idx, cfg) -> list[str]:
+    """The training texts that calibrate ``model_int8.tflite``: a seeded sample of the training split. Its
+    first texts would be those of one class and a few films, as the readers sort them (IMDB: neg/ first)."""
+    chosen = np.random.default_rng(cfg.seed).permutation(idx["train"])[: cfg.representative_examples]
+    return [ds.texts[i] for i in chosen]
+
+
 class SentimentApp(App):
     config_class = SentimentConfig
     default_model_dir = Path("trained/sentiment")
@@ -196,10 +203,9 @@ class SentimentApp(App):
             "texts": [ds.texts[i] for i in held],
             "labels": [ds.labels[i] for i in held],
         }
-        (out_dir / "run" / "heldout.json").write_text(json.dumps(heldout, ensure_ascii=False))
-        rep_idx = np.random.default_rng(cfg.seed).permutation(idx["train"])[: cfg.representative_examples]
-        (out_dir / "run" / "representative.json").write_text(
-            json.dumps([ds.texts[i] for i in rep_idx], ensure_ascii=False)
+        atomic_write_text(out_dir / "run" / "heldout.json", json.dumps(heldout, ensure_ascii=False))
+        atomic_write_text(
+            out_dir / "run" / "representative.json", json.dumps(_representative(ds, idx, cfg), ensure_ascii=False)
         )
         train_info = {
             "data": info,
@@ -342,8 +348,8 @@ class SentimentApp(App):
         )
         run = model_dir / "run"
         if (run / "heldout.json").is_file():
-            heldout = json.loads((run / "heldout.json").read_text())
-            rep_texts = json.loads((run / "representative.json").read_text())
+            heldout = json.loads((run / "heldout.json").read_text(encoding="utf-8"))
+            rep_texts = json.loads((run / "representative.json").read_text(encoding="utf-8"))
         else:  # re-create the split of the training data
             ds = data.load(cfg)
             idx = data.split(ds, cfg.val_fraction, cfg.test_fraction, cfg.seed)
@@ -353,7 +359,7 @@ class SentimentApp(App):
                 "texts": [ds.texts[i] for i in held],
                 "labels": [ds.labels[i] for i in held],
             }
-            rep_texts = [ds.texts[i] for i in idx["train"][: cfg.representative_examples]]
+            rep_texts = _representative(ds, idx, cfg)
         train_info = metadata.training_info(model_dir)  # kept when a shipped folder is exported again
         if out_dir.resolve() != model_dir.resolve():
             shutil.copytree(model_dir / "assets", out_dir / "assets", dirs_exist_ok=True)
