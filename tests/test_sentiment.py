@@ -556,6 +556,25 @@ def test_config_choices_are_validated():
         model_lib.build_model(dataclasses.replace(tiny(), pooling="sum"), 10, 2)
 
 
+def test_train_checks_its_choices_before_reading_any_data(tmp_path, capsys):
+    """truncate: Head trained as tail without a word, and int8_mode stopped the run after the whole training."""
+    missing = str(tmp_path / "absent.csv")  # never read: the settings are checked first
+    for setting, message in (
+        ("truncate=Head", "truncate='Head' must be one of head, tail"),
+        ("int8_mode=none", "int8_mode='none' must be one of dynamic, full"),
+        ("cell=tcn", "cell='tcn' must be one of rnn, simple_rnn, lstm, gru"),
+        ("wide=svm", "wide='svm' must be one of fasttext, nblr"),
+        ("pooling=sum", "pooling='sum' must be one of maxmean, max, mean, attention"),
+        ("representative_examples=0", "int8_mode=full calibrates model_int8.tflite on training texts"),
+    ):
+        extra = ["--set", "int8_mode=full"] if setting.startswith("representative") else []
+        args = ["train", "sentiment", "--tiny", "--data", missing, "--out", str(tmp_path / "m"), "--set", setting]
+        assert cli.main(args + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and "absent.csv" not in err, err
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.parametrize("how", ["head", "tail"])
 def test_predict_cuts_a_long_text_to_the_end_the_model_reads(how, tmp_path, monkeypatch, capsys):
     """A text over MAX_PREDICT_CHARS is cut before the SavedModel: with truncate: tail (the default) the cut

@@ -41,7 +41,28 @@ def _weight_search(combine, ys, tie_break) -> dict:
     return {"validation_accuracy": {str(w): round(a, 5) for w, a in acc.items()}, "chosen": best}
 
 
-@register_app("sentiment")
+def check(cfg) -> None:
+    """The settings that name a choice, checked before any data is read: a typo stopped the run only at the export,
+    after the whole training (``int8_mode``), or trained the other choice without a word (``truncate: Head``)."""
+    from seqapps.layers import CELLS
+    from seqapps.sentiment.model import WIDE_KINDS, MaskedPooling
+
+    for key, allowed in (
+        ("truncate", ("head", "tail")),
+        ("cell", tuple(CELLS)),
+        ("pooling", MaskedPooling.MODES),
+        ("wide", WIDE_KINDS),
+        ("int8_mode", ("dynamic", "full")),
+    ):
+        if getattr(cfg, key) not in allowed:
+            raise ValueError(f"{key}={getattr(cfg, key)!r} must be one of {', '.join(allowed)}")
+    if cfg.int8_mode == "full" and cfg.representative_examples < 1:
+        raise ValueError(
+            "int8_mode=full calibrates model_int8.tflite on training texts: give representative_examples >= 1 "
+            "(e.g. --set representative_examples=200), or int8_mode=dynamic"
+        )
+
+
 def _representative(ds, idx, cfg) -> list[str]:
     """The training texts that calibrate ``model_int8.tflite``: a seeded sample of the training split. Its
     first texts would be those of one class and a few films, as the readers sort them (IMDB: neg/ first)."""
@@ -49,6 +70,7 @@ def _representative(ds, idx, cfg) -> list[str]:
     return [ds.texts[i] for i in chosen]
 
 
+@register_app("sentiment")
 class SentimentApp(App):
     config_class = SentimentConfig
     default_model_dir = Path("trained/sentiment")
@@ -115,6 +137,7 @@ class SentimentApp(App):
         from seqapps.sentiment import model as model_lib
 
         out_dir = Path(out_dir)
+        check(cfg)
         training.set_seed(cfg.seed)
         ds, idx, labels, vocab, seqs, y, info = self.prepare(cfg)
         training.set_precision(cfg)
@@ -337,8 +360,7 @@ class SentimentApp(App):
         if model is None:
             saved_model.require_trained(model_dir, "make train-sentiment")
         cfg = cfg or config_lib.read(SentimentConfig, model_dir / "config.yaml")
-        if cfg.int8_mode not in ("dynamic", "full"):  # before anything is written
-            raise ValueError(f"int8_mode must be 'dynamic' or 'full', got {cfg.int8_mode!r}")
+        check(cfg)  # before anything is written
         from seqapps.sentiment import model as model_lib  # (registers MaskedPooling etc. for load_model)
 
         vocab = text.read_vocab(model_dir / "assets" / "vocab.txt")
