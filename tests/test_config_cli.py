@@ -499,6 +499,17 @@ def test_export_set_takes_only_the_export_settings(tmp_path, capsys, app, settin
     assert "Retrain with the new value instead" in err and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("setting", ["direction=eng->spa", "units=7", "attention=bogus"])
+def test_translate_evaluate_refuses_settings_the_trained_model_fixes(capsys, setting):
+    """evaluate --set direction=eng->spa fed English to the Spanish-source model and scored it against Spanish."""
+    from pathlib import Path
+
+    model = Path(__file__).parent.parent / "trained" / "translate"
+    assert cli.main(["evaluate", "translate", "--model", str(model), "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert f"evaluate --set {setting}: the trained model fixes this" in err and "evaluate takes eval_examples" in err
+
+
 def test_export_refuses_an_out_folder_that_holds_the_model(tmp_path, capsys):
     model = tmp_path / "runs" / "v2"
     model.mkdir(parents=True)

@@ -27,6 +27,13 @@ SAMPLES = [
 
 # settings that change what the exported model outputs: an evaluation measured with others no longer holds
 DECODING_KEYS = ("beam_width", "length_penalty", "max_src_len", "max_tgt_len")
+# What `evaluate --set` may change: which test pairs are read and how many are scored. The others (the direction,
+# the network, its vocabularies) are the trained model's; scored with another direction, its "test split" is also
+# another set of pairs. The decoding keys have their own message.
+EVALUATE_SETTINGS = (
+    "eval_examples", "data", "val_fraction", "test_fraction", "on_bad_lines", "embedded_pairs", "max_examples",
+    "verbose",
+)  # fmt: skip
 # The rules that turn output tokens into text (`text.detokenize`): a figure measured with other rules is not kept.
 # 3: re-casing table (assets/truecase.tsv), a capital for every sentence, quotes, hyphens, numbers and a.m. joined.
 DETOKENIZER = 3
@@ -615,6 +622,13 @@ class TranslateApp(App):
             detokenizer = self._check_stored_detokenizer(model_dir)
         trained = config_lib.read(TranslateConfig, model_dir / "config.yaml")
         cfg = config_lib.override(trained, options, "evaluate --set")
+        fixed = config_lib.changed(trained, cfg, [k for k in vars(trained) if k not in EVALUATE_SETTINGS])
+        if fixed and not set(fixed) & set(DECODING_KEYS):
+            raise ValueError(
+                f"evaluate --set {config_lib.settings_text(cfg, fixed)}: the trained model fixes "
+                f"{'this' if len(fixed) == 1 else 'these'} (config.yaml records {config_lib.settings_text(trained, fixed)}); "
+                f"evaluate takes {', '.join(EVALUATE_SETTINGS)}"
+            )
         fixed = config_lib.changed(trained, cfg, DECODING_KEYS)
         if fixed:
             raise ValueError(
