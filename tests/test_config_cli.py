@@ -499,15 +499,21 @@ def test_export_set_takes_only_the_export_settings(tmp_path, capsys, app, settin
     assert "Retrain with the new value instead" in err and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("setting", ["direction=eng->spa", "units=7", "attention=bogus"])
-def test_translate_evaluate_refuses_settings_the_trained_model_fixes(capsys, setting):
-    """evaluate --set direction=eng->spa fed English to the Spanish-source model and scored it against Spanish."""
+@pytest.mark.parametrize(
+    "app, setting",
+    [("translate", "direction=eng->spa"), ("translate", "units=7"), ("translate", "attention=bogus"),
+     ("sentiment", "max_len=5"), ("sentiment", "truncate=head")],
+)  # fmt: skip
+def test_evaluate_refuses_settings_the_model_fixes(capsys, app, setting):
+    """evaluate --set direction=eng->spa fed English to the Spanish-source model and scored it against Spanish;
+    sentiment's max_len=5 was ignored by the SavedModel, and the report then counted texts "truncated to 5"."""
     from pathlib import Path
 
-    model = Path(__file__).parent.parent / "trained" / "translate"
-    assert cli.main(["evaluate", "translate", "--model", str(model), "--set", setting]) == 2
+    model = Path(__file__).parent.parent / "trained" / app
+    assert cli.main(["evaluate", app, "--model", str(model), "--set", setting]) == 2
     err = capsys.readouterr().err
-    assert f"evaluate --set {setting}: the trained model fixes this" in err and "evaluate takes eval_examples" in err
+    assert f"evaluate --set {setting}: the " in err and "model fixes this" in err
+    assert ("evaluate takes eval_examples" if app == "translate" else "evaluate takes data, text_column") in err
 
 
 def test_export_refuses_an_out_folder_that_holds_the_model(tmp_path, capsys):

@@ -556,6 +556,38 @@ def test_config_choices_are_validated():
         model_lib.build_model(dataclasses.replace(tiny(), pooling="sum"), 10, 2)
 
 
+def test_evaluate_on_the_training_data_keeps_the_labels_it_was_trained_on(tmp_path, monkeypatch):
+    """A model trained with --set labels=negative,positive on data that also has neutral rows: evaluate on that
+    data dropped the filter and stopped at the neutral rows (other data still gets all its labels)."""
+    import shutil
+    from types import SimpleNamespace
+
+    from seqapps.export import saved_model
+    from seqapps.sentiment.app import SentimentApp
+
+    rows = [f"text {i},{('negative', 'positive', 'neutral')[i % 3]}" for i in range(90)]
+    csv = tmp_path / "three.csv"
+    csv.write_text("text,label\n" + "\n".join(rows) + "\n")
+    model = tmp_path / "model"
+    (model / "assets").mkdir(parents=True)
+    (model / "assets" / "labels.txt").write_text("negative\npositive\n")
+    config.save(dataclasses.replace(tiny(), data=str(csv), labels="negative,positive", on_bad_rows="skip"),
+                model / "config.yaml")  # fmt: skip
+
+    def classify_details(text):
+        n = int(text.shape[0])
+        return {"empty": tf.zeros([n], bool), "truncated": tf.zeros([n], bool), "probabilities": tf.ones([n, 2]) / 2}
+
+    monkeypatch.setattr(saved_model, "latest", lambda folder: folder)
+    monkeypatch.setattr(
+        tf.saved_model, "load", lambda path: SimpleNamespace(signatures={"classify_details": classify_details})
+    )
+    rep = SentimentApp().evaluate(model)
+    assert rep["split"] == "test" and 0 < rep["examples"] < 30  # the test split's negative and positive rows
+    with pytest.raises(ValueError, match=r"data labels \['neutral'\] are not labels of the model"):
+        SentimentApp().evaluate(model, data=str(shutil.copy(csv, tmp_path / "copy.csv")))  # other data: all labels
+
+
 def test_train_checks_its_choices_before_reading_any_data(tmp_path, capsys):
     """truncate: Head trained as tail without a word, and int8_mode stopped the run after the whole training."""
     missing = str(tmp_path / "absent.csv")  # never read: the settings are checked first

@@ -41,6 +41,13 @@ def _weight_search(combine, ys, tie_break) -> dict:
     return {"validation_accuracy": {str(w): round(a, 5) for w, a in acc.items()}, "chosen": best}
 
 
+# What `evaluate --set` may change: the data read and which of its rows are scored. The others are the model's.
+EVALUATE_SETTINGS = (
+    "data", "text_column", "label_column", "encoding", "on_bad_rows", "labels", "seed", "val_fraction",
+    "test_fraction", "max_examples", "verbose",
+)  # fmt: skip
+
+
 def check(cfg) -> None:
     """The settings that name a choice, checked before any data is read: a typo stopped the run only at the export,
     after the whole training (``int8_mode``), or trained the other choice without a word (``truncate: Head``)."""
@@ -520,10 +527,19 @@ class SentimentApp(App):
         label_map = options.pop("label_map", "")
         trained = config_lib.read(SentimentConfig, model_dir / "config.yaml")
         trained_spec = trained.data
-        cfg = dataclasses.replace(trained, labels="", max_examples=0)
-        cfg = config_lib.override(cfg, options, "evaluate --set")
+        cfg = config_lib.override(dataclasses.replace(trained, max_examples=0), options, "evaluate --set")
+        fixed = config_lib.changed(trained, cfg, [k for k in vars(trained) if k not in EVALUATE_SETTINGS])
+        if fixed:  # the SavedModel reads max_len tokens from the end it was exported with, whatever is set
+            raise ValueError(
+                f"evaluate --set {config_lib.settings_text(cfg, fixed)}: the exported model fixes "
+                f"{'this' if len(fixed) == 1 else 'these'} (config.yaml records {config_lib.settings_text(trained, fixed)}); "
+                f"evaluate takes {', '.join(EVALUATE_SETTINGS)}, split and label_map (to score another length, export "
+                "a copy with --set max_len=N and evaluate that)"
+            )
         if data:
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
+        if "labels" not in options and not same_spec(cfg.data, trained_spec):
+            cfg = dataclasses.replace(cfg, labels="")  # other data: all its labels (the training data: as trained)
         config_lib.check_split_kept(
             trained, cfg, same_spec(cfg.data, trained_spec), ("seed", "val_fraction", "test_fraction")
         )
