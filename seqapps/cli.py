@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a setting of the model's config.yaml for this export (e.g. tflite_int8=true); the exported "
+        help="override one of the app's export settings in the model's config.yaml for this export (e.g. "
+        "translate's beam_width=8, forecast's tflite_int8=true; others are refused with the list); the exported "
         "config.yaml records it",
     )
 

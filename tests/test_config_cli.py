@@ -198,7 +198,7 @@ def test_data_that_is_not_there_names_the_path_where_it_was_looked_for_and_the_f
         read("../shared/data/nothing-here")
     text = str(err.value)
     assert text.startswith(f"{what} ../shared/data/nothing-here not found (relative to {tmp_path})")
-    assert "pass another with --data PATH" in text
+    assert "pass another with --data PATH (export: --set data=PATH)" in text
     with pytest.raises(FileNotFoundError) as err:
         read(tmp_path / "absolute")
     assert f"{tmp_path / 'absolute'} not found;" in str(err.value)  # an absolute path needs no folder

@@ -71,6 +71,17 @@ SENTENCES = [
 ]
 
 
+def test_a_length_limit_that_drops_every_training_pair_is_named():
+    """It stopped in tf.data's shuffle with 'buffer_size must be greater than zero'."""
+    import dataclasses
+
+    from seqapps.translate.app import TranslateApp
+    from seqapps.translate.config import tiny
+
+    with pytest.raises(ValueError, match=r"none of the \d+ training pairs fits max_src_len=1 and max_tgt_len=12"):
+        TranslateApp().prepare(dataclasses.replace(tiny(), max_src_len=1))
+
+
 def test_tf_and_python_tokenizers_agree():
     tf_tokens = text.tokenize(tf.constant(SENTENCES)).to_list()
     for sentence, toks in zip(SENTENCES, tf_tokens):

@@ -19,7 +19,9 @@ def decode_utf8(raw: bytes, path, hint: str) -> str:
         ) from None
 
 
-DATA_FIX = "pass another with --data PATH"  # train and evaluate take it
+# train and evaluate take --data; export, which reads the training data again only for a folder without its run/
+# folder (a shipped one), takes --set data= (as train and evaluate do too)
+DATA_FIX = "pass another with --data PATH (export: --set data=PATH), or run from the folder it is relative to"
 
 
 def spread(items, n: int) -> list:

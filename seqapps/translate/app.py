@@ -85,7 +85,14 @@ class TranslateApp(App):
             return src, tgt, len(pairs) - len(keep)
 
         tr_src, tr_tgt, tr_drop = encoded(splits["train"], train_src, train_tgt)
-        va_src, va_tgt, _ = encoded(splits["val"])
+        va_src, va_tgt, va_drop = encoded(splits["val"])
+        for name, kept, dropped in (("training", tr_src, tr_drop), ("validation", va_src, va_drop)):
+            if not len(kept):
+                raise ValueError(
+                    f"{corp.spec}: none of the {dropped} {name} pairs fits max_src_len={cfg.max_src_len} and "
+                    f"max_tgt_len={cfg.max_tgt_len} tokens (or each has an empty side): raise them (e.g. --set "
+                    f"max_src_len={TranslateConfig.max_src_len} --set max_tgt_len={TranslateConfig.max_tgt_len})"
+                )
         info = {
             "spec": corp.spec,
             "pairs": len(corp.pairs),
