@@ -516,6 +516,26 @@ def test_evaluate_refuses_settings_the_model_fixes(capsys, app, setting):
     assert ("evaluate takes eval_examples" if app == "translate" else "evaluate takes data, text_column") in err
 
 
+def test_damaged_model_files_and_non_utf8_arguments_get_errors_that_name_them(tmp_path):
+    """A damaged tokenizer.json said only 'Expecting value: line 1 column 1', an empty model.tflite 'mmap of size 0
+    requested'; a text argument that is not UTF-8 stopped `predict` for every text."""
+    import os
+
+    from seqapps.data import argument_text
+    from seqapps.export import litert, metadata
+
+    (tmp_path / "tokenizer.json").write_text("")
+    with pytest.raises(
+        ValueError, match=r"tokenizer.json is not valid JSON .*: a damaged file; export the model again"
+    ):
+        metadata.read(tmp_path / "tokenizer.json")
+    (tmp_path / "model.tflite").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"model.tflite is not a readable TFLite model .*export the model again"):
+        litert.interpreter(tmp_path / "model.tflite")
+    latin1 = os.fsdecode(b"caf\xe9 was great")  # how Python passes such an argument on
+    assert argument_text(latin1) == "caf\ufffd was great" and argument_text("café") == "café"
+
+
 def test_export_refuses_an_out_folder_that_holds_the_model(tmp_path, capsys):
     model = tmp_path / "runs" / "v2"
     model.mkdir(parents=True)

@@ -24,6 +24,13 @@ def decode_utf8(raw: bytes, path, hint: str) -> str:
 DATA_FIX = "pass another with --data PATH (export: --set data=PATH), or run from the folder it is relative to"
 
 
+def argument_text(arg: str) -> str:
+    """A command-line argument as text: one that is not UTF-8 reaches Python with surrogate escapes, which
+    TensorFlow cannot convert (the whole call failed); its bytes are decoded as a ``--file``'s lines are, an
+    invalid one as U+FFFD."""
+    return arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def spread(items, n: int) -> list:
     """``n`` of ``items`` evenly spread over them, in their order (all of them when ``n`` is 0 or more than
     there are). A corpus file sorted by length (Tatoeba's is) gives its first ``n`` as its shortest items;

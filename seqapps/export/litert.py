@@ -13,7 +13,10 @@ def interpreter(model, num_threads: int = 1):
     if isinstance(model, (bytes, bytearray)):
         interp = Interpreter(model_content=bytes(model), num_threads=num_threads)
     else:
-        interp = Interpreter(model_path=str(model), num_threads=num_threads)
+        try:
+            interp = Interpreter(model_path=str(model), num_threads=num_threads)
+        except (ValueError, RuntimeError) as exc:  # empty or damaged: LiteRT's "mmap of size 0 requested", ...
+            raise ValueError(f"{model} is not a readable TFLite model ({exc}): export the model again") from None
     with native_log.filtered():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
         interp.allocate_tensors()
     return interp

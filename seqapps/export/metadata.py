@@ -61,7 +61,12 @@ def write(path, **fields) -> dict:
 
 
 def read(path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file of a model folder (``metadata.json``, ``assets/tokenizer.json``, ...); a damaged one is an
+    error that names it, where ``json`` would say only "Expecting value: line 1 column 1"."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}): a damaged file; export the model again") from None
 
 
 class ExportError(RuntimeError):

@@ -631,9 +631,10 @@ class SentimentApp(App):
     def predict(self, model_dir, args):
         import tensorflow as tf
 
-        from seqapps.export import saved_model
+        from seqapps.data import argument_text
+        from seqapps.export import metadata, saved_model
 
-        texts = list(args.texts)
+        texts = [argument_text(t) for t in args.texts]
         if args.file:
             from seqapps.data import input_name, read_input_file, text_lines
 
@@ -649,7 +650,7 @@ class SentimentApp(App):
         if not texts:
             raise ValueError("nothing to classify: give texts or --file FILE (one text per line)")
         path = saved_model.latest(model_dir)  # no SavedModel: that error first
-        spec = json.loads((Path(model_dir) / "assets" / "tokenizer.json").read_text())
+        spec = metadata.read(Path(model_dir) / "assets" / "tokenizer.json")
         max_len, head = spec["max_len"], spec["truncate"] == "head"
         kept = "first" if head else "last"  # the end the model reads (truncate: head or tail)
         for i, t in enumerate(texts):

@@ -21,7 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from pathlib import Path
@@ -154,8 +153,10 @@ class Tokenizer:
 
     @classmethod
     def from_dir(cls, model_dir) -> Tokenizer:
+        from seqapps.export import metadata
+
         assets = Path(model_dir) / "assets"
-        spec = json.loads((assets / "tokenizer.json").read_text(encoding="utf-8"))
+        spec = metadata.read(assets / "tokenizer.json")
         return cls(read_lines(assets / "vocab.txt"), spec["max_len"], spec["truncate"])
 
     def ids(self, tokens: list[str]) -> list[int]:

@@ -9,7 +9,6 @@ This is what a device does: tokenize with the vocabulary files, run ``encode`` o
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ class TFLiteTranslator:
             "translate",
             ("assets/tokenizer.json", "assets/src_vocab.txt", "assets/tgt_vocab.txt", model_file),
         )
-        spec = json.loads((model_dir / "assets" / "tokenizer.json").read_text(encoding="utf-8"))
+        spec = metadata.read(model_dir / "assets" / "tokenizer.json")
         if "max_src_len" not in spec or "max_tgt_len" not in spec:
             raise ValueError(
                 f"{model_dir}/assets/tokenizer.json lacks max_src_len or max_tgt_len: export the model again"
