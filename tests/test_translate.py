@@ -336,6 +336,10 @@ def test_translations_stop_at_max_tgt_len_tokens_with_or_without_an_end_token():
     module = TranslateModule(_ScriptedDecoder([40]), vocab, vocab, max_src_len=3, max_tgt_len=5, beam_width=2)
     assert module.translate(tf.constant(["si"]))["translation"].numpy()[0].decode().split() == ["Si"] + ["si"] * 4
     assert module.translate_details(tf.constant(["si"]))["tokens"].shape == (1, 5)
+    # an empty input: no translation, and no tokens or attention (they were the decoder's output on padding)
+    empty = module.translate_details(tf.constant(["", "si"]))
+    assert empty["translation"].numpy()[0] == b"" and empty["tokens"].numpy()[0].tolist() == [b"<pad>"] * 5
+    assert not empty["attention"].numpy()[0].any() and empty["tokens"].numpy()[1].tolist() == [b"si"] * 5
     assert TranslateApp()._keras_greedy_ids(module, ["si"]) == [[4] * 5]  # the export's reference for TFLite
     runner = object.__new__(TFLiteTranslator)  # the loop alone, without a model file
     runner.src_index, runner.max_src_len, runner.max_tgt_len = {}, 3, 5

@@ -751,9 +751,9 @@ class TranslateApp(App):
             outs = self.translate_batch(served.signatures["serving_default"], sentences)
         max_src = config_lib.read(TranslateConfig, Path(model_dir) / "config.yaml").max_src_len
         for i, (s, o) in enumerate(zip(sentences, outs)):
-            if not s.strip():
-                print("(empty input)", file=sys.stderr)
             tokens = text.py_tokenize(s)
+            if not tokens:  # blank, or only characters the tokenizer drops (a zero-width space, ...)
+                print("(empty input)", file=sys.stderr)
             if len(tokens) > max_src:
                 kept = tokens[:max_src]
                 print(

@@ -57,6 +57,9 @@ class TranslateModule(KerasModule):
     def translate_details(self, text_in):
         ids, src_tokens, lengths, truncated = self.prepare(text_in)
         out, attention = decoding.greedy(self.model, ids, self.max_tgt_len)
+        # an empty input has no translation, so no tokens or attention either (the decoder ran on padding)
+        out = tf.where(lengths[:, None] > 0, out, tf.zeros_like(out))
+        attention = tf.where(lengths[:, None, None] > 0, attention, tf.zeros_like(attention))
         return {
             "translation": self.to_text(out, lengths),
             "tokens": tf.gather(self.tgt_tokens, out),
