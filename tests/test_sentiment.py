@@ -458,6 +458,15 @@ def test_nblr_fit_learns_and_rejects_bad_settings():
     assert table.shape == (len(vocab) + 64, 1) and not table[0].any() and info["active_rows"] > 10
     three = np.array([i % 3 for i in range(200)])
     assert nblr.fit(seqs[:200], three, 3, len(vocab), 64, 2)[0].shape == (len(vocab) + 64, 3)
+    # out of fold means out of the group too: random labels, each text twice (a film's reviews, a sentence's
+    # phrases). Folded row by row, a text's copy in another fold gives its label away.
+    rng = np.random.default_rng(0)
+    texts = rng.integers(2, len(vocab), (150, 12)).astype("int32").repeat(2, axis=0)
+    noise = rng.integers(0, 2, 150).repeat(2)
+    x = nblr.features(texts, len(vocab), 256, 2)
+    by_row = (nblr.out_of_fold_logits(x, noise, 2, c=10.0).argmax(1) == noise).mean()
+    by_group = (nblr.out_of_fold_logits(x, noise, 2, c=10.0, groups=np.arange(150).repeat(2)).argmax(1) == noise).mean()
+    assert by_row > 0.85 and 0.35 < by_group < 0.65, (by_row, by_group)
     with pytest.raises(ValueError, match="ngram_order must be 1, 2 or 3"):
         nblr.fit(seqs, y, 2, len(vocab), 64, 4)
     with pytest.raises(ValueError, match="no training example on one side"):
@@ -734,7 +743,7 @@ def test_tflite_with_python_tokenizer_equals_saved_model(trained):
     _, model_dir, _ = trained
     clf = TFLiteClassifier(model_dir)
     served = tf.saved_model.load(str(saved_model.latest(model_dir)))
-    texts = [BAD_INPUTS[2], *BAD_INPUTS[4:], *(t for _, t in synthetic(10, seed=9))]
+    texts = ["", BAD_INPUTS[2], *BAD_INPUTS[3:], *(t for _, t in synthetic(10, seed=9))]  # "": uniform, as served
     ref = served.signatures["serving_default"](text=tf.constant(texts))["probabilities"].numpy()
     lite = np.stack([clf.probabilities(t) for t in texts])
     np.testing.assert_allclose(lite, ref, atol=1e-5)

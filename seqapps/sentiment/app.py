@@ -165,7 +165,9 @@ class SentimentApp(App):
                 )
         nblr_info, offsets = None, {"train": None, "val": None}
         if residual is not None:  # nblr: fit the n-gram model, then train the recurrent member on its residual
-            nblr_info, offsets = self._fit_nblr(model, cfg, seqs, y, idx, len(labels))
+            # the split's groups (a film, a sentence and its phrases; else the text) keep the out-of-fold folds apart
+            groups = [(ds.groups[i] if ds.groups else ds.texts[i]) for i in idx["train"]]
+            nblr_info, offsets = self._fit_nblr(model, cfg, seqs, y, idx, len(labels), groups)
         train_ds, val_ds = (
             data.make_dataset(
                 [seqs[i] for i in idx[split]],
@@ -255,11 +257,11 @@ class SentimentApp(App):
         return {"validation": val_rep, "test": test_rep, "train_seconds": train_info["train_seconds"]}
 
     @staticmethod
-    def _fit_nblr(model, cfg, seqs, y, idx, num_classes) -> tuple[dict, dict]:
+    def _fit_nblr(model, cfg, seqs, y, idx, num_classes, groups=None) -> tuple[dict, dict]:
         """Fits the n-gram model of an nblr model (closed form, before the recurrent member trains).
 
-        Returns (info, base logits per split): out-of-fold logits for the training split (5 folds), the
-        fitted model's logits for validation."""
+        Returns (info, base logits per split): out-of-fold logits for the training split (5 folds, each
+        training row's group in one fold), the fitted model's logits for validation."""
         from seqapps.sentiment import model as model_lib
         from seqapps.sentiment import nblr
 
@@ -275,7 +277,9 @@ class SentimentApp(App):
         x["val"] = features("val")
         layer.set_weights([table, bias])
         offsets = {
-            "train": nblr.out_of_fold_logits(x["train"], y[idx["train"]], num_classes, cfg.nb_c, seed=cfg.seed),
+            "train": nblr.out_of_fold_logits(
+                x["train"], y[idx["train"]], num_classes, cfg.nb_c, seed=cfg.seed, groups=groups
+            ),
             "val": nblr.logits(x["val"], table, bias),
         }
         acc = {k: float((offsets[k].argmax(1) == y[idx[k]]).mean()) for k in offsets}

@@ -27,15 +27,18 @@ class TFLiteClassifier:
         self._run = self.interp.get_signature_runner("classify")
 
     def probabilities(self, text: str | bytes) -> np.ndarray:
-        ids, _, _ = self.tokenizer.encode(text)
+        """The class probabilities; uniform for a text without tokens, as the SavedModel gives (the network
+        would give its bias on an all-padding row)."""
+        ids, n, _ = self.tokenizer.encode(text)
+        if n == 0:
+            return np.full(len(self.labels), 1.0 / len(self.labels), np.float32)
         return self._run(token_ids=np.array([ids], np.int32))["probabilities"][0]
 
     def classify(self, text: str | bytes) -> tuple[str, float]:
         """(label, probability); ("", 1/classes) for a text without tokens."""
-        ids, n, _ = self.tokenizer.encode(text)
-        if n == 0:
+        if self.tokenizer.encode(text)[1] == 0:
             return "", 1.0 / len(self.labels)
-        p = self._run(token_ids=np.array([ids], np.int32))["probabilities"][0]
+        p = self.probabilities(text)
         return self.labels[int(np.argmax(p))], float(np.max(p))
 
 
