@@ -251,10 +251,18 @@ class TranslateApp(App):
         spec = {
             "max_src_len": cfg.max_src_len,
             "max_tgt_len": cfg.max_tgt_len,
+            # the steps of text.py_tokenize, in order (that function is the reference implementation)
+            "steps": [
+                "compose a Latin letter and a combining accent (U+0300-U+036F) into the accented letter, for the "
+                "letters of Latin-1 and Latin Extended-A (text._COMPOSE); no other Unicode normalisation",
+                "replace U+0000 by a space",
+                "delete invisible format characters: " + text.FORMAT_CHARACTERS,
+                "lower-case",
+                "replace the apostrophes U+2018, U+2019 and U+02BC by '",
+                "split off every character that is not a letter, digit, apostrophe or space as a token of its own, "
+                "then split at spaces",
+            ],
             "lowercase": True,
-            "unicode": "NFC",
-            "deleted": "invisible format characters: " + text.FORMAT_CHARACTERS,
-            "split": "every character that is not a letter, digit, apostrophe or space",
             "pad_id": text.PAD_ID,
             "unk_id": text.UNK_ID,
             "start_id": text.START_ID,
