@@ -18,7 +18,8 @@ class App:
     # the settings that `seqapps export --set` may change: how the export is made and checked, and where the
     # training data is read. The others describe the trained model and its held-out split, which config.yaml
     # records for evaluate and predict: changed at export, they would describe another model or score a "test"
-    # split that holds training examples. None: any.
+    # split that holds training examples. Nor are the samples that training keeps in run/ for the export (the
+    # int8 calibration texts or clips, the test pairs): a setting that would not change them is left out. None: any.
     export_settings: tuple | None = None
 
     def default_config(self) -> TrainConfig:
@@ -63,15 +64,16 @@ class App:
                 f"export takes only {', '.join(self.export_settings)}. Retrain with the new value instead"
             )
 
-    def export_trained(self, out_dir, started: float, **kwargs):
+    def export_trained(self, out_dir, previous: dict, **kwargs):
         """The export at the end of `train`, once the new model and everything an export reads are in
         ``out_dir``: all or nothing, as ``seqapps export`` does it (built in a copy of the folder, swapped in at
-        the end). The files of the model the folder held before (those its ``metadata.json`` lists, written
-        before ``started``, the time training began) are removed first: after a failed export the folder then
-        holds the new model alone, never its vocabulary beside the old model's TFLite files."""
+        the end). ``previous`` (`previous_export`, taken when training began) names the files of the model the
+        folder held before; those still unchanged are removed first (`train` removes them before it writes the
+        new model, too): after a failed export the folder holds the new model alone, never its vocabulary beside
+        the old model's TFLite files."""
         from seqapps.export.atomic import staged_dir
 
-        drop_previous_export(out_dir, started)
+        drop_previous_export(out_dir, previous)
         with staged_dir(out_dir) as staging:
             return self.export(staging, staging, **kwargs)
 
@@ -102,11 +104,15 @@ def shipped(path) -> Path:
     return checkout if checkout.exists() else path
 
 
-def drop_previous_export(folder, started: float) -> list[str]:
-    """Remove from ``folder`` the exported files of the model it held before (``metadata.json``, the model card
-    and the files the old ``metadata.json`` lists) that were not written since ``started``; returns their paths.
-    Files the new training wrote (``model.keras``, ``config.yaml``, vocabularies), and any file the old export
-    did not list, stay."""
+# the kinds of file an export writes at the top of a model folder (below it: saved_model/ and assets/)
+EXPORT_FILES = (".tflite", ".json", ".keras", ".yaml", ".md", ".npz")
+
+
+def previous_export(folder) -> dict:
+    """The files of the model export ``folder`` holds, taken when training into it begins: those its
+    ``metadata.json`` lists (under ``saved_model/`` and ``assets/``, and files of `EXPORT_FILES` kinds at the
+    top), ``metadata.json`` and the model card, each with its inode, modification time and size. A user's other
+    files (a plot, notes) are not among them."""
     import json
 
     folder = Path(folder)
@@ -114,10 +120,29 @@ def drop_previous_export(folder, started: float) -> list[str]:
         listed = json.loads((folder / "metadata.json").read_text(encoding="utf-8")).get("files") or {}
     except (OSError, ValueError, AttributeError):
         listed = {}
-    dropped = []
+    found = {}
     for rel in ["metadata.json", "MODEL_CARD.md", *listed]:
         path = folder / rel
-        if path.is_file() and path.stat().st_mtime < started and folder.resolve() in path.resolve().parents:
+        parts = Path(rel).parts
+        exported = parts[0] in ("saved_model", "assets") if len(parts) > 1 else path.suffix in EXPORT_FILES
+        if exported and path.is_file() and not path.is_symlink() and folder.resolve() in path.resolve().parents:
+            stat = path.stat()
+            found[rel] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return found
+
+
+def drop_previous_export(folder, previous: dict) -> list[str]:
+    """Remove the files of ``previous`` (`previous_export`) that are unchanged since (a file training rewrote
+    stays); returns their paths. Folders left empty go too."""
+    folder = Path(folder)
+    dropped = []
+    for rel, was in previous.items():
+        path = folder / rel
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        if (stat.st_ino, stat.st_mtime_ns, stat.st_size) == was:
             path.unlink()
             dropped.append(rel)
             for parent in path.parents:  # folders left empty (saved_model/1/variables, ...)

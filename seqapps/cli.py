@@ -231,20 +231,23 @@ def _run(argv=None) -> int:
                 print(config_lib.to_yaml(cfg), end="")
                 return 0
             out = _out_folder(args.out or Path("runs") / app.name, app.name)
-            app_export = app.export
 
-            def export(*a, **k):  # training exports last, once everything an export reads is written
-                exporting.append(True)
-                return app_export(*a, **k)
+            def watched(method):  # training exports last, once everything an export reads is written
+                def call(*a, **k):
+                    exporting.append(True)
+                    return method(*a, **k)
 
-            app.export = export  # for the message if Ctrl-C stops the export
+                return call
+
+            # for the messages if the export fails or Ctrl-C stops it
+            app.export, app.export_trained = watched(app.export), watched(app.export_trained)
             try:
                 if cfg.distribute == "multiworker":
                     _train_multi_worker(app, cfg, out, args.resume)
                 else:
                     app.train(cfg, out, resume=args.resume)
             finally:
-                del app.export
+                del app.export, app.export_trained
         elif args.command == "evaluate":
             options = config_lib.parse_overrides(args.set)
             data = options.pop("data", None)

@@ -435,25 +435,25 @@ def test_a_failed_export_after_training_leaves_the_new_model_alone(tmp_path, mon
     """Training into a folder that held a model: the export is all or nothing, and the old model's exported
     files go first, so a failed export never leaves the new vocabulary beside the old model's TFLite files."""
     import os
-    import time
 
+    from seqapps.app import previous_export
     from seqapps.export.metadata import ExportError
 
     app = registry.get_app("forecast")
     out = tmp_path / "m"
     (out / "saved_model" / "1").mkdir(parents=True)
-    old = ("model.tflite", "saved_model/1/saved_model.pb", "config.yaml", "MODEL_CARD.md", "notes.txt")
+    old = ("model.tflite", "saved_model/1/saved_model.pb", "config.yaml", "notes.txt", "MODEL_CARD.md")
     for rel in old:
         (out / rel).write_text("old")
-    (out / "metadata.json").write_text(json.dumps({"files": {r: 3 for r in old[:3]}}))
+    (out / "metadata.json").write_text(json.dumps({"files": {r: 3 for r in old[:4]}}))  # exports list every file
     for path in out.rglob("*"):
         os.utime(path, (1, 1))
 
     def train(self, cfg, out_dir, resume=False):
-        started = time.time()
-        (out_dir / "config.yaml").write_text("new")
+        previous = previous_export(out_dir)
+        (out_dir / "config.yaml").write_text("new")  # in place: the same inode, and no later time on a coarse clock
         (out_dir / "model.keras").write_text("new")
-        return self.export_trained(out_dir, started)
+        return self.export_trained(out_dir, previous)
 
     def export(self, model_dir, out_dir=None, **kwargs):
         (out_dir / "model.tflite").write_text("new")
@@ -470,7 +470,7 @@ def test_a_failed_export_after_training_leaves_the_new_model_alone(tmp_path, mon
         f"forecast --model {out}" in capsys.readouterr().err
     )
     files = {str(p.relative_to(out)): p.read_text() for p in out.rglob("*") if p.is_file()}
-    assert files == {"config.yaml": "new", "model.keras": "new", "notes.txt": "old"}  # notes.txt: not the export's
+    assert files == {"config.yaml": "new", "model.keras": "new", "notes.txt": "old"}  # notes.txt: the user's
     state["fail"] = False
     assert cli.main(["train", "forecast", "--tiny", "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
@@ -514,6 +514,11 @@ def test_evaluate_refuses_settings_the_model_fixes(capsys, app, setting):
     err = capsys.readouterr().err
     assert f"evaluate --set {setting}: the " in err and "model fixes this" in err
     assert ("evaluate takes eval_examples" if app == "translate" else "evaluate takes data, text_column") in err
+    if setting.startswith("direction"):  # with a decoding key too, the message is still about the direction
+        args = ["evaluate", app, "--model", str(model), "--set", setting, "--set", "beam_width=2"]
+        assert cli.main(args) == 2 and "evaluate --set direction=eng->spa: the trained model fixes this" in (
+            capsys.readouterr().err
+        )
 
 
 def test_damaged_model_files_and_non_utf8_arguments_get_errors_that_name_them(tmp_path):
@@ -621,12 +626,17 @@ def test_floats_in_e_notation_and_checks_before_any_data_is_read(tmp_path):
     for item, message in (
         ("seed=-1", r"seed=-1 must be in \[0, 4294967295\]"),
         ("seed=4294967296", r"seed=4294967296 must be in \[0, 4294967295\]"),
-        ("learning_rate=inf", r"learning_rate=inf must be > 0"),
-        ("clipnorm=inf", r"clipnorm=inf must be >= 0"),
+        ("learning_rate=inf", r"learning_rate=inf must be a finite number"),
+        ("clipnorm=inf", r"clipnorm=inf must be a finite number"),
+        ("learning_rate=nan", r"learning_rate=nan must be a finite number"),
     ):
         with pytest.raises(config.ConfigError, match=message):
             config.load(TranslateConfig(), None, [item])
     assert config.load(TranslateConfig(), None, ["seed=4294967295"]).seed == 2**32 - 1
+    from seqapps.sentiment.config import SentimentConfig  # a signed setting: deep_weight=nan mixed in NaN
+
+    with pytest.raises(config.ConfigError, match=r"deep_weight=nan must be a finite number"):
+        config.load(SentimentConfig(), None, ["deep_weight=nan"])
     with pytest.raises(config.ConfigError, match=r"seed=4294967295 must be in \[0, 4294967291\].*seed \+ 4"):
         config.load(ForecastConfig(), None, ["seed=4294967295", "ensemble=5"])
     for item, message in (

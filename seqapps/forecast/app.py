@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from seqapps import config as config_lib
-from seqapps.app import App
+from seqapps.app import App, drop_previous_export, previous_export
 from seqapps.forecast.config import ForecastConfig, tiny
 from seqapps.registry import register_app
 
@@ -293,7 +293,7 @@ class ForecastApp(App):
 
     # ------------------------------------------------------------------ train
     def train(self, cfg, out_dir, resume=False):
-        started = time.time()  # files written before it belong to the model out_dir held before
+        previous = previous_export(out_dir)  # the files of the model out_dir holds, if any
         import keras
         import tensorflow as tf
 
@@ -339,6 +339,7 @@ class ForecastApp(App):
             )
 
         out_dir.mkdir(parents=True, exist_ok=True)
+        drop_previous_export(out_dir, previous)  # the old model's files go before the new model's arrive
         (out_dir / "assets").mkdir(exist_ok=True)
         model.save(out_dir / "model.keras")
         config_lib.save(cfg, out_dir / "config.yaml")
@@ -376,7 +377,7 @@ class ForecastApp(App):
         (out_dir / "evaluation.json").write_text(json.dumps({"training": train_info, "backtest": results}, indent=1))
         for member_dir in member_dirs:
             training.clear_backup(member_dir)
-        self.export_trained(out_dir, started, model=model, cfg=cfg)
+        self.export_trained(out_dir, previous, model=model, cfg=cfg)
         keras.backend.clear_session()
         return results
 

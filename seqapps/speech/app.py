@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from seqapps import config as config_lib
-from seqapps.app import App
+from seqapps.app import App, drop_previous_export, previous_export
 from seqapps.data import same_spec
 from seqapps.registry import register_app
 from seqapps.speech.config import SpeechConfig, check, tiny
@@ -45,7 +45,7 @@ class SpeechApp(App):
     config_class = SpeechConfig
     default_model_dir = Path("trained/speech")
     export_settings = (
-        "tflite_eval_examples", "int8_calibration_clips", "stream_resets", "detect_threshold", "verbose", "data",
+        "tflite_eval_examples", "stream_resets", "detect_threshold", "verbose", "data",
     )  # fmt: skip
 
     def tiny_config(self):
@@ -101,7 +101,7 @@ class SpeechApp(App):
 
     # ------------------------------------------------------------------ train
     def train(self, cfg, out_dir, resume=False):
-        started = time.time()  # files written before it belong to the model out_dir held before
+        previous = previous_export(out_dir)  # the files of the model out_dir holds, if any
         import keras
 
         from seqapps import training
@@ -170,6 +170,7 @@ class SpeechApp(App):
         model = training.in_float32(model, lambda: model_lib.build_model(cfg, len(labels), CLIP))
 
         out_dir.mkdir(parents=True, exist_ok=True)
+        drop_previous_export(out_dir, previous)  # the old model's files go before the new model's arrive
         (out_dir / "assets").mkdir(exist_ok=True)
         model.save(out_dir / "model.keras")
         config_lib.save(cfg, out_dir / "config.yaml")
@@ -192,7 +193,7 @@ class SpeechApp(App):
         }
         (out_dir / "run" / "train_info.json").write_text(json.dumps(train_info, indent=2))
         training.clear_backup(out_dir / "run")
-        self.export_trained(out_dir, started, model=model, cfg=cfg)
+        self.export_trained(out_dir, previous, model=model, cfg=cfg)
         keras.backend.clear_session()
         return scores
 

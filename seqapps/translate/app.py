@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from seqapps import config as config_lib
-from seqapps.app import App
+from seqapps.app import App, drop_previous_export, previous_export
 from seqapps.data import same_spec, spread
 from seqapps.registry import register_app
 from seqapps.translate.config import TranslateConfig, tiny
@@ -53,8 +53,7 @@ class TranslateApp(App):
     config_class = TranslateConfig
     default_model_dir = Path("trained/translate")
     export_settings = (
-        *DECODING_KEYS, "eval_examples", "tflite_eval_examples", "int8_calibration_sentences", "verbose", "data",
-        "on_bad_lines",
+        *DECODING_KEYS, "tflite_eval_examples", "int8_calibration_sentences", "verbose", "data", "on_bad_lines",
     )  # fmt: skip
 
     def tiny_config(self):
@@ -116,7 +115,7 @@ class TranslateApp(App):
 
     # ------------------------------------------------------------------ train
     def train(self, cfg, out_dir, resume=False):
-        started = time.time()  # files written before it belong to the model out_dir held before
+        previous = previous_export(out_dir)  # the files of the model out_dir holds, if any
         import keras
 
         from seqapps import training
@@ -139,6 +138,7 @@ class TranslateApp(App):
         model = training.in_float32(model, lambda: model_lib.build_model(cfg, len(src_vocab), len(tgt_vocab)))
 
         out_dir.mkdir(parents=True, exist_ok=True)
+        drop_previous_export(out_dir, previous)  # the old model's files go before the new model's arrive
         (out_dir / "assets").mkdir(exist_ok=True)
         model.save(out_dir / "model.keras")
         config_lib.save(cfg, out_dir / "config.yaml")
@@ -160,7 +160,7 @@ class TranslateApp(App):
         (out_dir / "run" / "train_info.json").write_text(json.dumps(train_info, indent=2))
         training.clear_backup(out_dir / "run")
         self.export_trained(
-            out_dir, started, model=model, cfg=cfg, test_pairs=test, train_info=train_info, train_pairs=splits["train"]
+            out_dir, previous, model=model, cfg=cfg, test_pairs=test, train_info=train_info, train_pairs=splits["train"]
         )
         keras.backend.clear_session()
         return scores
@@ -638,8 +638,10 @@ class TranslateApp(App):
             detokenizer = self._check_stored_detokenizer(model_dir)
         trained = config_lib.read(TranslateConfig, model_dir / "config.yaml")
         cfg = config_lib.override(trained, options, "evaluate --set")
-        fixed = config_lib.changed(trained, cfg, [k for k in vars(trained) if k not in EVALUATE_SETTINGS])
-        if fixed and not set(fixed) & set(DECODING_KEYS):
+        fixed = config_lib.changed(
+            trained, cfg, [k for k in vars(trained) if k not in EVALUATE_SETTINGS and k not in DECODING_KEYS]
+        )
+        if fixed:  # before the decoding keys' message, which advises an export that would refuse these
             raise ValueError(
                 f"evaluate --set {config_lib.settings_text(cfg, fixed)}: the trained model fixes "
                 f"{'this' if len(fixed) == 1 else 'these'} (config.yaml records {config_lib.settings_text(trained, fixed)}); "
