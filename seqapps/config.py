@@ -176,6 +176,10 @@ def check_ranges(cfg, source: str = "config") -> None:
     types = _field_types(type(cfg))
     for key, kind in types.items():
         value = getattr(cfg, key)
+        if kind is float and not math.isfinite(value):  # signed ones too (deep_weight=nan mixed in NaN)
+            raise ConfigError(
+                f"{source}: {key}={value!r} must be a finite number (e.g. --set {key}={getattr(type(cfg), key)})"
+            )
         if kind not in (int, float) or key in SIGNED or isinstance(value, bool):
             continue
         if key in AT_LEAST_ONE:
@@ -188,7 +192,7 @@ def check_ranges(cfg, source: str = "config") -> None:
             ok, want = value > 0, "> 0"
         else:
             ok, want = value >= 0, ">= 0"
-        if not ok or not math.isfinite(value):
+        if not ok:
             raise ConfigError(f"{source}: {key}={value!r} must be {want} (e.g. --set {key}={getattr(type(cfg), key)})")
     seed, members = getattr(cfg, "seed", 0), getattr(cfg, "ensemble", 1)  # members take seed, seed + 1, ...
     if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed <= 2**32 - members:

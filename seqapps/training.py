@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -137,7 +138,8 @@ class _ResumeState(keras.callbacks.Callback):
         if not isinstance(state.get("callbacks"), dict) or state.get("epoch") != epoch:
             print(
                 f"[seqapps] --resume: the state of {names} saved beside the checkpoint is not that of its epoch "
-                f"{epoch} (the run stopped while saving, or an older seqapps saved it): they start afresh"
+                f"{epoch} (the run stopped while saving, the checkpoint before a damaged one was restored, or an older "
+                "seqapps saved it): they start afresh"
             )
             return
         restored = []
@@ -153,15 +155,21 @@ class _ResumeState(keras.callbacks.Callback):
             restored.append(cb)
         weights = self.folder / "best_weights.npz"
         for cb in restored:
-            if getattr(cb, "restore_best_weights", False) and weights.is_file():
+            if not getattr(cb, "restore_best_weights", False):
+                continue
+            try:
                 with np.load(weights) as saved:
-                    if "best_epoch" not in saved.files or int(saved["best_epoch"]) != cb.best_epoch:
-                        print(
-                            "[seqapps] --resume: the saved best weights are not those of the best epoch: they are not restored"
-                        )
-                        continue
+                    if int(saved["best_epoch"]) != cb.best_epoch:
+                        raise ValueError(f"they are those of epoch {int(saved['best_epoch']) + 1}")
                     cb.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files) - 1)]
                 self.saved_best = cb.best_epoch
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                # its best value without the best weights would make the first resumed epoch the "best" one
+                cb.on_train_begin()
+                print(
+                    f"[seqapps] --resume: the best weights of {type(cb).__name__} cannot be restored from {weights} "
+                    f"({exc}): it starts afresh"
+                )
 
     def on_epoch_end(self, epoch, logs=None):
         from seqapps.export.atomic import atomic_write_bytes, atomic_write_text
@@ -431,7 +439,7 @@ def _whole_history(history, csv_path) -> None:
         # a column the earlier epochs lack (this run added lr_plateau) is NaN for them
         merged = {k: [float(r.get(k) or "nan") for r in earlier] + list(history.history.get(k, [])) for k in keys}
         seconds = _seconds(earlier)
-    except (OSError, ValueError, KeyError, TypeError):  # KeyError, TypeError: a column this run has, the file not
+    except (OSError, ValueError, KeyError, TypeError):  # no epoch or loss column, or a value that is not a number
         print(f"[seqapps] {csv_path} does not match this run: the epochs before --resume are not counted")
         return
     history.history = merged

@@ -392,9 +392,12 @@ def test_resume_with_lr_plateau_switched_gives_early_stopping_its_own_state(tmp_
     assert lr == (["", "", "", "0.10000000149011612"] if plateau_after else ["0.10000000149011612"] * 3 + [""])
 
 
-def test_resume_state_from_another_epoch_than_the_checkpoint_is_not_restored(tmp_path, capsys):
+@pytest.mark.parametrize("damaged", ["state", "weights"])
+def test_resume_state_from_another_epoch_than_the_checkpoint_is_not_restored(tmp_path, capsys, damaged):
     """A run stopped after its checkpoint was written but before the early-stopping state was (or a damaged
-    checkpoint replaced by the one before) has state from another epoch: it is not paired with the checkpoint."""
+    checkpoint replaced by the one before) has state from another epoch: it is not paired with the checkpoint.
+    Best weights that cannot be read back reset early stopping too: its best value without them made the first
+    resumed epoch the "best" one, whose weights the run then restored."""
     import json
 
     import numpy as np
@@ -411,10 +414,17 @@ def test_resume_state_from_another_epoch_than_the_checkpoint_is_not_restored(tmp
     assert state["epoch"] == 3 and state["callbacks"]["EarlyStopping"]["best_epoch"] == 1
     with np.load(backup / "best_weights.npz") as saved:
         assert int(saved["best_epoch"]) == 1
-    (backup / "callback_state.json").write_text(json.dumps({**state, "epoch": 2}))  # saved after epoch 2 only
+    if damaged == "state":
+        (backup / "callback_state.json").write_text(json.dumps({**state, "epoch": 2}))  # saved after epoch 2 only
+    else:
+        (backup / "best_weights.npz").write_bytes(b"PK")  # a damaged file
     history = training.fit(model(), train, val, cfg, tmp_path / "run", resume=True)
     out = capsys.readouterr().out
-    assert "EarlyStopping saved beside the checkpoint is not that of its epoch 3" in out
+    assert (
+        "EarlyStopping saved beside the checkpoint is not that of its epoch 3"
+        if damaged == "state"
+        else "the best weights of EarlyStopping cannot be restored from"
+    ) in out
     # early stopping started afresh: epoch 4 was its first best, and it waited two more
     assert history.resumed_after == 3 and len(history.history["loss"]) == 6
 

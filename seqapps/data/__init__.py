@@ -21,7 +21,7 @@ def decode_utf8(raw: bytes, path, hint: str) -> str:
 
 # train and evaluate take --data; export, which reads the training data again only for a folder without its run/
 # folder (a shipped one), takes --set data= (as train and evaluate do too)
-DATA_FIX = "pass another with --data PATH (export: --set data=PATH), or run from the folder it is relative to"
+DATA_FIX = "pass another with --data PATH (export: --set data=PATH)"
 
 
 def argument_text(arg: str) -> str:

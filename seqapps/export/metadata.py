@@ -66,7 +66,13 @@ def read(path) -> dict:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}): a damaged file; export the model again") from None
+        from seqapps.export.atomic import destination
+
+        shown = destination(Path(path).parent) / Path(path).name  # not the staging copy of an export in progress
+        raise ValueError(
+            f"{shown} is not valid JSON ({exc}): a damaged file; export the model again (an export reads the folder's "
+            "metadata.json: delete a damaged one first)"
+        ) from None
 
 
 class ExportError(RuntimeError):
