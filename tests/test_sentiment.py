@@ -150,6 +150,24 @@ def test_csv_rows_with_extra_fields_or_a_quote_that_swallows_rows_are_bad_rows(t
     m = tmp_path / "multi.csv"
     m.write_text('text,label\n"a long review\nover two lines",positive\nbad film,negative\n')
     assert data.read_table(m).texts == ["a long review\nover two lines", "bad film"]
+    # a quoted review may hold a line or two that read like rows, and rows may end with an empty field
+    legit = {
+        "ratings.csv": 'review,rating\n"Loved the cast.\nMy favourite episodes were 4, 5",5\nboring,1\nok film,3\n',
+        "first.csv": 'label,text\n1,"Three reasons to watch:\n1, the score\n2, the cast"\n0,bad\n1,good\n',
+        "trailing.csv": "text,label\ngreat film,positive,\nbad film,negative,\n",
+        "trailing.tsv": "sentence\tlabel\ngreat\t1\t\nbad\t0\t\n",
+    }
+    for name, content in legit.items():
+        (tmp_path / name).write_text(content)
+        assert len(data.read_table(tmp_path / name).texts) >= 2, name
+    # a label between other columns: a swallowed row is told by its width and the label in its column
+    rows = [f"{i},review {i},{'positive' if i % 2 else 'negative'},2020" for i in range(40)]
+    rows[3] = rows[3].replace("review", '"review')
+    rows[30] = rows[30].replace("review", '"wow" review')
+    w = tmp_path / "wide.csv"
+    w.write_text("id,text,label,year\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"wide.csv:32: the quoted text runs from line 5 to 32"):
+        data.read_table(w)
 
 
 def test_a_wrong_or_unknown_encoding_names_the_file_and_line(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from seqapps import config as config_lib
-from seqapps.app import App, progress_bar
+from seqapps.app import App, drop_previous_export, previous_export, progress_bar
 from seqapps.data import same_spec
 from seqapps.export.atomic import atomic_write_text
 from seqapps.registry import register_app
@@ -84,7 +84,7 @@ class SentimentApp(App):
     # the serving length (max_len, truncate: the SavedModel and TFLite files read that many tokens), the quantized
     # files and where the data is read
     export_settings = (
-        "max_len", "truncate", "int8_mode", "tflite_eval_examples", "representative_examples", "verbose", "data",
+        "max_len", "truncate", "int8_mode", "tflite_eval_examples", "verbose", "data",
         "text_column", "label_column", "encoding", "on_bad_rows",
     )  # fmt: skip
 
@@ -136,7 +136,7 @@ class SentimentApp(App):
 
     # ------------------------------------------------------------------ train
     def train(self, cfg, out_dir, resume=False):
-        started = time.time()  # files written before it belong to the model out_dir held before
+        previous = previous_export(out_dir)  # the files of the model out_dir holds, if any
         import keras
 
         from seqapps import training
@@ -165,7 +165,8 @@ class SentimentApp(App):
                 )
         nblr_info, offsets = None, {"train": None, "val": None}
         if residual is not None:  # nblr: fit the n-gram model, then train the recurrent member on its residual
-            # the split's groups (a film, a sentence and its phrases; else the text) keep the out-of-fold folds apart
+            # the split's groups (IMDB: a block of 30 ids of one label; SST-2: a sentence and its phrases; else the
+            # text) keep the out-of-fold folds apart
             groups = [(ds.groups[i] if ds.groups else ds.texts[i]) for i in idx["train"]]
             nblr_info, offsets = self._fit_nblr(model, cfg, seqs, y, idx, len(labels), groups)
         train_ds, val_ds = (
@@ -206,6 +207,7 @@ class SentimentApp(App):
             print(f"[sentiment] ensemble weight of the recurrent member, chosen on validation: {cfg.deep_weight}")
 
         out_dir.mkdir(parents=True, exist_ok=True)
+        drop_previous_export(out_dir, previous)  # the old model's files go before the new model's arrive
         (out_dir / "assets").mkdir(exist_ok=True)
         model.save(out_dir / "model.keras")
         config_lib.save(cfg, out_dir / "config.yaml")
@@ -252,7 +254,7 @@ class SentimentApp(App):
         }
         (out_dir / "run" / "train_info.json").write_text(json.dumps(train_info, indent=2))
         training.clear_backup(out_dir / "run")
-        self.export_trained(out_dir, started, model=model, cfg=cfg)
+        self.export_trained(out_dir, previous, model=model, cfg=cfg)
         keras.backend.clear_session()
         return {"validation": val_rep, "test": test_rep, "train_seconds": train_info["train_seconds"]}
 
@@ -393,6 +395,12 @@ class SentimentApp(App):
                 "labels": [ds.labels[i] for i in held],
             }
             rep_texts = _representative(ds, idx, cfg)
+        if cfg.int8_mode == "full" and not rep_texts:  # before anything is written
+            raise ValueError(
+                "int8_mode=full calibrates model_int8.tflite on the training texts kept at training "
+                f"({run / 'representative.json'}), and this model has none (representative_examples: 0): export "
+                "with --set int8_mode=dynamic, or retrain with representative_examples >= 1"
+            )
         train_info = metadata.training_info(model_dir)  # kept when a shipped folder is exported again
         if out_dir.resolve() != model_dir.resolve():
             shutil.copytree(model_dir / "assets", out_dir / "assets", dirs_exist_ok=True)

@@ -135,20 +135,23 @@ def read_table(
     split = "a tab in the text?" if tsv else "a comma in a text that is not in double quotes?"
     # the labels of rows on one line, to tell a quoted text over several lines from one that swallowed rows
     known = {r[li].strip() for start, line, r in rows if start == line and len(r) > max(ti, li)} - {""}
-    delimiter, any_label = ("\t" if tsv else ","), "|".join(map(re.escape, sorted(known)))
-    # a line that starts (label first) or ends (label last) with a label and the delimiter, as a row would
-    row_like = re.compile(rf"^\s*({any_label})\s*{delimiter}" if li < ti else rf"{delimiter}\s*({any_label})\s*$")
+
+    def row_like(text_line: str) -> bool:  # a line that reads as a whole row of this file, with a known label
+        fields = next(csv.reader([text_line], delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE), [])
+        return len(fields) == width and fields[li].strip() in known
+
     texts, labels, skipped, problems = [], [], 0, []
     for start, line, row in rows:
         if not any(f.strip() for f in row):
             continue
+        while len(row) > width and not row[-1].strip():
+            row = row[:-1]  # empty fields after the last column (a delimiter that ends each row)
         problem = None
-        swallowed = (
-            [t for t in row[ti].splitlines()[1:] if row_like.search(t)]
-            if start != line and known and len(row) > ti
-            else []
-        )
-        if swallowed:
+        more = row[ti].splitlines()[1:] if start != line and len(row) > ti else []
+        swallowed = [t for t in more if row_like(t)]
+        # a review may hold a line or two that reads like a row ("My scores: 3, 1"); a double quote left open
+        # swallows the rows up to the next quote, most of them whole rows
+        if len(swallowed) >= 3 and 2 * len(swallowed) >= len(more):
             problem = (
                 f"the quoted text runs from line {start} to {line} and holds lines that look like rows "
                 f"(e.g. {swallowed[0][:60]!r}): a double quote at line {start} that is not closed? Put the whole text "

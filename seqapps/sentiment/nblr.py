@@ -120,15 +120,17 @@ def logits(x, table, bias) -> np.ndarray:
 def out_of_fold_logits(x, labels, num_classes: int, c: float = 0.1, folds: int = 5, seed: int = 0, groups=None):
     """Class logits of every row of the feature matrix ``x`` from a model fitted without its fold (what the
     n-gram model says about reviews it has not seen: the residual the recurrent member learns to correct).
-    ``groups`` (one key per row, e.g. the split's groups: a film, a sentence and its phrases) keeps each group
-    in one fold, as the split keeps it on one side: with rows drawn one by one, a phrase's sentence and other
-    reviews of the same film sat in the other folds (on SST-2: 90.2% out of fold against 82.1% on validation)."""
+    ``groups`` (one key per row, e.g. the split's groups: a block of IMDB ids, a sentence and its phrases) keeps
+    each group in one fold, as the split keeps it on one side: with rows drawn one by one, a phrase's sentence
+    and other reviews of the same block sat in the other folds (on SST-2: 90.2% out of fold against 82.1% on validation;
+    by group 79.6%)."""
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     if groups is None:
         fold = rng.permutation(x.shape[0]) % folds
     else:
-        keys, row_key = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        keys: dict = {}  # group -> its number, in order of first row (a NumPy string array of whole texts would
+        row_key = np.array([keys.setdefault(g, len(keys)) for g in groups])  # take rows x longest text x 4 bytes)
         fold = (rng.permutation(len(keys)) % folds)[row_key]
     out = np.zeros((x.shape[0], num_classes), np.float32)
     for k in range(folds):
