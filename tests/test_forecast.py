@@ -195,6 +195,8 @@ def test_dates_are_read_in_one_order_and_an_undecidable_order_is_asked_for(tmp_p
     assert list(read(p)) == ["2020-02-01", "2020-02-02", "2020-02-03", "2020-02-04", "2020-02-13"]
     p = _dated(tmp_path, "yy-us.csv", ["2/1/99", "2/2/99", "2/13/99", "2/14/99", "2/15/99"])
     assert list(read(p)) == ["1999-02-01", "1999-02-02", "1999-02-13", "1999-02-14", "1999-02-15"]
+    p = _dated(tmp_path, "yy-75.csv", ["13/1/75", "14/1/75", "15/1/75 10:00", "16/1/75", "17/1/75"])
+    assert read(p)[2] == "1975-01-15"  # read on its own (another format), it took dateutil's century: 2075
     p = _dated(tmp_path, "yy-both.csv", ["1/2/20", "2/2/20", "3/2/20", "4/2/20", "5/2/20"])
     with pytest.raises(
         data.DataError, match="'1/2/20' reads as 2020-02-01 day first or 2020-01-02 month first, and no"

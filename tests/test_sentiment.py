@@ -849,7 +849,14 @@ def test_cli_export_from_a_model_folder(trained, tmp_path, monkeypatch):
     shutil.copytree(out, shipped)
     (shipped / "model.keras").unlink(missing_ok=True)
     shutil.rmtree(shipped / "run", ignore_errors=True)
+    from seqapps.sentiment import app as app_module
+
+    drawn = []  # without run/, the int8 calibration texts are drawn again as training drew them (not the first ones)
+    monkeypatch.setattr(
+        app_module, "_representative", lambda *a, _draw=app_module._representative: drawn.append(1) or _draw(*a)
+    )
     assert cli.main(["export", "sentiment", "--model", str(shipped), "--out", "again"]) == 0
+    assert drawn == [1]
     again = json.loads((tmp_path / "again" / "metadata.json").read_text())
     assert again["parity"]["float32"]["accuracy"] == meta["parity"]["float32"]["accuracy"]
     assert again["training"] == meta["training"]  # the training figures are kept

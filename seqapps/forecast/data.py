@@ -207,14 +207,19 @@ def _read_dates(raw, order: str, where: str, line, hints: dict):
     else:
         orders = {"dmy": (True,), "mdy": (False,)}.get(order, (False, True))
     read, fitted = {}, {}  # dayfirst -> the column read that way; how many dates one format read
+    two_digit = other.map(lambda c: TWO_DIGIT_YEAR.fullmatch(c) is not None).to_numpy(bool)
     for dayfirst in orders:
         # the format of the first date that gives one in this order (with its time of day, if it has one)
         fmt = next((f for c in samples if (f := guess(c, dayfirst))[1] in (dayfirst, None) and f[0]), (None,))[0]
         t = _to_datetime(other, format=fmt or "mixed", dayfirst=dayfirst)
         fitted[dayfirst] = int(t.notna().sum()) if fmt else 0
-        rest = t.isna().to_numpy()
+        rest = t.isna().to_numpy() if fmt else np.ones(len(t), bool)
         if fmt and rest.any():  # dates in other formats (a time added, ...): each read on its own, in that order
             t[rest] = _to_datetime(other[rest], format="mixed", dayfirst=dayfirst)
+        # a two-digit year read on its own takes dateutil's century (75: 2075); %y's is the rule (75: 1975)
+        late = rest & two_digit & (t.dt.year >= 2069).to_numpy()
+        if late.any():
+            t[late] = t[late] - pd.DateOffset(years=100)
         read[dayfirst] = t
     best = max(fitted.values())
     read = {dayfirst: t for dayfirst, t in read.items() if fitted[dayfirst] == best}  # the order that fits best
