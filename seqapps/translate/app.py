@@ -458,7 +458,8 @@ class TranslateApp(App):
             ),
             f"- {data.get('pairs', '?')} pairs; splits grouped by source sentence: train {data.get('train_pairs', '?')}, "
             f"validation {data.get('val_pairs', '?')}, test {data.get('test_pairs', '?')}; "
-            f"{data.get('train_pairs_dropped_too_long', 0)} training pairs longer than {cfg['max_src_len']} tokens dropped.",
+            f"{data.get('train_pairs_dropped_too_long', 0)} training pairs dropped (a side longer than training's "
+            "length limits, or empty).",
             "",
             "## Measured",
             "",
