@@ -68,9 +68,9 @@ class App:
         """The export at the end of `train`, once the new model and everything an export reads are in
         ``out_dir``: all or nothing, as ``seqapps export`` does it (built in a copy of the folder, swapped in at
         the end). ``previous`` (`previous_export`, taken when training began) names the files of the model the
-        folder held before; those still unchanged are removed first (`train` removes them before it writes the
-        new model, too): after a failed export the folder holds the new model alone, never its vocabulary beside
-        the old model's TFLite files."""
+        folder held before; `train` removes those still unchanged before it writes the new model, and this
+        removes any left (for a `train` that did not): after a failed export the folder holds the new model
+        alone, never its vocabulary beside the old model's TFLite files."""
         from seqapps.export.atomic import staged_dir
 
         drop_previous_export(out_dir, previous)
@@ -121,11 +121,13 @@ def previous_export(folder) -> dict:
     except (OSError, ValueError, AttributeError):
         listed = {}
     found = {}
-    for rel in ["metadata.json", "MODEL_CARD.md", *listed]:
+    names = [rel for rel in listed if isinstance(rel, str)] if isinstance(listed, dict) else []
+    for rel in ["metadata.json", "MODEL_CARD.md", *names]:
         path = folder / rel
-        parts = Path(rel).parts
-        exported = parts[0] in ("saved_model", "assets") if len(parts) > 1 else path.suffix in EXPORT_FILES
-        if exported and path.is_file() and not path.is_symlink() and folder.resolve() in path.resolve().parents:
+        if not path.is_file() or path.is_symlink() or folder.resolve() not in path.resolve().parents:
+            continue
+        parts = path.resolve().relative_to(folder.resolve()).parts  # where it leads (assets/../notes: notes)
+        if parts[0] in ("saved_model", "assets") if len(parts) > 1 else path.suffix in EXPORT_FILES:
             stat = path.stat()
             found[rel] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
     return found
@@ -143,10 +145,17 @@ def drop_previous_export(folder, previous: dict) -> list[str]:
         except OSError:
             continue
         if (stat.st_ino, stat.st_mtime_ns, stat.st_size) == was:
-            path.unlink()
+            try:
+                path.unlink()
+            except OSError as exc:  # a read-only file: the new model is still written, beside it
+                print(f"[seqapps] note: cannot remove {path}, a file of the model {folder} held before ({exc})")
+                continue
             dropped.append(rel)
             for parent in path.parents:  # folders left empty (saved_model/1/variables, ...)
                 if parent == folder or any(parent.iterdir()):
                     break
-                parent.rmdir()
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
     return dropped

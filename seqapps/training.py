@@ -163,7 +163,7 @@ class _ResumeState(keras.callbacks.Callback):
                         raise ValueError(f"they are those of epoch {int(saved['best_epoch']) + 1}")
                     cb.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files) - 1)]
                 self.saved_best = cb.best_epoch
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
                 # its best value without the best weights would make the first resumed epoch the "best" one
                 cb.on_train_begin()
                 print(

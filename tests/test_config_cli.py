@@ -451,7 +451,7 @@ def test_a_failed_export_after_training_leaves_the_new_model_alone(tmp_path, mon
 
     def train(self, cfg, out_dir, resume=False):
         previous = previous_export(out_dir)
-        (out_dir / "config.yaml").write_text("new")  # in place: the same inode, and no later time on a coarse clock
+        (out_dir / "config.yaml").write_text("new")  # in place: the same inode, another time (set to 1 s above)
         (out_dir / "model.keras").write_text("new")
         return self.export_trained(out_dir, previous)
 
@@ -480,6 +480,17 @@ def test_a_failed_export_after_training_leaves_the_new_model_alone(tmp_path, mon
         "model.tflite",
         "notes.txt",
     ]
+    # listed paths count where they lead: assets/../notes/plot.png is the user's
+    (out / "assets" / "x.txt").parent.mkdir()
+    (out / "notes").mkdir()
+    for rel in ("assets/x.txt", "notes/plot.png"):
+        (out / rel).write_text("old")
+    (out / "metadata.json").write_text(
+        json.dumps({"files": {"assets/x.txt": 3, "assets/../notes/plot.png": 3, "x": None}})
+    )
+    assert sorted(previous_export(out)) == ["assets/x.txt", "metadata.json"]
+    (out / "metadata.json").write_text(json.dumps({"files": 5}))  # a damaged listing: the files it lists are none
+    assert sorted(previous_export(out)) == ["metadata.json"]
 
 
 @pytest.mark.parametrize(

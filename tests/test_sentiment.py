@@ -156,6 +156,7 @@ def test_csv_rows_with_extra_fields_or_a_quote_that_swallows_rows_are_bad_rows(t
         "first.csv": 'label,text\n1,"Three reasons to watch:\n1, the score\n2, the cast"\n0,bad\n1,good\n',
         "trailing.csv": "text,label\ngreat film,positive,\nbad film,negative,\n",
         "trailing.tsv": "sentence\tlabel\ngreat\t1\t\nbad\t0\t\n",
+        "marks.csv": 'review,rating\n"Great show. My marks:\nActing, 5\nStory, 4\nMusic, 5",5\nbad,4\nok,5\n',
     }
     for name, content in legit.items():
         (tmp_path / name).write_text(content)
@@ -168,6 +169,10 @@ def test_csv_rows_with_extra_fields_or_a_quote_that_swallows_rows_are_bad_rows(t
     w.write_text("id,text,label,year\n" + "\n".join(rows) + "\n")
     with pytest.raises(ValueError, match=r"wide.csv:32: the quoted text runs from line 5 to 32"):
         data.read_table(w)
+    ended = tmp_path / "ended.csv"  # rows that end with a delimiter
+    ended.write_text("text,label\n" + "\n".join(r + "," for r in q.read_text().splitlines()[1:]) + "\n")
+    with pytest.raises(ValueError, match=r"ended.csv:32: the quoted text runs from line 5 to 32"):
+        data.read_table(ended)
 
 
 def test_a_wrong_or_unknown_encoding_names_the_file_and_line(tmp_path):

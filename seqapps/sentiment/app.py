@@ -48,7 +48,7 @@ EVALUATE_SETTINGS = (
 )  # fmt: skip
 
 
-def check(cfg) -> None:
+def check(cfg, where: str = "train") -> None:
     """The settings that name a choice, checked before any data is read: a typo stopped the run only at the export,
     after the whole training (``int8_mode``), or trained the other choice without a word (``truncate: Head``)."""
     from seqapps.layers import CELLS
@@ -63,7 +63,7 @@ def check(cfg) -> None:
     ):
         if getattr(cfg, key) not in allowed:
             raise ValueError(f"{key}={getattr(cfg, key)!r} must be one of {', '.join(allowed)}")
-    if cfg.int8_mode == "full" and cfg.representative_examples < 1:
+    if cfg.int8_mode == "full" and cfg.representative_examples < 1 and where == "train":  # export: its own check
         raise ValueError(
             "int8_mode=full calibrates model_int8.tflite on training texts: give representative_examples >= 1 "
             "(e.g. --set representative_examples=200), or int8_mode=dynamic"
@@ -373,7 +373,7 @@ class SentimentApp(App):
         if model is None:
             saved_model.require_trained(model_dir, "make train-sentiment")
         cfg = cfg or config_lib.read(SentimentConfig, model_dir / "config.yaml")
-        check(cfg)  # before anything is written
+        check(cfg, "export")  # before anything is written
         from seqapps.sentiment import model as model_lib  # (registers MaskedPooling etc. for load_model)
 
         vocab = text.read_vocab(model_dir / "assets" / "vocab.txt")
@@ -397,9 +397,9 @@ class SentimentApp(App):
             rep_texts = _representative(ds, idx, cfg)
         if cfg.int8_mode == "full" and not rep_texts:  # before anything is written
             raise ValueError(
-                "int8_mode=full calibrates model_int8.tflite on the training texts kept at training "
-                f"({run / 'representative.json'}), and this model has none (representative_examples: 0): export "
-                "with --set int8_mode=dynamic, or retrain with representative_examples >= 1"
+                "int8_mode=full calibrates model_int8.tflite on training texts, and this model was trained to keep "
+                "none (representative_examples: 0): export with --set int8_mode=dynamic, or retrain with "
+                "representative_examples >= 1"
             )
         train_info = metadata.training_info(model_dir)  # kept when a shipped folder is exported again
         if out_dir.resolve() != model_dir.resolve():

@@ -136,9 +136,13 @@ def read_table(
     # the labels of rows on one line, to tell a quoted text over several lines from one that swallowed rows
     known = {r[li].strip() for start, line, r in rows if start == line and len(r) > max(ti, li)} - {""}
 
-    def row_like(text_line: str) -> bool:  # a line that reads as a whole row of this file, with a known label
-        fields = next(csv.reader([text_line], delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE), [])
+    def row_like(fields: list) -> bool:  # whole row of this file (empty fields after it aside), a known label
+        while len(fields) > width and not fields[-1].strip():
+            fields = fields[:-1]
         return len(fields) == width and fields[li].strip() in known
+
+    def parsed(text_line: str) -> list:
+        return next(csv.reader([text_line], delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE), [])
 
     texts, labels, skipped, problems = [], [], 0, []
     for start, line, row in rows:
@@ -147,11 +151,13 @@ def read_table(
         while len(row) > width and not row[-1].strip():
             row = row[:-1]  # empty fields after the last column (a delimiter that ends each row)
         problem = None
-        more = row[ti].splitlines()[1:] if start != line and len(row) > ti else []
-        swallowed = [t for t in more if row_like(t)]
-        # a review may hold a line or two that reads like a row ("My scores: 3, 1"); a double quote left open
-        # swallows the rows up to the next quote, most of them whole rows
-        if len(swallowed) >= 3 and 2 * len(swallowed) >= len(more):
+        lines = row[ti].splitlines() if start != line and len(row) > ti else []
+        swallowed = [t for t in lines[1:] if row_like(parsed(t))]
+        # A double quote left open swallows the rows up to the next quote: the text's first line, with the fields
+        # before it, is then a whole row itself ('"open quote,positive'), and so are most lines after it. A quoted
+        # review may hold a line or two that read like rows ("My scores: 3, 1"), but it does not start as one.
+        opened = bool(lines) and row_like(row[:ti] + parsed(lines[0]))
+        if opened and len(swallowed) >= 2 and 2 * len(swallowed) >= len(lines) - 1:
             problem = (
                 f"the quoted text runs from line {start} to {line} and holds lines that look like rows "
                 f"(e.g. {swallowed[0][:60]!r}): a double quote at line {start} that is not closed? Put the whole text "
