@@ -288,34 +288,18 @@ def test_in_float32_gives_a_float32_copy_of_a_model_trained_in_mixed_precision()
 def test_resumed_run_keeps_early_stopping_state_and_best_weights(tmp_path):
     """Killed after an epoch past the best one, a resumed run stops where the whole run stops and restores the
     same best weights: the best value, the epochs waited and the best weights survive the restart."""
-    import keras
     import numpy as np
-    import pytest
-    import tensorflow as tf
 
     from seqapps import training
     from seqapps.config import TrainConfig
 
-    def model():  # one weight from 0 towards 2 (the training slope); validation wants 0.8
-        m = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
-        m.compile(keras.optimizers.SGD(0.1), "mse")
-        return m
-
-    x = np.linspace(-1, 1, 32, dtype="float32")[:, None]
-    train = tf.data.Dataset.from_tensor_slices((x, 2 * x)).batch(8)
-    val = tf.data.Dataset.from_tensor_slices((x, 0.8 * x)).batch(8)
-
-    class Crash(keras.callbacks.Callback):  # after epoch 3's checkpoint; epoch 2 was the best
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 2:
-                raise KeyboardInterrupt
-
+    model, train, val = _slope_task()
     cfg = TrainConfig(epochs=10, patience=2, verbose=0)
     whole = model()
     full = training.fit(whole, train, val, cfg, tmp_path / "whole")
     assert int(np.argmin(full.history["val_loss"])) == 1 and len(full.history["loss"]) == 4
     with pytest.raises(KeyboardInterrupt):
-        training.fit(model(), train, val, cfg, tmp_path / "run", callbacks=[Crash()])
+        training.fit(model(), train, val, cfg, tmp_path / "run", callbacks=[_CrashAfter(2)])  # epoch 2 was the best
     resumed = model()
     history = training.fit(resumed, train, val, cfg, tmp_path / "run", resume=True)
     # it runs epoch 4 only and stops there, as the whole run did; its history (what the apps record as epochs
