@@ -65,6 +65,19 @@ def test_compressed_wav_and_too_long_are_refused(tmp_path):
         audio.load_audio(audio.encode_wav(tone(2.0)), max_seconds=1.0)
 
 
+def test_int8_calibration_clips_are_trainings_seeded_draw_not_the_first_clips():
+    """An export without run/ calibrated on the first clips of the training split, which the readers sort by
+    word; it now draws what training drew (the second draw of its seeded generator)."""
+    from seqapps.speech.app import _calibration_clips
+
+    xtr = np.arange(300, dtype=np.float32)[:, None]  # clip i: the i-th of a sorted training split
+    cfg = SpeechConfig(int8_calibration_clips=20)
+    rng = np.random.default_rng(cfg.seed)
+    rng.permutation(300)  # training's first draw adapts the front end
+    np.testing.assert_array_equal(_calibration_clips(xtr, cfg), xtr[rng.permutation(300)[:20]])
+    assert _calibration_clips(xtr, cfg).max() > 100  # spread over the split, not its first 20
+
+
 def test_fit_clip_pads_centred_and_trims_to_the_loudest_second():
     x = np.ones(8000, np.float32)
     y = audio.fit_clip(x)

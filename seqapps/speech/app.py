@@ -40,6 +40,15 @@ def read_labels(model_dir) -> list[str]:
     return [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln]
 
 
+def _calibration_clips(xtr, cfg):
+    """The training clips that calibrate ``model_int8.tflite``: training's seeded draw (the second of its random
+    generator, after the front end's), which an export without ``run/`` draws again. The first clips would be
+    those of one word, as the readers sort them."""
+    rng = np.random.default_rng(cfg.seed)
+    rng.permutation(len(xtr))  # the draw that adapts the front end
+    return xtr[rng.permutation(len(xtr))[: cfg.int8_calibration_clips]]
+
+
 @register_app("speech")
 class SpeechApp(App):
     config_class = SpeechConfig
@@ -175,7 +184,7 @@ class SpeechApp(App):
         model.save(out_dir / "model.keras")
         config_lib.save(cfg, out_dir / "config.yaml")
         (out_dir / "assets" / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
-        calib = xtr[rng.permutation(len(xtr))[: cfg.int8_calibration_clips]]
+        calib = _calibration_clips(xtr, cfg)
         np.savez_compressed(
             out_dir / "run" / "eval_clips.npz", test_x=xte, test_y=yte, val_x=xva, val_y=yva, calib=calib
         )
@@ -238,7 +247,7 @@ class SpeechApp(App):
             xte, yte, calib = z["test_x"], z["test_y"], z["calib"]
         else:
             parts, _, _, _ = self.prepare(cfg, verbose=False)
-            (xte, yte), calib = parts["test"], parts["train"][0][: cfg.int8_calibration_clips]
+            (xte, yte), calib = parts["test"], _calibration_clips(parts["train"][0], cfg)
         if cfg.tflite_eval_examples:
             xte, yte = xte[: cfg.tflite_eval_examples], yte[: cfg.tflite_eval_examples]
         train_info = metadata.training_info(model_dir)  # kept when a shipped folder is exported again
