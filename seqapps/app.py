@@ -49,20 +49,11 @@ class App:
     def check_export_settings(self, saved, cfg) -> None:
         """Refuse ``export --set`` values (``cfg``, against the trained ``saved`` config) outside
         `export_settings`."""
-        import dataclasses
-
         from seqapps import config as config_lib
 
-        if self.export_settings is None:
-            return
-        names = [f.name for f in dataclasses.fields(cfg) if f.name not in self.export_settings]
-        fixed = config_lib.changed(saved, cfg, names)
-        if fixed:
-            raise ValueError(
-                f"export --set {config_lib.settings_text(cfg, fixed)}: the trained model fixes "
-                f"{'this' if len(fixed) == 1 else 'these'} (config.yaml records {config_lib.settings_text(saved, fixed)}); "
-                f"export takes only {', '.join(self.export_settings)}. Retrain with the new value instead"
-            )
+        if self.export_settings is not None:
+            takes = f"export takes only {', '.join(self.export_settings)}. Retrain with the new value instead"
+            config_lib.refuse_fixed(saved, cfg, self.export_settings, "export --set", takes)
 
     def export_trained(self, out_dir, previous: dict, **kwargs):
         """The export at the end of `train`, once the new model and everything an export reads are in

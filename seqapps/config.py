@@ -96,6 +96,17 @@ def settings_text(cfg, keys) -> str:
     return ", ".join(f"{k}={getattr(cfg, k)}" for k in keys)
 
 
+def refuse_fixed(trained, cfg, allowed, where: str, takes: str, model: str = "trained", skip=()) -> None:
+    """Refuse the settings of ``cfg`` that differ from the ``trained`` config outside ``allowed`` (and ``skip``,
+    which another check names): ``where`` (``export --set``, ``evaluate --set``) takes only ``takes``."""
+    fixed = changed(trained, cfg, [k for k in vars(trained) if k not in allowed and k not in skip])
+    if fixed:
+        raise ConfigError(
+            f"{where} {settings_text(cfg, fixed)}: the {model} model fixes {'this' if len(fixed) == 1 else 'these'} "
+            f"(config.yaml records {settings_text(trained, fixed)}); {takes}"
+        )
+
+
 def check_split_kept(trained, cfg, same_data: bool, keys, where: str = "evaluate --set") -> None:
     """On the data a model was trained on, the settings (``keys``: each app names those that draw its test
     split) are fixed by training: another seed, fraction or start would score examples the model was trained or

@@ -540,14 +540,12 @@ class SentimentApp(App):
         trained = config_lib.read(SentimentConfig, model_dir / "config.yaml")
         trained_spec = trained.data
         cfg = config_lib.override(dataclasses.replace(trained, max_examples=0), options, "evaluate --set")
-        fixed = config_lib.changed(trained, cfg, [k for k in vars(trained) if k not in EVALUATE_SETTINGS])
-        if fixed:  # the SavedModel reads max_len tokens from the end it was exported with, whatever is set
-            raise ValueError(
-                f"evaluate --set {config_lib.settings_text(cfg, fixed)}: the exported model fixes "
-                f"{'this' if len(fixed) == 1 else 'these'} (config.yaml records {config_lib.settings_text(trained, fixed)}); "
-                f"evaluate takes {', '.join(EVALUATE_SETTINGS)}, split and label_map (to score another length, export "
-                "a copy with --set max_len=N and evaluate that)"
-            )
+        # the SavedModel reads max_len tokens from the end it was exported with, whatever is set
+        takes = (
+            f"evaluate takes {', '.join(EVALUATE_SETTINGS)}, split and label_map (to score another length, export "
+            "a copy with --set max_len=N and evaluate that)"
+        )
+        config_lib.refuse_fixed(trained, cfg, EVALUATE_SETTINGS, "evaluate --set", takes, model="exported")
         if data:
             cfg = config_lib.apply(cfg, {"data": data}, "--data")
         if "labels" not in options and not same_spec(cfg.data, trained_spec):

@@ -639,15 +639,9 @@ class TranslateApp(App):
             detokenizer = self._check_stored_detokenizer(model_dir)
         trained = config_lib.read(TranslateConfig, model_dir / "config.yaml")
         cfg = config_lib.override(trained, options, "evaluate --set")
-        fixed = config_lib.changed(
-            trained, cfg, [k for k in vars(trained) if k not in EVALUATE_SETTINGS and k not in DECODING_KEYS]
-        )
-        if fixed:  # before the decoding keys' message, which advises an export that would refuse these
-            raise ValueError(
-                f"evaluate --set {config_lib.settings_text(cfg, fixed)}: the trained model fixes "
-                f"{'this' if len(fixed) == 1 else 'these'} (config.yaml records {config_lib.settings_text(trained, fixed)}); "
-                f"evaluate takes {', '.join(EVALUATE_SETTINGS)}"
-            )
+        # before the decoding keys' message, which advises an export that would refuse these
+        takes = f"evaluate takes {', '.join(EVALUATE_SETTINGS)}"
+        config_lib.refuse_fixed(trained, cfg, EVALUATE_SETTINGS, "evaluate --set", takes, skip=DECODING_KEYS)
         fixed = config_lib.changed(trained, cfg, DECODING_KEYS)
         if fixed:
             raise ValueError(
