@@ -136,9 +136,13 @@ def read_table(
     # the labels of rows on one line, to tell a quoted text over several lines from one that swallowed rows
     known = {r[li].strip() for start, line, r in rows if start == line and len(r) > max(ti, li)} - {""}
 
-    def row_like(fields: list) -> bool:  # whole row of this file (empty fields after it aside), a known label
+    def trimmed(fields: list) -> list:  # without empty fields after the last column (a delimiter ending each row)
         while len(fields) > width and not fields[-1].strip():
             fields = fields[:-1]
+        return fields
+
+    def row_like(fields: list) -> bool:  # whole row of this file (empty fields after it aside), a known label
+        fields = trimmed(fields)
         return len(fields) == width and fields[li].strip() in known
 
     def parsed(text_line: str) -> list:
@@ -148,8 +152,7 @@ def read_table(
     for start, line, row in rows:
         if not any(f.strip() for f in row):
             continue
-        while len(row) > width and not row[-1].strip():
-            row = row[:-1]  # empty fields after the last column (a delimiter that ends each row)
+        row = trimmed(row)
         problem = None
         lines = row[ti].splitlines() if start != line and len(row) > ti else []
         swallowed = [t for t in lines[1:] if row_like(parsed(t))]
