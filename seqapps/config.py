@@ -80,7 +80,13 @@ def _coerce(key: str, value, kind):
         else:
             value = yaml.safe_load(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer past 1.8e308 (float("1e400") is inf, caught by check_ranges)
+            digits = len(str(abs(value)))
+            raise ConfigError(
+                f"{key}: a {digits}-digit number is too large for a float (at most about 1.8e308)"
+            ) from None
     if kind in (int, float, str, bool) and not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r} ({type(value).__name__})")
     return value

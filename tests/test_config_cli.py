@@ -640,6 +640,7 @@ def test_floats_in_e_notation_and_checks_before_any_data_is_read(tmp_path):
         ("learning_rate=inf", r"learning_rate=inf must be a finite number"),
         ("clipnorm=inf", r"clipnorm=inf must be a finite number"),
         ("learning_rate=nan", r"learning_rate=nan must be a finite number"),
+        ("learning_rate=1" + "0" * 400, r"learning_rate: a 401-digit number is too large for a float"),
     ):
         with pytest.raises(config.ConfigError, match=message):
             config.load(TranslateConfig(), None, [item])
