@@ -1,5 +1,6 @@
 """Export core: SavedModel (TF Serving layout, plain-TensorFlow process, saved_model_cli) and TFLite."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -223,6 +224,14 @@ def test_metadata_records_versions_and_sizes(tmp_path):
     assert meta["versions"]["tensorflow"] == tf.__version__
     loaded = metadata.read(tmp_path / "metadata.json")
     assert loaded["files"]["a.bin"] == 3 and loaded["parity"]["max_abs_diff"] == pytest.approx(1e-7)
+    # strict JSON for services in other languages: the learning-rate column that a resume with lr_plateau added
+    # is NaN for the epochs before it, and is written as null, as is an infinity (np scalars and arrays too)
+    history = {"loss": [0.5, 0.4], "learning_rate": [float("nan"), 0.001], "x": np.array([np.inf, 1.0])}
+    metadata.write(tmp_path / "metadata.json", training={"history": history, "best": np.float32("nan")})
+    text = (tmp_path / "metadata.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    training = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in metadata.json"))["training"]
+    assert training == {"history": {"loss": [0.5, 0.4], "learning_rate": [None, 0.001], "x": [None, 1.0]}, "best": None}
     shutil.rmtree(tmp_path)
 
 

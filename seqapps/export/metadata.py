@@ -56,8 +56,30 @@ def write(path, **fields) -> dict:
     }
     for k, v in fields.items():
         data[k] = dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=_default) + "\n")
+    atomic_write_text(path, json_text(data, indent=2, ensure_ascii=False) + "\n")
     return data
+
+
+def json_text(obj, **kwargs) -> str:
+    """``obj`` as strict JSON, which services in other languages can parse: a NaN or an infinity (e.g. a column
+    of ``history`` that the epochs before a resume lack) is written as null, not as Python's ``NaN``."""
+    return json.dumps(_finite(obj), allow_nan=False, default=_default, **kwargs)
+
+
+def _finite(obj):
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, (np.generic, np.ndarray)):
+        obj = obj.tolist()  # a Python scalar or nested lists
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def read(path) -> dict:

@@ -14,6 +14,7 @@ from seqapps import config as config_lib
 from seqapps.app import App, drop_previous_export, previous_export, progress_bar
 from seqapps.data import same_spec
 from seqapps.export.atomic import atomic_write_text
+from seqapps.export.metadata import json_text
 from seqapps.registry import register_app
 from seqapps.sentiment.config import SentimentConfig, tiny
 
@@ -252,7 +253,7 @@ class SentimentApp(App):
             "validation": val_rep,
             "test": test_rep,
         }
-        (out_dir / "run" / "train_info.json").write_text(json.dumps(train_info, indent=2))
+        (out_dir / "run" / "train_info.json").write_text(json_text(train_info, indent=2))
         training.clear_backup(out_dir / "run")
         self.export_trained(out_dir, previous, model=model, cfg=cfg)
         keras.backend.clear_session()

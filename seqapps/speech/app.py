@@ -13,6 +13,7 @@ import numpy as np
 from seqapps import config as config_lib
 from seqapps.app import App, drop_previous_export, previous_export
 from seqapps.data import same_spec
+from seqapps.export.metadata import json_text
 from seqapps.registry import register_app
 from seqapps.speech.config import SpeechConfig, check, tiny
 
@@ -200,7 +201,7 @@ class SpeechApp(App):
             "final": {k: float(v[-1]) for k, v in hist.items()},
             **scores,
         }
-        (out_dir / "run" / "train_info.json").write_text(json.dumps(train_info, indent=2))
+        (out_dir / "run" / "train_info.json").write_text(json_text(train_info, indent=2))
         training.clear_backup(out_dir / "run")
         self.export_trained(out_dir, previous, model=model, cfg=cfg)
         keras.backend.clear_session()
