@@ -122,6 +122,29 @@ def test_saved_model_serving_layout_runs_without_project(tmp_path, kind):
     assert max_diff(out["y"], model(x)) < 1e-5
 
 
+def test_plain_tensorflow_process_is_kept_reports_errors_and_is_restarted_when_it_died(tmp_path):
+    """`run_isolated` starts one plain TensorFlow process and keeps it for the next checks; a SavedModel that
+    fails there is an error with the traceback, and a process that died is replaced by a new one."""
+    model = _model("gru")
+    module = SingleFn(model, [None, T, D])
+    path = saved_model.write(module, tmp_path / "export", module.signatures())
+    x = _x(batch=2)
+    assert max_diff(saved_model.run_isolated(path, {"x": x})["y"], model(x)) < 1e-5
+    worker = saved_model._PlainTensorFlow._current
+    assert max_diff(saved_model.run_isolated(path, {"x": x[:1]})["y"], model(x[:1])) < 1e-5
+    assert saved_model._PlainTensorFlow._current is worker and worker.proc.poll() is None  # the same process
+    with pytest.raises(RuntimeError, match=r"(?s)failed in a plain TensorFlow process.*Traceback"):
+        saved_model.run_isolated(tmp_path / "nothing", {"x": x})
+    with pytest.raises(RuntimeError, match=r"(?s)failed in a plain TensorFlow process.*'y'"):
+        saved_model.run_isolated(path, {"y": x})  # the signature has no input y
+    assert saved_model._PlainTensorFlow._current is worker and worker.proc.poll() is None
+    worker.proc.kill()
+    worker.proc.wait()
+    assert max_diff(saved_model.run_isolated(path, {"x": x})["y"], model(x)) < 1e-5
+    again = saved_model._PlainTensorFlow._current
+    assert again is not worker and again.proc.pid != worker.proc.pid
+
+
 def test_saved_model_cli_run(tmp_path):
     model = _model("lstm")
     module = SingleFn(model, [None, T, D])

@@ -2,16 +2,21 @@
 
 The serving module is a `tf.Module` holding the Keras model (and whatever pre/post-processing the
 app needs) with `tf.function`s that have full input signatures. The SavedModel loads and runs with
-``tensorflow`` alone (`run_isolated` proves it in a subprocess where ``seqapps`` cannot be imported).
+``tensorflow`` alone (`run_isolated` proves it in another process, where ``seqapps`` cannot be imported).
 """
 
 from __future__ import annotations
 
+import atexit
+import collections
+import contextlib
 import json
 import os
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -110,29 +115,119 @@ def write(module: tf.Module, base, signatures: dict, version: int | None = None)
 
 
 _ISOLATED = r"""
-import json, sys
+import json, os, sys, traceback
 sys.modules["seqapps"] = None  # prove the SavedModel needs nothing from the project
+replies = os.fdopen(os.dup(1), "w")  # the replies' own channel: what TensorFlow prints goes to stderr
+os.dup2(2, 1)
 import numpy as np, tensorflow as tf
-req = json.load(open(sys.argv[1]))
-model = tf.saved_model.load(req["path"])
-fn = model.signatures[req["signature"]]
-args = {}
-for k, v in req["inputs"].items():
-    dtype = fn.structured_input_signature[1][k].dtype
-    args[k] = tf.constant(np.array(v, dtype=object) if dtype == tf.string else np.array(v), dtype=dtype)
-out = fn(**args)
+
 def enc(t):
     t = t.numpy()
     if t.dtype == object:
         return np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(t).tolist() if t.size else t.tolist()
     return t.tolist()
-json.dump({k: enc(v) for k, v in out.items()}, open(sys.argv[2], "w"))
+
+def run(req_path, out_path):
+    req = json.load(open(req_path))
+    model = tf.saved_model.load(req["path"])
+    fn = model.signatures[req["signature"]]
+    args = {}
+    for k, v in req["inputs"].items():
+        dtype = fn.structured_input_signature[1][k].dtype
+        args[k] = tf.constant(np.array(v, dtype=object) if dtype == tf.string else np.array(v), dtype=dtype)
+    out = fn(**args)
+    json.dump({k: enc(v) for k, v in out.items()}, open(out_path, "w"))
+
+replies.write("ready\n")
+replies.flush()
+for line in sys.stdin:
+    try:
+        run(*json.loads(line))
+        reply = {"ok": True}
+    except Exception:
+        reply = {"ok": False, "error": traceback.format_exc()}
+    replies.write(json.dumps(reply) + "\n")
+    replies.flush()
 """
 
 
+class _PlainTensorFlow:
+    """A Python process that imports TensorFlow and cannot import ``seqapps`` (`_ISOLATED`): started on the first
+    check and kept for the next ones of this process, so that each check does not pay TensorFlow's import again
+    (about 10 s on 2 cores; a test run exports dozens of models). Each check loads its SavedModel anew."""
+
+    _lock = threading.Lock()
+    _current = None
+
+    def __init__(self, timeout: float):
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        self.pid = os.getpid()  # a forked child starts its own: the pipes belong to this process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-c", _ISOLATED],
+            cwd=tempfile.gettempdir(),
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log = collections.deque(maxlen=300)  # the last lines of its stderr, for an error message
+        self.replies = queue.Queue()
+        threading.Thread(target=self._drain, args=(self.proc.stderr, self.log.append), daemon=True).start()
+        threading.Thread(target=self._drain, args=(self.proc.stdout, self.replies.put, True), daemon=True).start()
+        self._reply(timeout, "start")
+
+    @staticmethod
+    def _drain(stream, put, mark_end: bool = False):
+        for line in stream:
+            put(line)
+        if mark_end:
+            put(None)  # the process has gone
+
+    def _reply(self, timeout: float, what: str) -> str:
+        try:
+            line = self.replies.get(timeout=timeout)
+        except queue.Empty:
+            self.close()
+            raise TimeoutError(f"the plain TensorFlow process did not {what} within {timeout:g} s") from None
+        if line is None:
+            self.close()
+            raise RuntimeError(f"the plain TensorFlow process ended while it should {what}:\n{self.stderr()}")
+        return line
+
+    def stderr(self) -> str:
+        return "".join(self.log)[-3000:]
+
+    def call(self, req: str, out: str, timeout: float) -> dict:
+        self.proc.stdin.write(json.dumps([req, out]) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self._reply(timeout, "run the SavedModel"))
+
+    def close(self) -> None:
+        if self.pid != os.getpid():
+            return  # a forked child's copy: the process belongs to its parent
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # its loop ends
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    @classmethod
+    def get(cls, timeout: float) -> _PlainTensorFlow:
+        current = cls._current
+        if current is None or current.pid != os.getpid() or current.proc.poll() is not None:
+            cls._current = current = cls(timeout)
+            atexit.register(current.close)
+        return current
+
+
 def run_isolated(path, inputs: dict, signature: str = "serving_default", timeout: int = 300) -> dict:
-    """Run a signature of the SavedModel at ``path`` in a fresh Python process that cannot import
-    ``seqapps``; returns the outputs as numpy arrays (strings decoded)."""
+    """Run a signature of the SavedModel at ``path`` in a Python process of its own that has imported TensorFlow
+    and cannot import ``seqapps`` (one kept for the checks of this process, `_PlainTensorFlow`); returns the
+    outputs as numpy arrays (strings decoded)."""
     path = Path(path).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         req, out = os.path.join(tmp, "req.json"), os.path.join(tmp, "out.json")
@@ -145,17 +240,13 @@ def run_isolated(path, inputs: dict, signature: str = "serving_default", timeout
             json.dump(
                 {"path": str(path), "signature": signature, "inputs": {k: plain(v) for k, v in inputs.items()}}, f
             )
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        proc = subprocess.run(
-            [sys.executable, "-c", _ISOLATED, req, out],
-            cwd=tmp,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"SavedModel {path} failed in a plain TensorFlow process:\n{proc.stderr[-3000:]}")
+        with _PlainTensorFlow._lock:
+            try:
+                worker = _PlainTensorFlow.get(timeout)
+                reply = worker.call(req, out, timeout)
+            except (OSError, RuntimeError, TimeoutError) as exc:  # OSError: a broken pipe to a process that died
+                raise RuntimeError(f"SavedModel {path} failed in a plain TensorFlow process: {exc}") from exc
+        if not reply["ok"]:
+            raise RuntimeError(f"SavedModel {path} failed in a plain TensorFlow process:\n{reply['error'][-3000:]}")
         with open(out) as f:
             return {k: np.array(v) for k, v in json.load(f).items()}
