@@ -145,6 +145,23 @@ def test_plain_tensorflow_process_is_kept_reports_errors_and_is_restarted_when_i
     assert again is not worker and again.proc.pid != worker.proc.pid
 
 
+def test_plain_tensorflow_process_that_crashes_or_hangs_is_a_clear_error(tmp_path, monkeypatch):
+    """A process that ends, or does not answer in time, during a check: an error that says so (with what it
+    printed), and the next check starts a new process."""
+    monkeypatch.setattr(saved_model._PlainTensorFlow, "_current", None)
+    crash = "import sys; print('ready', flush=True); sys.stdin.readline(); print('core dumped', file=sys.stderr); sys.exit(3)"
+    monkeypatch.setattr(saved_model, "_ISOLATED", crash)
+    with pytest.raises(RuntimeError, match=r"(?s)ended before it could run the SavedModel.*core dumped"):
+        saved_model.run_isolated(tmp_path, {"x": [1.0]})
+    crashed = saved_model._PlainTensorFlow._current
+    monkeypatch.setattr(saved_model, "_ISOLATED", "import time; print('ready', flush=True); time.sleep(60)")
+    with pytest.raises(RuntimeError, match=r"took more than 1 s to run the SavedModel"):
+        saved_model.run_isolated(tmp_path, {"x": [1.0]}, timeout=1)
+    hung = saved_model._PlainTensorFlow._current
+    assert hung is not crashed and hung.proc.poll() is not None  # stopped, not left running
+    monkeypatch.setattr(saved_model._PlainTensorFlow, "_current", None)
+
+
 def test_saved_model_cli_run(tmp_path):
     model = _model("lstm")
     module = SingleFn(model, [None, T, D])

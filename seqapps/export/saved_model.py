@@ -162,6 +162,7 @@ class _PlainTensorFlow:
     def __init__(self, timeout: float):
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # kept alive: it must not hold a GPU's whole memory
         self.pid = os.getpid()  # a forked child starts its own: the pipes belong to this process
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-c", _ISOLATED],
@@ -189,11 +190,11 @@ class _PlainTensorFlow:
         try:
             line = self.replies.get(timeout=timeout)
         except queue.Empty:
-            self.close()
-            raise TimeoutError(f"the plain TensorFlow process did not {what} within {timeout:g} s") from None
+            self.close(kill=True)
+            raise TimeoutError(f"the plain TensorFlow process took more than {timeout:g} s to {what}") from None
         if line is None:
             self.close()
-            raise RuntimeError(f"the plain TensorFlow process ended while it should {what}:\n{self.stderr()}")
+            raise RuntimeError(f"the plain TensorFlow process ended before it could {what}:\n{self.stderr()}")
         return line
 
     def stderr(self) -> str:
@@ -204,13 +205,13 @@ class _PlainTensorFlow:
         self.proc.stdin.flush()
         return json.loads(self._reply(timeout, "run the SavedModel"))
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
         if self.pid != os.getpid():
             return  # a forked child's copy: the process belongs to its parent
         with contextlib.suppress(OSError):
             self.proc.stdin.close()  # its loop ends
         try:
-            self.proc.wait(timeout=5)
+            self.proc.wait(timeout=0 if kill else 5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
