@@ -883,6 +883,21 @@ def test_cli_export_from_a_model_folder(trained, tmp_path, monkeypatch):
     )
 
 
+def test_full_int8_export_of_a_model_that_kept_no_calibration_texts_stops_before_writing(trained, tmp_path, capsys):
+    """A model trained with representative_examples: 0 kept no texts to calibrate a full-int8 file on: exporting
+    it with int8_mode=full is an error that says what to do, and writes nothing."""
+    import shutil
+
+    _, model_dir, _ = trained
+    bare = tmp_path / "bare"
+    shutil.copytree(model_dir, bare)
+    (bare / "run" / "representative.json").write_text("[]")
+    args = ["export", "sentiment", "--model", str(bare), "--out", str(tmp_path / "out"), "--set", "int8_mode=full"]
+    assert cli.main(args) == 2
+    assert "this model was trained to keep none (representative_examples: 0)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_evaluate_default_is_the_held_out_test_split(trained):
     from seqapps.sentiment.app import SentimentApp
 
