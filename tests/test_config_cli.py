@@ -497,6 +497,34 @@ def test_a_failed_export_after_training_leaves_the_new_model_alone(tmp_path, mon
     assert sorted(previous_export(out)) == ["metadata.json"]
 
 
+def test_an_old_export_file_that_cannot_be_removed_is_a_note_and_the_rest_go(tmp_path, monkeypatch, capsys):
+    """A file of the previous export that cannot be deleted (read-only, on a share) stays beside the new model,
+    with a note naming it; the others go, and folders left empty with them."""
+    from pathlib import Path
+
+    from seqapps.app import drop_previous_export, previous_export
+
+    out = tmp_path / "m"
+    (out / "saved_model" / "1").mkdir(parents=True)
+    for rel in ("model.tflite", "saved_model/1/saved_model.pb"):
+        (out / rel).write_text("old")
+    (out / "metadata.json").write_text(json.dumps({"files": {"model.tflite": 3, "saved_model/1/saved_model.pb": 3}}))
+    previous = previous_export(out)
+    unlink = Path.unlink
+
+    def refuse(self, *args, **kwargs):
+        if self.name == "model.tflite":
+            raise PermissionError(13, "Permission denied", str(self))
+        return unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    assert sorted(drop_previous_export(out, previous)) == ["metadata.json", "saved_model/1/saved_model.pb"]
+    note = capsys.readouterr().out
+    assert f"note: cannot remove {out / 'model.tflite'}, a file of the model {out} held before" in note
+    assert "Permission denied" in note
+    assert sorted(p.name for p in out.iterdir()) == ["model.tflite"]  # saved_model/1 went with its file
+
+
 @pytest.mark.parametrize(
     "app, setting",
     [("translate", "test_fraction=0.3"), ("translate", "direction=eng->spa"), ("sentiment", "seed=7"),
