@@ -408,7 +408,7 @@ def test_ctrl_c_after_training_ended_points_to_export_not_resume(tmp_path, monke
             (out_dir / "run" / "backup").rmdir()  # fit ended: Keras deleted the checkpoint
             (out_dir / "model.keras").write_bytes(b"saved")
             # file times come from the kernel's coarse clock, a few ms behind time.time(): as if it lagged
-            os.utime(out_dir / "model.keras", (time.time() - 0.05,) * 2)
+            os.utime(out_dir / "model.keras", (time.time() - 0.3,) * 2)
         if state["stage"] == "exporting":
             self.export(out_dir, out_dir)
         raise KeyboardInterrupt

@@ -1,6 +1,7 @@
 """Export core: SavedModel (TF Serving layout, plain-TensorFlow process, saved_model_cli) and TFLite."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -149,12 +150,29 @@ def test_plain_tensorflow_process_that_crashes_or_hangs_is_a_clear_error(tmp_pat
     """A process that ends, or does not answer in time, during a check: an error that says so (with what it
     printed), and the next check starts a new process."""
     monkeypatch.setattr(saved_model._PlainTensorFlow, "_current", None)
-    crash = "import sys; print('ready', flush=True); sys.stdin.readline(); print('core dumped', file=sys.stderr); sys.exit(3)"
+    # what the process prints, and a reply left by an interrupted check, are not taken for this check's reply
+    chatty = (
+        "import json, sys\nprint(json.dumps({'id': 'ready'}), flush=True)\nfor line in sys.stdin:\n"
+        "    req, out = json.loads(line)\n    json.dump({'y': [1.5]}, open(out, 'w'))\n"
+        "    print('TensorFlow says hello', flush=True)\n"
+        "    print(json.dumps({'id': 'an interrupted check', 'ok': False, 'error': 'not this one'}), flush=True)\n"
+        "    print(json.dumps({'id': out, 'ok': True}), flush=True)\n"
+    )
+    monkeypatch.setattr(saved_model, "_ISOLATED", chatty)
+    assert saved_model.run_isolated(tmp_path, {"x": [1.0]})["y"].tolist() == [1.5]
+    chatted = saved_model._PlainTensorFlow._current
+    chatted.proc.kill()  # the next check starts a new process, with the next script
+    chatted.proc.wait()
+    ready = 'import sys, time; print(\'{"id": "ready"}\', flush=True); sys.stdin.readline(); '
+    crash = ready + "print('core dumped', file=sys.stderr); sys.exit(3)"
     monkeypatch.setattr(saved_model, "_ISOLATED", crash)
-    with pytest.raises(RuntimeError, match=r"(?s)ended before it could run the SavedModel.*core dumped"):
+    with pytest.raises(
+        RuntimeError, match=r"(?s)ended \(exit status 3\) before it could run the SavedModel.*core dumped"
+    ):
         saved_model.run_isolated(tmp_path, {"x": [1.0]})
     crashed = saved_model._PlainTensorFlow._current
-    monkeypatch.setattr(saved_model, "_ISOLATED", "import time; print('ready', flush=True); time.sleep(60)")
+    assert crashed is not chatted and not os.path.exists(chatted.folder)  # replaced, its private folder removed
+    monkeypatch.setattr(saved_model, "_ISOLATED", ready + "time.sleep(60)")  # hangs on the request
     with pytest.raises(RuntimeError, match=r"took more than 1 s to run the SavedModel"):
         saved_model.run_isolated(tmp_path, {"x": [1.0]}, timeout=1)
     hung = saved_model._PlainTensorFlow._current

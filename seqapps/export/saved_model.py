@@ -13,10 +13,12 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +119,7 @@ def write(module: tf.Module, base, signatures: dict, version: int | None = None)
 _ISOLATED = r"""
 import json, os, sys, traceback
 sys.modules["seqapps"] = None  # prove the SavedModel needs nothing from the project
-replies = os.fdopen(os.dup(1), "w")  # the replies' own channel: what TensorFlow prints goes to stderr
+replies = os.fdopen(os.dup(1), "w", encoding="utf-8")  # the replies' own channel; what TensorFlow prints: stderr
 os.dup2(2, 1)
 import numpy as np, tensorflow as tf
 
@@ -138,14 +140,15 @@ def run(req_path, out_path):
     out = fn(**args)
     json.dump({k: enc(v) for k, v in out.items()}, open(out_path, "w"))
 
-replies.write("ready\n")
+replies.write(json.dumps({"id": "ready"}) + "\n")
 replies.flush()
 for line in sys.stdin:
+    req_path, out_path = json.loads(line)
     try:
-        run(*json.loads(line))
-        reply = {"ok": True}
+        run(req_path, out_path)
+        reply = {"id": out_path, "ok": True}
     except Exception:
-        reply = {"ok": False, "error": traceback.format_exc()}
+        reply = {"id": out_path, "ok": False, "error": traceback.format_exc()}
     replies.write(json.dumps(reply) + "\n")
     replies.flush()
 """
@@ -154,7 +157,10 @@ for line in sys.stdin:
 class _PlainTensorFlow:
     """A Python process that imports TensorFlow and cannot import ``seqapps`` (`_ISOLATED`): started on the first
     check and kept for the next ones of this process, so that each check does not pay TensorFlow's import again
-    (about 10 s on 2 cores; a test run exports dozens of models). Each check loads its SavedModel anew."""
+    (about 10 s on 2 cores; a test run exports dozens of models). Each check loads its SavedModel anew, on the
+    CPU (the process stays alive, so it must not hold a GPU, and a served model has to run on CPUs too). It runs
+    in a private empty folder with ``-P``: nothing beside it can stand in for a module it imports. Every reply
+    names its request; one left over from an interrupted check is skipped."""
 
     _lock = threading.Lock()
     _current = None
@@ -162,22 +168,28 @@ class _PlainTensorFlow:
     def __init__(self, timeout: float):
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # kept alive: it must not hold a GPU's whole memory
+        env["CUDA_VISIBLE_DEVICES"] = ""
         self.pid = os.getpid()  # a forked child starts its own: the pipes belong to this process
+        self.folder = tempfile.mkdtemp(prefix="seqapps-plain-tf-")
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-c", _ISOLATED],
-            cwd=tempfile.gettempdir(),
+            [sys.executable, "-P", "-u", "-c", _ISOLATED],
+            cwd=self.folder,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
         )
         self.log = collections.deque(maxlen=300)  # the last lines of its stderr, for an error message
         self.replies = queue.Queue()
-        threading.Thread(target=self._drain, args=(self.proc.stderr, self.log.append), daemon=True).start()
-        threading.Thread(target=self._drain, args=(self.proc.stdout, self.replies.put, True), daemon=True).start()
-        self._reply(timeout, "start")
+        self.readers = [
+            threading.Thread(target=self._drain, args=(self.proc.stderr, self.log.append), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stdout, self.replies.put, True), daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
+        self._reply("ready", timeout, "start")
 
     @staticmethod
     def _drain(stream, put, mark_end: bool = False):
@@ -186,24 +198,37 @@ class _PlainTensorFlow:
         if mark_end:
             put(None)  # the process has gone
 
-    def _reply(self, timeout: float, what: str) -> str:
-        try:
-            line = self.replies.get(timeout=timeout)
-        except queue.Empty:
-            self.close(kill=True)
-            raise TimeoutError(f"the plain TensorFlow process took more than {timeout:g} s to {what}") from None
-        if line is None:
-            self.close()
-            raise RuntimeError(f"the plain TensorFlow process ended before it could {what}:\n{self.stderr()}")
-        return line
+    def _reply(self, request: str, timeout: float, what: str) -> dict:
+        """The reply to ``request``; lines that are not one (a reply to an interrupted check) are skipped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.replies.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.close(kill=True)
+                raise TimeoutError(f"the plain TensorFlow process took more than {timeout:g} s to {what}") from None
+            if line is None:
+                self.readers[0].join(timeout=5)  # its last words on stderr (the reason it ended)
+                self.close()
+                raise RuntimeError(
+                    f"the plain TensorFlow process ended (exit status {self.proc.returncode}) before it could {what}:"
+                    f"\n{self.stderr()}"
+                )
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(reply, dict) and reply.get("id") == request:
+                return reply
 
     def stderr(self) -> str:
         return "".join(self.log)[-3000:]
 
     def call(self, req: str, out: str, timeout: float) -> dict:
+        self.log.clear()  # an error message shows what this check printed
         self.proc.stdin.write(json.dumps([req, out]) + "\n")
         self.proc.stdin.flush()
-        return json.loads(self._reply(timeout, "run the SavedModel"))
+        return self._reply(out, timeout, "run the SavedModel")
 
     def close(self, kill: bool = False) -> None:
         if self.pid != os.getpid():
@@ -215,20 +240,40 @@ class _PlainTensorFlow:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     @classmethod
     def get(cls, timeout: float) -> _PlainTensorFlow:
         current = cls._current
         if current is None or current.pid != os.getpid() or current.proc.poll() is not None:
+            if current is not None:
+                current.close()
             cls._current = current = cls(timeout)
-            atexit.register(current.close)
         return current
+
+    @classmethod
+    def close_current(cls) -> None:
+        if cls._current is not None:
+            cls._current.close()
+
+    @classmethod
+    def _after_fork(cls) -> None:
+        cls._lock, cls._current = threading.Lock(), None  # the parent's lock may have been held at the fork
+
+
+atexit.register(_PlainTensorFlow.close_current)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_PlainTensorFlow._after_fork)
 
 
 def run_isolated(path, inputs: dict, signature: str = "serving_default", timeout: int = 300) -> dict:
     """Run a signature of the SavedModel at ``path`` in a Python process of its own that has imported TensorFlow
     and cannot import ``seqapps`` (one kept for the checks of this process, `_PlainTensorFlow`); returns the
-    outputs as numpy arrays (strings decoded)."""
+    outputs as numpy arrays (strings decoded). ``timeout`` (seconds) bounds the check, and the start of that
+    process when the check has to start it."""
     path = Path(path).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         req, out = os.path.join(tmp, "req.json"), os.path.join(tmp, "out.json")
@@ -247,6 +292,9 @@ def run_isolated(path, inputs: dict, signature: str = "serving_default", timeout
                 reply = worker.call(req, out, timeout)
             except (OSError, RuntimeError, TimeoutError) as exc:  # OSError: a broken pipe to a process that died
                 raise RuntimeError(f"SavedModel {path} failed in a plain TensorFlow process: {exc}") from exc
+            except BaseException:  # interrupted (Ctrl-C): this check's reply will come to no one
+                _PlainTensorFlow.close_current()
+                raise
         if not reply["ok"]:
             raise RuntimeError(f"SavedModel {path} failed in a plain TensorFlow process:\n{reply['error'][-3000:]}")
         with open(out) as f:

@@ -13,6 +13,7 @@ import numpy as np
 
 from seqapps import config as config_lib
 from seqapps.app import App, drop_previous_export, previous_export
+from seqapps.export.metadata import json_text
 from seqapps.forecast.config import ForecastConfig, tiny
 from seqapps.registry import register_app
 
@@ -374,7 +375,7 @@ class ForecastApp(App):
         }
         if cfg.ensemble > 1:
             train_info["members"] = runs
-        (out_dir / "evaluation.json").write_text(json.dumps({"training": train_info, "backtest": results}, indent=1))
+        (out_dir / "evaluation.json").write_text(json_text({"training": train_info, "backtest": results}, indent=1))
         for member_dir in member_dirs:
             training.clear_backup(member_dir)
         self.export_trained(out_dir, previous, model=model, cfg=cfg)
@@ -654,7 +655,7 @@ class ForecastApp(App):
             old = json.loads(path.read_text()) if path.is_file() else {}
             with staged_dir(model_dir) as staging:  # as `seqapps export` does: all or nothing
                 atomic_write_text(
-                    staging / path.name, json.dumps({"training": old.get("training"), "backtest": res}, indent=1)
+                    staging / path.name, json_text({"training": old.get("training"), "backtest": res}, indent=1)
                 )
                 self.export(staging, staging)
         return res

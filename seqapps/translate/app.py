@@ -723,7 +723,7 @@ class TranslateApp(App):
             "detokenizer": detokenizer,  # checked against the folder before decoding
         }
         with staged_dir(model_dir) as staging:
-            atomic_write_text(staging / "metadata.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+            atomic_write_text(staging / "metadata.json", json_text(meta, indent=2, ensure_ascii=False) + "\n")
             self.write_model_card(staging)
         print(f"[translate] scores stored in {model_dir / 'metadata.json'} and MODEL_CARD.md")
 
