@@ -149,6 +149,7 @@ def test_plain_tensorflow_process_is_kept_reports_errors_and_is_restarted_when_i
 def test_plain_tensorflow_process_that_crashes_or_hangs_is_a_clear_error(tmp_path, monkeypatch):
     """A process that ends, or does not answer in time, during a check: an error that says so (with what it
     printed), and the next check starts a new process."""
+    saved_model._PlainTensorFlow.close_current()  # an earlier test's process, which the fake scripts replace
     monkeypatch.setattr(saved_model._PlainTensorFlow, "_current", None)
     # what the process prints, and a reply left by an interrupted check, are not taken for this check's reply
     chatty = (
