@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import platform
 from pathlib import Path
 
@@ -67,9 +68,7 @@ def json_text(obj, **kwargs) -> str:
 
 
 def _finite(obj):
-    import math
-
-    import numpy as np
+    import numpy as np  # imported once; later imports are a dictionary lookup
 
     if isinstance(obj, (np.generic, np.ndarray)):
         obj = obj.tolist()  # a Python scalar or nested lists

@@ -169,7 +169,6 @@ class _PlainTensorFlow:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
         env["CUDA_VISIBLE_DEVICES"] = ""
-        self.pid = os.getpid()  # a forked child starts its own: the pipes belong to this process
         self.folder = tempfile.mkdtemp(prefix="seqapps-plain-tf-")
         self.proc = subprocess.Popen(
             [sys.executable, "-P", "-u", "-c", _ISOLATED],
@@ -231,8 +230,6 @@ class _PlainTensorFlow:
         return self._reply(out, timeout, "run the SavedModel")
 
     def close(self, kill: bool = False) -> None:
-        if self.pid != os.getpid():
-            return  # a forked child's copy: the process belongs to its parent
         with contextlib.suppress(OSError):
             self.proc.stdin.close()  # its loop ends
         try:
@@ -248,7 +245,7 @@ class _PlainTensorFlow:
     @classmethod
     def get(cls, timeout: float) -> _PlainTensorFlow:
         current = cls._current
-        if current is None or current.pid != os.getpid() or current.proc.poll() is not None:
+        if current is None or current.proc.poll() is not None:
             if current is not None:
                 current.close()
             cls._current = current = cls(timeout)
@@ -261,7 +258,8 @@ class _PlainTensorFlow:
 
     @classmethod
     def _after_fork(cls) -> None:
-        cls._lock, cls._current = threading.Lock(), None  # the parent's lock may have been held at the fork
+        # a forked child starts its own process: the pipes are its parent's, whose lock may have been held
+        cls._lock, cls._current = threading.Lock(), None
 
 
 atexit.register(_PlainTensorFlow.close_current)

@@ -552,11 +552,11 @@ class TranslateApp(App):
             lambda ids: decoding.greedy(module.model, ids, module.max_tgt_len)[0],
             input_signature=[tf.TensorSpec([None, None], tf.int32)],
         )
+        ids, _, lengths, _ = module.prepare(tf.constant(sentences, tf.string))  # each padded to max_src_len
         out = []
-        for s in sentences:
-            ids, _, lengths, _ = module.prepare(tf.constant([s]))
-            seq = [int(t) for t in decode(ids).numpy()[0] if t != 0]
-            out.append(seq if int(lengths[0]) else [])
+        for i, length in enumerate(lengths.numpy()):
+            seq = [int(t) for t in decode(ids[i : i + 1]).numpy()[0] if t != 0]
+            out.append(seq if length else [])
         return out
 
     # ------------------------------------------------------------------ bench
