@@ -197,6 +197,15 @@ def test_dates_are_read_in_one_order_and_an_undecidable_order_is_asked_for(tmp_p
     assert list(read(p)) == ["1999-02-01", "1999-02-02", "1999-02-13", "1999-02-14", "1999-02-15"]
     p = _dated(tmp_path, "yy-75.csv", ["13/1/75", "14/1/75", "15/1/75 10:00", "16/1/75", "17/1/75"])
     assert read(p)[2] == "1975-01-15"  # read on its own (another format), it took dateutil's century: 2075
+    # the century follows the year as written, not the UTC time's year, which an offset can move across New Year
+    p = _dated(
+        tmp_path, "yy-68.csv", ["30/12/68", *(f"31/12/68 2{h}:00+00:00" for h in (1, 2, 3)), "31/12/68 23:30-01:00"]
+    )
+    assert read(p)[-1] == "2069-01-01"  # 68 is 2068; at 00:30 UTC it is 2069 already, not 1969
+    p = _dated(
+        tmp_path, "yy-69.csv", ["31/12/1968 20:00", "31/12/1968 21:00", "1/1/69 00:30+01:00", "2/1/1969", "3/1/1969"]
+    )
+    assert read(p)[2] == "1968-12-31"  # 69 is 1969; at 23:30 UTC it is still 1968, not 2068
     p = _dated(tmp_path, "yy-both.csv", ["1/2/20", "2/2/20", "3/2/20", "4/2/20", "5/2/20"])
     with pytest.raises(
         data.DataError, match="'1/2/20' reads as 2020-02-01 day first or 2020-01-02 month first, and no"
@@ -226,6 +235,21 @@ def test_error_lines_count_blank_lines(tmp_path):
     p.write_text(HEADER + "\n" + "\n".join(rows[:3]) + "\n\n  \n" + "\n".join(rows[3:]) + "\n")
     with pytest.raises(data.DataError, match=r"blank.csv: line 10, column 'Close': 'x' is not a number"):
         data.read_csv(p, cfg_for(p))  # rows[6]: header, 3 rows, 2 blank lines, 3 rows, then it
+
+
+def test_a_quote_left_open_that_swallows_rows_is_an_error_naming_its_lines(tmp_path):
+    """A quote opened in row 4's Volume and closed in row 6's took rows 5 and 6 into one cell. Read as OHLCV that
+    cell was called a number with a stray comma, on the wrong line; with Volume not among the inputs nothing
+    noticed, and the series skipped two days."""
+    rows = gbm(30)
+    head, volume = rows[3].rsplit(",", 1)
+    rows[3] = f'{head},"{volume}'
+    rows[5] = rows[5] + '"'
+    p = tmp_path / "q.csv"
+    p.write_text(HEADER + "\n\n" + "\n".join(rows) + "\n")  # a blank line first: the lines count it
+    for cfg in (cfg_for(p), cfg_for(p, mode="generic", target="Close")):
+        with pytest.raises(data.DataError, match=r"q.csv: line 6, column 'Volume': a quoted cell runs over lines 6-8"):
+            data.read_csv(p, cfg)
 
 
 def test_a_folder_is_read_in_its_first_files_mode(tmp_path):

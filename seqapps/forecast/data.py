@@ -139,6 +139,15 @@ DATE_ORDERS = ("auto", "dmy", "mdy")
 TWO_DIGIT_YEAR = re.compile(r"(\d{1,2}([./-])(?:\d{1,2}|[A-Za-z]{3,9})\2)(\d{2})(?![\d./-])(.*)")
 
 
+def _two_digit_year(cell: str) -> int:
+    """The year that ``%y`` reads from a date with a two-digit year (69-99: 1969-1999, 00-68: 2000-2068); 0 for
+    a date without one."""
+    m = TWO_DIGIT_YEAR.fullmatch(cell)
+    if m is None:
+        return 0
+    return int(m[3]) + (1900 if int(m[3]) >= 69 else 2000)
+
+
 def _to_datetime(text, **kwargs):
     """`pandas.to_datetime` into naive UTC times (a time with an offset, such as +01:00, is converted; one
     without is taken as it is), unparsable cells NaT. pandas' warning that it guessed a day-first format is
@@ -207,7 +216,7 @@ def _read_dates(raw, order: str, where: str, line, hints: dict):
     else:
         orders = {"dmy": (True,), "mdy": (False,)}.get(order, (False, True))
     read, fitted = {}, {}  # dayfirst -> the column read that way; how many dates one format read
-    two_digit = other.map(lambda c: TWO_DIGIT_YEAR.fullmatch(c) is not None).to_numpy(bool)
+    two_digit = other.map(_two_digit_year).to_numpy(np.int64)
     for dayfirst in orders:
         # the format of the first date that gives one in this order (with its time of day, if it has one)
         fmt = next((f for c in samples if (f := guess(c, dayfirst))[1] in (dayfirst, None) and f[0]), (None,))[0]
@@ -216,10 +225,13 @@ def _read_dates(raw, order: str, where: str, line, hints: dict):
         rest = t.isna().to_numpy() if fmt else np.ones(len(t), bool)
         if fmt and rest.any():  # dates in other formats (a time added, ...): each read on its own, in that order
             t[rest] = _to_datetime(other[rest], format="mixed", dayfirst=dayfirst)
-        # a two-digit year read on its own takes dateutil's century (75: 2075); %y's is the rule (75: 1975)
-        late = rest & two_digit & (t.dt.year >= 2069).to_numpy()
-        if late.any():
-            t[late] = t[late] - pd.DateOffset(years=100)
+        # a two-digit year read on its own takes dateutil's century (75: 2075); %y's is the rule (75: 1975). The
+        # year is compared in centuries: a UTC offset can move the time into the year before or after
+        off = rest & (two_digit > 0) & t.notna().to_numpy()
+        centuries = np.zeros(len(t), np.int64)
+        centuries[off] = np.round((t.dt.year.to_numpy()[off] - two_digit[off]) / 100).astype(np.int64)
+        for c in set(centuries[centuries != 0].tolist()):
+            t[centuries == c] = t[centuries == c] - pd.DateOffset(years=100 * c)
         read[dayfirst] = t
     best = max(fitted.values())
     read = {dayfirst: t for dayfirst, t in read.items() if fitted[dayfirst] == best}  # the order that fits best
@@ -448,10 +460,32 @@ def read_csv(path, cfg, min_rows=None, **options) -> Series:
     # quoted field spans lines
     with open(path, "rb") as f:
         nonblank = [n for n, raw in enumerate(f, start=1) if raw.strip()]
+    _no_cell_over_lines(df, path, nonblank)
     if len(nonblank) == len(df) + 1:
         df.index = pd.Index(np.asarray(nonblank[1:], np.int64) - 2)
     decimal = "," if sep == ";" or (sep == "\t" and _decimal_commas(df)) else "."
     return from_frame(df, str(path), cfg, min_rows=min_rows, decimal=decimal, **options)
+
+
+def _no_cell_over_lines(df, path, nonblank: list) -> None:
+    """A series has one row per line: a cell that runs over several lines is a double quote left open, and the
+    rows up to the next quote went into it. Whichever column holds them, those rows would be lost without a
+    word (a gap of a few days in a price history reads like a holiday), so it is an error naming the lines."""
+    spans = np.zeros(len(df), bool)
+    for col in df.columns:
+        spans |= df[col].str.contains("[\r\n]", regex=True).to_numpy(bool)
+    if not spans.any():
+        return
+    row = int(np.flatnonzero(spans)[0])
+    # every row before it took one line, so its first line is the (row + 2)-th line that is not blank
+    first = nonblank[row + 1]
+    cells = df.iloc[row]
+    col = next(c for c in df.columns if any(ch in cells[c] for ch in "\r\n"))
+    extra = sum(v.count("\n") + v.count("\r") - v.count("\r\n") for v in cells)  # the line breaks in the row
+    raise DataError(
+        f"{path}: line {first}, column {col!r}: a quoted cell runs over lines {first}-{first + extra}, so the rows "
+        "on those lines would be lost in it. A double quote is left open: close or remove it."
+    )
 
 
 def _decimal_commas(df) -> bool:
