@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import sys
 import types
@@ -86,6 +87,88 @@ def test_bad_input_messages_name_file_line_and_column(tmp_path, mutate, expected
     msg = _bad(tmp_path, mutate)
     for part in expected:
         assert part in msg, (part, msg)
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda r: _set(r, 5, 4, "1e39"), ["line 7", "'Close'", "1e+39 is outside the range of float32"]),
+        (lambda r: _set(r, 5, 5, "1e-40"), ["line 7", "'Volume'", "1e-40 is outside the range of float32"]),
+        # a field past the header's in the first row (pandas takes the row's width from it)
+        (lambda r: _set(r, 0, 5, r[0].split(",")[5] + ",9"), ["line 2: 7 fields where the header has 6", "'9'"]),
+    ],
+)
+def test_values_the_model_cannot_hold_and_fields_past_the_header_are_named(tmp_path, mutate, expected):
+    """Read as float32, 1e39 became inf and 1e-40 zero, and predict said only that the window held values the
+    model cannot use; a seventh field was dropped without a word."""
+    msg = _bad(tmp_path, mutate)
+    for part in expected:
+        assert part in msg, (part, msg)
+
+
+def test_a_separator_after_the_last_field_of_every_row_reads_the_fields_in_place(tmp_path):
+    """Rows ending with a comma (the header without one) made pandas take the date as the row index: every
+    column moved one to the left, and the error blamed the Date column for holding a price."""
+    rows = gbm(30)
+    want = data.read_csv(write_csv(tmp_path / "c.csv", rows), cfg_for(tmp_path / "c.csv"))
+    p = write_csv(tmp_path / "t.csv", [r + "," for r in rows])
+    got = data.read_csv(p, cfg_for(p))
+    np.testing.assert_array_equal(got.values, want.values)
+    np.testing.assert_array_equal(got.times, want.times)
+
+
+def test_a_column_the_model_reads_that_the_header_names_twice_is_an_error(tmp_path):
+    """The first of two Close columns was read without a word; pandas renames the second to Close.1."""
+    rows = [r + ",1.0" for r in gbm(30)]
+    for header, listed in (
+        (HEADER + ",Close", "'Close' (field 5), 'Close' (field 7)"),
+        (HEADER + ",close ", "'Close' (field 5), 'close ' (field 7)"),
+    ):
+        p = write_csv(tmp_path / "d.csv", rows, header=header)
+        with pytest.raises(
+            data.DataError, match=rf"d.csv: the header names the column 'close' 2 times: {re.escape(listed)}"
+        ):
+            data.read_csv(p, cfg_for(p))
+    p = write_csv(tmp_path / "n.csv", rows, header=HEADER + ",Note")  # a column it does not read may repeat
+    write_csv(p, [r + ",x" for r in rows], header=HEADER + ",Note,note")
+    assert len(data.read_csv(p, cfg_for(p)).values) == 30
+
+
+def test_tab_file_whose_commas_could_be_decimal_or_thousands_asks_which(tmp_path):
+    """112,630 in a tab-separated file with no other sign was read as 112630: a forecast 1000 times off."""
+    rows = [r.replace(",", "\t") for r in gbm(30)]
+    three = [
+        "\t".join(v if i in (0, 5) else f"{float(v):.3f}".replace(".", ",") for i, v in enumerate(r.split("\t")))
+        for r in rows
+    ]
+    p = write_csv(tmp_path / "a.tsv", three, header=HEADER.replace(",", "\t"))
+    first = three[0].split("\t")[1]
+    with pytest.raises(
+        data.DataError,
+        match=rf"a.tsv: line 2, column 'Open': '{first}' reads as {first.replace(',', '.')} with a decimal comma or "
+        rf"{first.replace(',', '')} with a thousands separator.*--set decimal=comma \(3,25 is 3.25\) or --set "
+        "decimal=point",
+    ):
+        data.read_csv(p, cfg_for(p))
+    comma = data.read_csv(p, cfg_for(p, decimal="comma")).values
+    np.testing.assert_allclose(comma[0, 0], float(first.replace(",", ".")))
+    np.testing.assert_allclose(data.read_csv(p, cfg_for(p, decimal="point")).values[:, :4], comma[:, :4] * 1000)
+    # grouped volumes (4,045,996) settle it: commas group thousands
+    grouped = ["\t".join([*r.split("\t")[:5], f"{int(r.split(chr(9))[5]):,}"]) for r in three]
+    p = write_csv(tmp_path / "g.tsv", grouped, header=HEADER.replace(",", "\t"))
+    np.testing.assert_allclose(data.read_csv(p, cfg_for(p)).values[:, :4], comma[:, :4] * 1000, rtol=1e-12)
+    from seqapps.forecast import app as app_mod
+
+    with pytest.raises(ValueError, match="decimal must be one of"):
+        app_mod._check_cfg(cfg_for(p, decimal="dot"))
+
+
+def test_a_file_that_is_not_utf8_names_the_line(tmp_path):
+    rows = gbm(60)
+    p = tmp_path / "l.csv"
+    p.write_bytes((HEADER + "\n" + "\n".join(rows[:48])).encode() + "\n2015-02-22,caf\xe9".encode("latin-1"))
+    with pytest.raises(data.DataError, match=r"l.csv: line 50: not UTF-8 text \(byte b'\\xe9'"):
+        data.read_csv(p, cfg_for(p))
 
 
 def test_missing_column_lists_what_the_file_has(tmp_path):
@@ -199,11 +282,21 @@ def test_dates_are_read_in_one_order_and_an_undecidable_order_is_asked_for(tmp_p
     assert read(p)[2] == "1975-01-15"  # read on its own (another format), it took dateutil's century: 2075
     # the century follows the year as written, not the UTC time's year, which an offset can move across New Year
     p = _dated(
-        tmp_path, "yy-68.csv", ["30/12/68", *(f"31/12/68 2{h}:00+00:00" for h in (1, 2, 3)), "31/12/68 23:30-01:00"]
+        tmp_path,
+        "yy-68.csv",  # the first time has seconds: the others, in another format, are read one by one
+        ["31/12/68 20:00:00+00:00", *(f"31/12/68 2{h}:00+00:00" for h in (1, 2, 3)), "31/12/68 23:30-01:00"],
     )
     assert read(p)[-1] == "2069-01-01"  # 68 is 2068; at 00:30 UTC it is 2069 already, not 1969
     p = _dated(
-        tmp_path, "yy-69.csv", ["31/12/1968 20:00", "31/12/1968 21:00", "1/1/69 00:30+01:00", "2/1/1969", "3/1/1969"]
+        tmp_path,
+        "yy-69.csv",
+        [
+            "31/12/1968 20:00+00:00",
+            "31/12/1968 21:00+00:00",
+            "1/1/69 00:30+01:00",
+            "2/1/1969 00:00+00:00",
+            "3/1/1969 00:00+00:00",
+        ],
     )
     assert read(p)[2] == "1968-12-31"  # 69 is 1969; at 23:30 UTC it is still 1968, not 2068
     p = _dated(tmp_path, "yy-both.csv", ["1/2/20", "2/2/20", "3/2/20", "4/2/20", "5/2/20"])
@@ -226,6 +319,27 @@ def test_times_with_utc_offsets_are_read_as_utc_across_a_clock_change(tmp_path):
     assert list(times.astype(str)) == [
         f"2020-03-{d}T{h:02d}:00:00" for d, h in ((28, 23), (29, 0), (29, 1), (29, 2), (29, 3))
     ]
+
+
+def test_a_daily_series_at_local_midnight_keeps_its_dates_and_offsets_are_all_or_none(tmp_path):
+    """In UTC, a Tokyo export's 2015-04-07T00:00:00+09:00 is 04-06 15:00: every day moved back one, and the
+    forecast's days skipped no weekend."""
+    days = [f"2015-04-{d:02d}" for d in (6, 7, 8, 9, 10, 13, 14)]
+    p = _dated(tmp_path, "tokyo.csv", [f"{d}T00:00:00+09:00" for d in days])
+    assert list(data.read_csv(p, cfg_for(p, target="x"), min_rows=5).times.astype("datetime64[D]").astype(str)) == days
+    assert data.read_csv(p, cfg_for(p, target="x"), min_rows=5).times[0] == np.datetime64("2015-04-06T00:00:00")
+    p = _dated(tmp_path, "mixed.csv", [*(f"{d}T00:00:00+09:00" for d in days[:3]), *days[3:]])
+    with pytest.raises(data.DataError, match=r"mixed.csv: column 'Date': line 5: '2015-04-09' has no UTC offset, "):
+        data.read_csv(p, cfg_for(p, target="x"), min_rows=5)
+
+
+def test_composed_time_parts_must_be_whole_numbers(tmp_path):
+    """hour 23.9 was read as 23:00; year inf gave pandas' own message, with no file, line or column."""
+    rows = [f"2014,12,31,{h},{h}" for h in range(19)]
+    for cell, shown in (("23.9", "'23.9'"), ("inf", "'inf'")):
+        p = write_csv(tmp_path / "p.csv", [*rows, f"2014,12,31,{cell},1"], header="year,month,day,hour,x")
+        with pytest.raises(data.DataError, match=rf"p.csv: line 21, column 'hour': {shown} is not a whole number"):
+            data.read_csv(p, cfg_for(p, time_column="year,month,day,hour", target="x"), min_rows=5)
 
 
 def test_error_lines_count_blank_lines(tmp_path):

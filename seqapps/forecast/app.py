@@ -80,6 +80,7 @@ def _check_cfg(cfg):
         ("missing", ("error", "ffill")),
         ("unsorted", ("error", "sort")),
         ("date_order", ("auto", "dmy", "mdy")),
+        ("decimal", ("auto", "comma", "point")),
         ("bad_series", ("error", "skip")),
     ):
         if getattr(cfg, key) not in allowed:
@@ -119,7 +120,7 @@ def _check_fixed_by_model(cfg, spec):
 # the trained model (its network, features, quantiles, training), which config.yaml records for evaluate and
 # predict: changed at export, it would describe another model than the one in the files.
 EXPORT_SETTINGS = (
-    "tflite_int8", "tflite_eval_windows", "verbose", "data", "missing", "unsorted", "date_order", "bad_series",
+    "tflite_int8", "tflite_eval_windows", "verbose", "data", "missing", "unsorted", "date_order", "decimal", "bad_series",
     "time_column", "max_series",
 )  # fmt: skip
 
@@ -159,6 +160,7 @@ def _model_hints(model_dir, cfg, predict=False) -> dict:
         "missing": "--ffill",
         "unsorted": "--sort",
         "date_order": "--date-order dmy",
+        "decimal": "--decimal comma",
     }
 
 
@@ -680,6 +682,14 @@ class ForecastApp(App):
             help="dates that are not year first: day first (31.12.2020) or month first (12/31/2020); auto: "
             "whichever reads every date, an error when both do (default: the model's date_order, auto unless set)",
         )
+        parser.add_argument(
+            "--decimal",
+            choices=("auto", "comma", "point"),
+            default=None,
+            help="numbers in a tab- or ';'-separated file: decimal comma (3,25) or point (1,234.5); auto: a comma "
+            "is decimal where no number says otherwise, an error where 112,630 could be either (default: the "
+            "model's decimal, auto unless set)",
+        )
         parser.add_argument("--history", type=int, default=0, help="rows of history in the chart (default 3 windows)")
 
     def predict(self, model_dir, args):
@@ -707,6 +717,7 @@ class ForecastApp(App):
             missing="ffill" if args.ffill else "error",
             unsorted="sort" if args.sort else "error",
             date_order=args.date_order or cfg.date_order,
+            decimal=args.decimal or cfg.decimal,
         )
         series = data_lib.read_csv(
             args.csv, cfg, min_rows=spec.window, hints=_model_hints(model_dir, cfg, predict=True)

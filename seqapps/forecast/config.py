@@ -23,6 +23,9 @@ class ForecastConfig(TrainConfig):
     # dates that are not year first (01.02.2020): "dmy" (day first), "mdy" (month first), or "auto": whichever
     # reads every date of the column, an error when both do (no day above 12)
     date_order: str = "auto"
+    # numbers in tab-separated files: "auto" (a comma is decimal where no number says otherwise), "comma" (3,25)
+    # or "point" (1,234.5); ';'-separated files use decimal commas unless "point" is set
+    decimal: str = "auto"
     bad_series: str = "error"  # folder data: a file that fails validation: "error" or "skip" (listed in metadata)
     max_series: int = 0  # folder data: use at most this many files (sorted by name); 0 = all
     # ---- windows and splits

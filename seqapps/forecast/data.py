@@ -122,6 +122,7 @@ FIX_HINTS = {
     "missing": "--set missing=ffill",
     "unsorted": "--set unsorted=sort",
     "date_order": "--set date_order=dmy",
+    "decimal": "--set decimal=comma",
 }
 
 
@@ -256,6 +257,32 @@ def _read_dates(raw, order: str, where: str, line, hints: dict):
     return times
 
 
+# a UTC offset after a time of day: 2020-03-29T01:00:00+02:00, 10:00Z, 10:00 -0500
+UTC_OFFSET = re.compile(r".*\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:(Z)|([+-])(\d{2}):?(\d{2})?)")
+
+
+def _dates_as_written(raw, times, where: str, line):
+    """Times with UTC offsets are read in UTC (`_to_datetime`), so that hours stay in order across a clock
+    change. A daily series stamped at local midnight (2015-04-07T00:00:00+09:00, a Tokyo export) keeps its
+    dates as written instead: in UTC every day would move to the day before at 15:00. Rows with an offset and
+    rows without one in the same column are an error: their times cannot be put on one clock."""
+    import pandas as pd
+
+    found = [UTC_OFFSET.fullmatch(c) for c in raw]
+    has = np.array([m is not None for m in found])
+    if not has.any():
+        return times
+    if not has.all():
+        i = int(np.argmax(has != has[0]))
+        raise DataError(
+            f"{where}: line {line[i]}: {raw.iloc[i]!r} has {'a' if has[i] else 'no'} UTC offset, unlike line "
+            f"{line[0]}'s {raw.iloc[0]!r}; write every time with its offset, or none"
+        )
+    minutes = np.array([0 if m[1] else (1 if m[2] == "+" else -1) * (60 * int(m[3]) + int(m[4] or 0)) for m in found])
+    local = times + pd.to_timedelta(minutes, unit="min")
+    return local if (local == local.dt.normalize()).all() else times
+
+
 def _parse_times(df, spec: str, source: str, lower_map: dict, hints: dict | None = None, date_order="auto"):
     import pandas as pd
 
@@ -276,17 +303,22 @@ def _parse_times(df, spec: str, source: str, lower_map: dict, hints: dict | None
                 f"{source}: line {line[i]}, column {lower_map[names[0]]!r}: cannot read {raw.iloc[i]!r} "
                 f"as a date/time ({len(bad)} such row(s))"
             )
+        times = _dates_as_written(raw, times, f"{source}: column {lower_map[names[0]]!r}", line)
         return times.to_numpy().astype("datetime64[s]")
     parts = {}
     for n in names:
         key = {"year": "year", "month": "month", "day": "day", "hour": "hour", "minute": "minute"}.get(n)
         if key is None:
             raise DataError(f"time_column: composing a time needs year,month,day[,hour[,minute]] columns, got {n!r}")
-        vals = pd.to_numeric(df[lower_map[n]].astype(str).str.strip(), errors="coerce")
-        bad = np.flatnonzero(vals.isna().to_numpy())
+        text = df[lower_map[n]].astype(str).str.strip()
+        vals = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
+        bad = np.flatnonzero(~np.isfinite(vals) | (vals != np.round(vals)))
         if len(bad):
-            raise DataError(f"{source}: line {line[bad[0]]}, column {lower_map[n]!r}: not a number")
-        parts[key] = vals.astype(int)
+            raise DataError(
+                f"{source}: line {line[bad[0]]}, column {lower_map[n]!r}: {text.iloc[bad[0]]!r} is not a whole "
+                f"number ({len(bad)} such cell(s)); a {n} must be one"
+            )
+        parts[key] = vals.astype(np.int64)
     try:
         times = pd.to_datetime(pd.DataFrame(parts), errors="raise")
     except (ValueError, OverflowError) as exc:
@@ -302,13 +334,16 @@ def from_frame(
     min_rows: int | None = None,
     decimal: str = ".",
     hints: dict | None = None,
+    header: list | None = None,
 ) -> Series:
     """Validate a DataFrame of strings/numbers read from ``source`` and return a `Series`.
 
     ``decimal=","`` (files separated by ``;``, and tab-separated ones with decimal commas) reads numbers
     written with a decimal comma (``3,25``) and refuses a column that mixes them with ``.`` (``1.234`` could
     be a thousand). With ``"."`` commas are thousands separators (``1,234.5``), and any other comma is an
-    error. ``hints`` replaces entries of `FIX_HINTS`, the fixes that messages suggest.
+    error. ``hints`` replaces entries of `FIX_HINTS`, the fixes that messages suggest. ``header``: the column
+    names as the file writes them (pandas renames a repeated name: ``Close.1``), to tell a column that is there
+    twice.
     """
     import pandas as pd
 
@@ -321,6 +356,7 @@ def from_frame(
         lower_map.setdefault(str(c).strip().lower(), c)
     mode = resolve_mode(cfg, lower_map)
     cols, cal, target_index = column_plan(cfg, mode)
+    _no_column_twice(df, header, [*cols, *(n.lower() for n in parse_list(cfg.time_column))], source)
     missing = [c for c in cols if c not in lower_map]
     if missing:
         hint = " (ohlcv mode needs Open, High, Low, Close, Volume)" if mode == "ohlcv" else ""
@@ -372,6 +408,14 @@ def from_frame(
         bad_inf = np.flatnonzero(np.isinf(num))
         if len(bad_inf):
             raise DataError(f"{source}: line {line[bad_inf[0]]}, column {lower_map[c]!r}: infinite value")
+        # the model reads float32: a value past its range would be infinite, one below its smallest normal 0
+        f32 = np.finfo(np.float32)
+        off = np.flatnonzero((np.abs(num) > f32.max) | ((num != 0) & (np.abs(num) < f32.tiny)))
+        if len(off):
+            raise DataError(
+                f"{source}: line {line[off[0]]}, column {lower_map[c]!r}: {num[off[0]]:g} is outside the range of "
+                f"float32, which the model computes in ({f32.tiny:.3g} to {f32.max:.3g} in size, or 0)"
+            )
         if na.any():
             rows = np.flatnonzero(na)
             if cfg.missing != "ffill":
@@ -439,7 +483,25 @@ def from_frame(
     return Series(name, str(source), times, values, cols + cal, target_index, filled, mode)
 
 
+def _no_column_twice(df, header, used: list, source: str) -> None:
+    """A column the model reads that the file has twice (``Close`` and ``close``, or the same name twice):
+    which one holds the series cannot be told, so it is an error rather than the first one."""
+    names = [str(c) for c in (header if header is not None and len(header) == len(df.columns) else df.columns)]
+    where = {}
+    for i, n in enumerate(names):
+        where.setdefault(n.strip().lower(), []).append(i)
+    for u in dict.fromkeys(used):
+        if len(where.get(u, ())) > 1:
+            listed = ", ".join(f"{names[i]!r} (field {i + 1})" for i in where[u])
+            raise DataError(
+                f"{source}: the header names the column {u!r} {len(where[u])} times: {listed}; which one holds "
+                "the data cannot be told. Rename or remove the others"
+            )
+
+
 def read_csv(path, cfg, min_rows=None, **options) -> Series:
+    import warnings
+
     import pandas as pd
 
     path = Path(path)
@@ -448,14 +510,23 @@ def read_csv(path, cfg, min_rows=None, **options) -> Series:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     sep = separator(path)
+    read = {"sep": sep, "dtype": str, "keep_default_na": False, "skipinitialspace": True}
     try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # index_col=False: a row that ends with a separator (1,2,3,) keeps its first field as data; pandas would
+        # otherwise make it the row's index and shift every column by one. It drops the extra field, with a
+        # warning, which `_no_extra_fields` turns into an error where that field held something.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            df = pd.read_csv(path, index_col=False, **read)
+        header = pd.read_csv(path, header=None, nrows=1, **read).iloc[0].tolist()  # names as written: no ".1"
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file (no header)") from None
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: not a valid CSV: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: {_not_utf8(path)}") from None
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        _no_extra_fields(path, sep, len(df.columns))
     # pandas skips blank lines: index each row by its line in the file (minus 2, see `file_lines`), unless a
     # quoted field spans lines
     with open(path, "rb") as f:
@@ -463,8 +534,41 @@ def read_csv(path, cfg, min_rows=None, **options) -> Series:
     _no_cell_over_lines(df, path, nonblank)
     if len(nonblank) == len(df) + 1:
         df.index = pd.Index(np.asarray(nonblank[1:], np.int64) - 2)
-    decimal = "," if sep == ";" or (sep == "\t" and _decimal_commas(df)) else "."
-    return from_frame(df, str(path), cfg, min_rows=min_rows, decimal=decimal, **options)
+    if cfg.decimal != "auto":
+        decimal = "," if cfg.decimal == "comma" else "."
+    else:
+        hint = {**FIX_HINTS, **(options.get("hints") or {})}["decimal"]
+        decimal = "," if sep == ";" or (sep == "\t" and _decimal_commas(df, path, hint)) else "."
+    return from_frame(df, str(path), cfg, min_rows=min_rows, decimal=decimal, header=header, **options)
+
+
+def _not_utf8(path) -> str:
+    """Where a file stops being UTF-8, by line: pandas' error gives a byte offset within its read buffer."""
+    raw = Path(path).read_bytes()
+    try:
+        raw.decode("utf-8-sig")
+        return "not UTF-8 text"
+    except UnicodeDecodeError as exc:
+        start = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        line = raw[:start].count(b"\n") + 1
+        return f"line {line}: not UTF-8 text (byte {raw[start : start + 1]!r}, {exc.reason}); save the file as UTF-8"
+
+
+def _no_extra_fields(path, sep: str, width: int) -> None:
+    """A row with more fields than the header: one empty field at the end (a separator after the last value,
+    as some tools write) is dropped; any field that holds something is an error, as it was never read."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = csv.reader(f, delimiter=sep, skipinitialspace=True)
+        next(rows, None)
+        for row in rows:
+            extra = [v for v in row[width:] if v.strip()]
+            if extra:
+                raise DataError(
+                    f"{path}: line {rows.line_num}: {len(row)} fields where the header has {width}; the extra "
+                    f"{extra[0]!r} would be lost. Remove it, or name its column in the header"
+                )
 
 
 def _no_cell_over_lines(df, path, nonblank: list) -> None:
@@ -488,13 +592,37 @@ def _no_cell_over_lines(df, path, nonblank: list) -> None:
     )
 
 
-def _decimal_commas(df) -> bool:
+def _decimal_commas(df, path, hint: str) -> bool:
     """Whether a tab-separated file writes decimal commas: some cell holds a number with a comma that is not
-    a thousands separator (3,25; 0,5). A file whose only commas group thousands (1,234) reads them as that."""
+    a thousands separator (3,25; 0,5). One whose commas group thousands in a way a decimal comma cannot
+    (1,234,567; 1,234.5), or that writes decimal points elsewhere, reads them as thousands. A file whose only
+    commas are one comma before three digits (112,630), with no decimal point, could be either: an error that
+    asks which (``decimal``), since the wrong reading is 1000 times off."""
+    single = None  # the first cell like 112,630: (row, column)
+    thousands = False
     for col in df.columns:
         text = df[col].astype(str).str.strip()
         if (text.str.fullmatch(r"[+-]?\d*,\d+") & ~text.str.fullmatch(THOUSANDS)).any():
             return True
+        one = text.str.fullmatch(r"[+-]?[1-9]\d{0,2},\d{3}").to_numpy(bool)
+        # a decimal point (3.5, 1,234.5), or groups a decimal comma cannot make (1,234,567)
+        thousands |= bool(
+            (
+                text.str.fullmatch(r"[+-]?(?:\d[\d,]*)?\.\d+(?:[eE][+-]?\d+)?")
+                | text.str.fullmatch(r"[+-]?[1-9]\d{0,2}(?:,\d{3}){2,}")
+            ).any()
+        )
+        if single is None and one.any():
+            single = (int(np.argmax(one)), col)
+    if single is not None and not thousands:
+        i, col = single
+        cell = df[col].astype(str).str.strip().iloc[i]
+        raise DataError(
+            f"{path}: line {file_lines(df)[i]}, column {col!r}: {cell!r} reads as {cell.replace(',', '.')} with "
+            f"a decimal comma or {cell.replace(',', '')} with a thousands separator, and no number in the file "
+            f"settles which. Say which with {hint} (3,25 is 3.25) or {hint.replace('comma', 'point')} (1,234 is "
+            "1234)"
+        )
     return False
 
 
