@@ -852,6 +852,34 @@ def test_predict_that_fails_leaves_earlier_outputs_as_they_were(trained, tmp_pat
     assert out_csv.read_text() == "an earlier forecast\n" and sorted(p.name for p in tmp_path.iterdir()) == ["fc.csv"]
 
 
+def test_predict_refuses_outputs_that_would_lose_data_and_forecasts_that_are_not_finite(trained, tmp_path, capsys):
+    """--out naming the --csv overwrote the price history; --out naming a folder left a chart and named a
+    temporary file; a price of 1e35 in the window wrote inf into the CSV with exit status 0."""
+    root, folder, _ = trained
+    csv = tmp_path / "in.csv"
+    shutil.copy(folder / "T1.csv", csv)
+    before = csv.read_text()
+    (tmp_path / "adir.csv").mkdir()
+    (tmp_path / "afile").write_text("x")
+    base = ["predict", "forecast", "--model", str(root / "model"), "--csv", str(csv), "--out"]
+    for out, message in (
+        (csv, "is the input file --csv"),
+        (tmp_path / "adir.csv", "is a folder; give a file name"),
+        (tmp_path / "afile" / "f.csv", "afile is a file, not a folder"),
+    ):
+        rc, _, err = _cli(capsys, *base, str(out))
+        assert rc == 2 and message in err, err
+    assert csv.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["adir.csv", "afile", "in.csv"]
+    rows = before.splitlines()
+    rows[-1] = _set(rows[-1:], 0, 4, "1e35")[0]
+    rows[-3] = _set(rows[-3:], 0, 2, "nan")[0]
+    csv.write_text("\n".join(rows) + "\n")
+    rc, out, err = _cli(capsys, *base, str(tmp_path / "f.csv"), "--ffill")
+    assert rc == 2 and "in.csv: the forecast from the last 16 rows is not a finite number" in err, err
+    assert "(up to 1e+35 in 'close')" in err and f"note: {csv}: 1 missing cell(s) forward-filled" in out
+    assert not (tmp_path / "f.csv").exists() and not (tmp_path / "f.png").exists()
+
+
 def test_forecast_times_are_written_in_one_format():
     from seqapps.forecast.app import future_times
     from seqapps.forecast.data import format_times

@@ -719,9 +719,14 @@ class ForecastApp(App):
             date_order=args.date_order or cfg.date_order,
             decimal=args.decimal or cfg.decimal,
         )
+        out_csv = args.out or Path(f"{args.csv.stem}_forecast.csv")  # its folder is made by the atomic writes
+        png = out_csv.with_suffix(".png")
+        _check_outputs(args.csv, out_csv, png)
         series = data_lib.read_csv(
             args.csv, cfg, min_rows=spec.window, hints=_model_hints(model_dir, cfg, predict=True)
         )
+        if series.filled:
+            print(f"note: {args.csv}: {series.filled} missing cell(s) forward-filled from the row before (--ffill)")
         if series.columns != spec.columns:
             raise ValueError(f"{args.csv}: columns {series.columns} do not match the model's {spec.columns}")
         window = series.values[-spec.window :].astype(np.float32)[None]
@@ -730,8 +735,14 @@ class ForecastApp(App):
         if not bool(out["valid"].numpy()[0]):
             raise ValueError(f"{args.csv}: the last {spec.window} rows contain values the model cannot use")
         q = out["quantiles"].numpy()[0][:horizon]
+        if not np.isfinite(q).all():
+            j = int(np.argmax(np.abs(window[0]).max(axis=0)))
+            raise ValueError(
+                f"{args.csv}: the forecast from the last {spec.window} rows is not a finite number: their values lie "
+                f"far outside what the model was trained on (up to {np.abs(window[0][:, j]).max():g} in "
+                f"{series.columns[j]!r}); check those rows"
+            )
         times = future_times(series.times, horizon)
-        out_csv = args.out or Path(f"{args.csv.stem}_forecast.csv")  # its folder is made by the atomic writes
         target = spec.columns[spec.target_index]
         names = [f"q{round(100 * x):02d}" for x in quantiles]
         # the last observed time and the forecast times in one format (hourly data keeps "00:00" at midnight)
@@ -739,7 +750,6 @@ class ForecastApp(App):
         lines = ["step,time,last_observed," + ",".join(names)]
         for h in range(horizon):
             lines.append(f"{h + 1},{time_text[h]},{series.target[-1]:.6g}," + ",".join(f"{v:.6g}" for v in q[h]))
-        png = out_csv.with_suffix(".png")
         fan_chart(
             series.times,
             series.target,
@@ -843,6 +853,25 @@ def forecast_table(target, last_text, last_value, time_text, names, q) -> str:
     for h, row in enumerate(cells):
         lines.append(f"  {f'+{h + 1}':>{step_w}} {time_text[h]:<{time_w}}  " + "  ".join(f"{c:>{width}}" for c in row))
     return "\n".join(lines)
+
+
+def _check_outputs(csv, *outputs) -> None:
+    """Before anything is read or written: no output may be the input file, a folder, or in a place that
+    cannot hold it (a file where its folder would be, a folder this process cannot write in)."""
+    import os
+
+    for out in outputs:
+        if out.resolve() == csv.resolve():
+            raise ValueError(f"--out: {out} is the input file --csv {csv}; writing it would lose the data")
+        if out.is_dir():
+            raise ValueError(f"--out: {out} is a folder; give a file name, e.g. {out / 'forecast.csv'}")
+        folder = out.parent
+        while not folder.exists():  # the atomic writes make the missing folders
+            folder = folder.parent
+        if not folder.is_dir():
+            raise ValueError(f"--out: cannot write {out}: {folder} is a file, not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"--out: cannot write {out}: no permission to write in {folder}")
 
 
 def future_times(times, horizon):
