@@ -56,6 +56,18 @@ def test_bad_wav_bytes_give_clear_errors(payload, message):
         audio.decode_wav(payload, "clip.wav")
 
 
+@pytest.mark.parametrize("rate", [999, 520109696, 4294967291])
+def test_a_sample_rate_no_recording_has_is_a_corrupt_header(rate):
+    """One flipped byte made 16 kHz read as 520 MHz: the clip resampled to nearly nothing and was labelled
+    _silence_; 4294967291 Hz asked scipy for 640 GiB. The SavedModel's WAV parser already refused both."""
+    blob = bytearray(audio.encode_wav(tone(1.0, 16000, 440, 0.3), 16000, 16))
+    blob[24:28] = rate.to_bytes(4, "little")
+    with pytest.raises(audio.AudioError, match=rf"clip.wav: corrupt WAV header \(channels=1, rate={rate} Hz"):
+        audio.decode_wav(bytes(blob), "clip.wav")
+    blob[24:28] = (1000).to_bytes(4, "little")
+    assert audio.decode_wav(bytes(blob), "clip.wav")[1] == 1000
+
+
 def test_compressed_wav_and_too_long_are_refused(tmp_path):
     blob = bytearray(audio.encode_wav(tone()))
     blob[20:22] = (0x55).to_bytes(2, "little")  # MP3-in-WAV format tag
@@ -458,6 +470,9 @@ def test_saved_model_runs_without_seqapps_and_handles_bad_wavs(trained):
     loaded = tf.saved_model.load(str(path))
     none = loaded.signatures["serving_default"](waveform=tf.zeros([0, 16000]))  # an empty batch: empty answers
     assert none["probabilities"].shape == (0, 6) and none["label"].shape == (0,)
+    for shape in ([1, 32000], [32000], [1, 8000]):  # two seconds gave two labels; half a second a reshape error
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"is not compatible with expected shape \[\?,16000\]"):
+            loaded.signatures["serving_default"](waveform=tf.zeros(shape))
     # the TFLite files read a NaN sample as 0 too: the clip models and, streaming, every later step
     silent = x[:1].copy()
     silent[0, 100] = np.nan

@@ -18,6 +18,9 @@ import numpy as np
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
 MAX_SECONDS_DEFAULT = 3600.0  # refuse files longer than this (memory), override with max_seconds
+# sample rates a WAV header may give (telephone 8 kHz to studio 384 kHz): anything else is a corrupt header,
+# whose resampling could ask for hundreds of GiB; the SavedModel's `classify_wav` uses the same bounds
+MIN_RATE, MAX_RATE = 1000, 384000
 
 
 class AudioError(ValueError):
@@ -60,8 +63,11 @@ def decode_wav(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, int]:
     tag, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", fmt[:16])
     if tag == 0xFFFE and len(fmt) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the real tag is in the sub-format GUID
         tag = struct.unpack("<H", fmt[24:26])[0]
-    if channels == 0 or rate == 0 or bits == 0:
-        raise AudioError(f"{name}: corrupt WAV header (channels={channels}, rate={rate}, bits={bits})")
+    if channels == 0 or bits == 0 or not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(
+            f"{name}: corrupt WAV header (channels={channels}, rate={rate} Hz, bits={bits}); a sample rate must "
+            f"be {MIN_RATE} to {MAX_RATE} Hz"
+        )
     width = bits // 8 if bits % 8 == 0 else (bits + 7) // 8
     frame = width * channels
     usable = len(payload) - len(payload) % frame

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from seqapps.export.saved_model import KerasModule
+from seqapps.speech.audio import MAX_RATE, MIN_RATE
 from seqapps.speech.model import StreamingStep
 
 MAX_WAV_SECONDS = 1200.0
@@ -97,7 +98,7 @@ def parse_wav(wav, max_seconds=MAX_WAV_SECONDS):
         (tf.equal(fmt_off, 0), "corrupt WAV: no 'fmt ' chunk before the audio data"),
         (tf.logical_not(found), "corrupt WAV: no 'data' chunk"),
         (
-            tf.logical_or(tf.equal(channels, 0), tf.logical_or(rate < 1000, rate > 384000)),
+            tf.logical_or(tf.equal(channels, 0), tf.logical_or(rate < MIN_RATE, rate > MAX_RATE)),
             tf.strings.format("corrupt WAV header: {} channel(s) at {} Hz", (channels, rate)),
         ),
         (
@@ -210,7 +211,8 @@ class SpeechModule(KerasModule):
         self.classify_wav = tf.function(self._classify_wav, input_signature=[tf.TensorSpec([], tf.string, name="wav")])
 
     def _classify(self, waveform):
-        x = sanitize(waveform)
+        # a loaded signature does not check the shape it is called with: [1, 32000] gave two labels for one clip
+        x = sanitize(tf.ensure_shape(waveform, [None, self.clip_samples]))
         labels = self.labels.shape[0]
         # an empty batch gets empty outputs (the front end's matrix product refuses a batch of 0)
         logits = tf.cond(
