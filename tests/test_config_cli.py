@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from seqapps import cli, config, registry
@@ -221,17 +222,43 @@ def test_predict_file_that_is_missing_a_folder_empty_or_not_text_is_refused_by_n
         "empty": (tmp_path / "empty.txt", "is empty"),
         "binary": (tmp_path / "binary.txt", "looks binary (NUL bytes)"),
         "utf16": (tmp_path / "utf16.txt", "is UTF-16 text; save it as UTF-8"),
+        "utf32": (tmp_path / "utf32.txt", "is UTF-32 text; save it as UTF-8"),  # it was called UTF-16
     }
     files["folder"][0].mkdir()
     files["empty"][0].write_text(" \n\n")
     files["binary"][0].write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64) + bytes(range(256)))
     files["utf16"][0].write_text("Tengo hambre.\n", encoding="utf-16")
+    files["utf32"][0].write_text("Tengo hambre.\n", encoding="utf-32")
     for path, expected in files.values():  # all refused before the model is loaded: no model folder needed
         assert cli.main(["predict", name, "--model", str(tmp_path), "--file", str(path)]) == 2
         err = capsys.readouterr().err
         assert f"error: {path} {expected}" in err and "Traceback" not in err, err
-        if expected != "is UTF-16 text; save it as UTF-8":
+        if "UTF-" not in expected:
             assert f"one {per_line} per line" in err
+
+
+def test_input_files_may_be_pipes(tmp_path):
+    """<(cat file) is a pipe, not a regular file: it was reported as not found."""
+    import threading
+
+    from seqapps.data import read_input_file
+    from seqapps.speech import audio
+
+    for payload, read in (
+        (b"great film\n", lambda p: read_input_file(p, "review")),
+        (audio.encode_wav(np.zeros(160, np.float32), 16000, 16), lambda p: audio.load_audio(p).shape),
+    ):
+        fifo = tmp_path / "pipe"
+        os.mkfifo(fifo)
+        writer = threading.Thread(target=fifo.write_bytes, args=(payload,))
+        writer.start()
+        try:
+            got = read(fifo)
+        finally:  # a reader that refused the pipe never opened it: open it here, so that the writer ends
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+            writer.join()
+            fifo.unlink()
+        assert got == (payload if isinstance(got, bytes) else (160,))
 
 
 def test_a_file_given_as_out_or_a_folder_given_as_input_is_refused_by_name(tmp_path, capsys):
@@ -694,3 +721,13 @@ def test_floats_in_e_notation_and_checks_before_any_data_is_read(tmp_path):
         config.load(TranslateConfig(), None, ["lr_plateau=2", "lr_factor=0"])
     with pytest.raises(config.ConfigError, match="does not scale the loss that mixed_float16 needs"):
         config.load(TranslateConfig(), None, ["distribute=multiworker", "mixed_precision=mixed_float16"])
+
+
+def test_lines_that_are_not_utf8_are_counted_by_line_not_by_replacement_character():
+    """The note subtracted a count of characters from a count of lines: a line holding two U+FFFD written in the
+    file hid a line with a bad byte."""
+    from seqapps.data import invalid_utf8_lines
+
+    raw = b"bad \xff byte\nlegit \xef\xbf\xbd\xef\xbf\xbd marks\nalso \xfe\xff bad\nfine\n"
+    assert invalid_utf8_lines(raw) == 2
+    assert invalid_utf8_lines("caf\u00e9 \ufffd\n".encode()) == 0

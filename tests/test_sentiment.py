@@ -797,7 +797,7 @@ def test_cli_predict_evaluate_and_errors(trained, capsys):
     lines = out.strip().split("\n")
     assert len(lines) == 5 and lines[0].startswith("positive\t") and lines[2].startswith("(empty)")
     assert lines[3].startswith("negative\t")
-    assert "not valid UTF-8" in err and "truncated" in err and "no prediction" in err
+    assert "1 line(s) are not valid UTF-8" in err and "truncated" in err and "no prediction" in err
     assert cli.main(["predict", "sentiment", "--model", str(model_dir)]) == 2
     assert "nothing to classify" in capsys.readouterr().err
 
@@ -969,3 +969,18 @@ def test_a_resumed_training_gets_the_batches_the_uninterrupted_one_got(tmp_path)
         return m
 
     assert_resume_is_uninterrupted(model, lambda: make_dataset(seqs, y, 16, True, 3, 8), tmp_path)
+
+
+def test_numeric_labels_mean_negative_and_positive_only_where_they_are_0_and_1():
+    """In a file of 1 and 5 stars, --set label_map=5:positive made every 1-star review a true positive: 1 was
+    read as positive, as in 0/1 data, and accuracy came out 0.5 without a word."""
+    from seqapps.sentiment.app import SentimentApp
+
+    mapping, labels = SentimentApp._label_mapping, ["negative", "positive"]
+    assert mapping(["0", "1"], labels, "") == {"0": "negative", "1": "positive"}
+    assert mapping(["1", "neg"], labels, "") == {"1": "positive", "neg": "negative"}
+    with pytest.raises(ValueError, match=r"data labels \['1'\] are not labels .*only where they are 0 and 1; here"):
+        mapping(["1", "5"], labels, "5:positive")
+    assert mapping(["1", "5"], labels, "5:positive,1:negative") == {"1": "negative", "5": "positive"}
+    with pytest.raises(ValueError, match=r"data labels \['0', '1', '2'\]"):
+        mapping(["0", "1", "2"], labels, "")

@@ -97,17 +97,34 @@ def read_input_file(path, one_per_line: str) -> bytes:
     path = input_name(path)
     if not raw.strip():
         raise ValueError(f"{path} is empty; --file takes a text file with one {one_per_line} per line")
+    if raw[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):  # before UTF-16's, which FF FE also starts
+        raise ValueError(f"{path} is UTF-32 text; save it as UTF-8 (e.g. iconv -f UTF-32 -t UTF-8)")
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise ValueError(f"{path} is UTF-16 text; save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
     if b"\x00" in raw[:4096] and raw.count(b"\x00") > len(raw) // 10:
-        raise ValueError(f"{path} looks binary (NUL bytes), not text with one {one_per_line} per line")
+        raise ValueError(
+            f"{path} looks binary (NUL bytes), not text with one {one_per_line} per line; if it is UTF-16 or UTF-32 "
+            "text without a byte-order mark, save it as UTF-8"
+        )
     return raw
+
+
+def invalid_utf8_lines(raw: bytes) -> int:
+    """How many lines of ``raw`` hold bytes that are not UTF-8 (which a lenient decode replaces by U+FFFD; a
+    U+FFFD written in the file is valid UTF-8 and not counted)."""
+    count = 0
+    for line in raw.split(b"\n"):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            count += 1
+    return count
 
 
 def _read_file(path: Path, one_per_line: str) -> bytes:
     if path.is_dir():
         raise ValueError(f"{path} is a folder; --file takes a text file with one {one_per_line} per line")
-    if not path.is_file():
+    if not path.exists():  # a pipe (<(...)) is not a regular file, but reads like one
         fix = f"--file takes a text file with one {one_per_line} per line"
         raise FileNotFoundError(f"{path} not found{looked_up_from(path)}; {fix}")
     return path.read_bytes()

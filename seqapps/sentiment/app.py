@@ -614,17 +614,26 @@ class SentimentApp(App):
                 )
             k, v = item.split(":", 1)
             mapping[k.strip()] = v.strip()
+        # 0 and 1 stand for negative and positive only where they are the data's only numbers: in ratings of
+        # 1 to 5 stars, 1 is the worst
+        numbers = {lab for lab in data_labels if lab.strip().lstrip("+-").isdigit()}
+        binary = numbers <= {"0", "1"}
         out, unknown = {}, []
         for lab in data_labels:
             target = mapping.get(lab, lab)
-            if target not in model_labels:
+            if target not in model_labels and (binary or target not in numbers):
                 target = CANONICAL.get(target.lower(), target)
             if target not in model_labels:
                 unknown.append(lab)
             out[lab] = target
         if unknown:
+            why = (
+                ""
+                if binary
+                else f" (numbers are read as negative/positive only where they are 0 and 1; here {sorted(numbers)})"
+            )
             raise ValueError(
-                f"data labels {unknown} are not labels of the model {model_labels}; map them with "
+                f"data labels {unknown} are not labels of the model {model_labels}{why}; map them with "
                 f"--set label_map=DATA:MODEL,... or drop them (--set labels=... --set on_bad_rows=skip)"
             )
         return out
@@ -647,11 +656,11 @@ class SentimentApp(App):
 
         texts = [argument_text(t) for t in args.texts]
         if args.file:
-            from seqapps.data import input_name, read_input_file, text_lines
+            from seqapps.data import input_name, invalid_utf8_lines, read_input_file, text_lines
 
             raw = read_input_file(args.file, "review")
             lines = text_lines(raw.decode("utf-8-sig", errors="replace"))  # a BOM is not part of the first text
-            bad = sum("\ufffd" in line for line in lines) - raw.decode("utf-8", errors="ignore").count("\ufffd")
+            bad = invalid_utf8_lines(raw)
             if bad > 0:
                 print(
                     f"note: {input_name(args.file)}: {bad} line(s) are not valid UTF-8; invalid bytes replaced by U+FFFD",
