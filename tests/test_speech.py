@@ -652,6 +652,20 @@ def test_cli_predict_stream_and_evaluate(trained, tmp_path):
     res = _cli("evaluate", "speech", "--model", str(trained), check=False)
     assert res.returncode == 0, res.stderr[-2000:]
     assert '"accuracy"' in res.stdout and "true\\pred" in res.stdout
+    # folders named Yes and silence were scored as _unknown_ without a word
+    own = tmp_path / "own"
+    for word, folder in (("yes", "Yes"), ("yes", "Yes"), ("zebra", "zebra"), ("up", "up")):
+        (own / folder).mkdir(parents=True, exist_ok=True)
+        n = len(list((own / folder).iterdir()))
+        audio.write_wav(own / folder / f"s{n}_nohash_0.wav", audio.fit_clip(audio.synthesize(word, "en-us")), 16000)
+    res = _cli("evaluate", "speech", "--model", str(trained), "--data", str(own), check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (
+        "note: 3 clip(s) of 2 word(s) that are not labels of the model are scored as _unknown_: Yes (2), zebra (1)"
+        in res.stdout
+    )
+    assert "note: Yes differs from the label yes only in case or underscores: rename it yes" in res.stdout
+    assert '"scored_as_unknown": {' in res.stdout
 
 
 def test_bench_rows(trained):

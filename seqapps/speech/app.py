@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 import sys
@@ -496,7 +497,11 @@ class SpeechApp(App):
             raise ValueError(
                 f"{spec}: the {split} split is empty (test_fraction={cfg.test_fraction:g}); pass --set split=val or all"
             )
-        y = data_lib.label_ids([clips.words[i] for i in idx], labels)
+        words = [clips.words[i] for i in idx]
+        y = data_lib.label_ids(words, labels)
+        others = collections.Counter(w for w in words if w not in labels)
+        if others and data_lib.UNKNOWN in labels:
+            _note_unknown_words(others, labels)
         keep = y >= 0
         x, y = clips.waveforms[idx][keep], y[keep]
         if len(y) == 0:
@@ -514,6 +519,7 @@ class SpeechApp(App):
             "split": split,
             "clips": int(len(y)),
             "dropped_other_labels": int((~keep).sum()),
+            "scored_as_unknown": dict(others.most_common()) if data_lib.UNKNOWN in labels else {},
             "accuracy": round(float((pred == y).mean()), 4),
             "per_label_recall": {lb: round(float(m[i, i] / max(m[i].sum(), 1)), 3) for i, lb in enumerate(labels)},
             "clips_per_s": round(len(y) / elapsed, 1),
@@ -676,6 +682,21 @@ class SpeechApp(App):
             }
         )
         return rows
+
+
+def _note_unknown_words(others: collections.Counter, labels) -> None:
+    """Say which words evaluation scores as `_unknown_` (a folder ``Yes`` is not the label ``yes``)."""
+    from seqapps.speech.data import UNKNOWN
+
+    listed = ", ".join(f"{w} ({n})" for w, n in others.most_common(10)) + (", ..." if len(others) > 10 else "")
+    print(
+        f"note: {sum(others.values())} clip(s) of {len(others)} word(s) that are not labels of the model are "
+        f"scored as {UNKNOWN}: {listed}"
+    )
+    for w in others:
+        for lb in labels:
+            if w.strip("_").lower() == lb.strip("_").lower():
+                print(f"note: {w} differs from the label {lb} only in case or underscores: rename it {lb}")
 
 
 def _readable(files, failed: list[str]):
