@@ -620,6 +620,39 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys):
     assert stored["bleu_beam"] == res["bleu_beam"] and stored["command"].endswith("--set eval_examples=40")
     assert stored["split"].startswith("test split, grouped by source sentence: 40 of its ")
     assert f"sacreBLEU **{res['bleu_beam']}** beam" in (model / "MODEL_CARD.md").read_text()
+    # a small file of one's own is scored whole: its val split was empty and refused it
+    own = tmp_path / "own.txt"
+    own.write_text("".join(f"{en}\t{es}\n" for en, es in corpus.generate(12, seed=3)), encoding="utf-8")
+    proc = subprocess.run(
+        run + ["evaluate", "translate", "--model", str(model), "--data", str(own)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(proc.stdout[proc.stdout.index("{") : proc.stdout.rindex("}") + 1])
+    assert res["split"] == "all" and res["test_pairs"] == 12
+    proc = subprocess.run(
+        run
+        + [
+            "evaluate",
+            "translate",
+            "--model",
+            str(model),
+            "--data",
+            str(own),
+            "--set",
+            "split=val",
+            "--set",
+            "val_fraction=0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "the val split is empty (12 pairs" in proc.stderr and "split=all" in proc.stderr, (
+        proc.stderr
+    )
 
 
 @pytest.mark.slow

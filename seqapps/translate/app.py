@@ -33,7 +33,7 @@ DECODING_KEYS = ("beam_width", "length_penalty", "max_src_len", "max_tgt_len")
 # another set of pairs. The decoding keys have their own message.
 EVALUATE_SETTINGS = (
     "eval_examples", "data", "val_fraction", "test_fraction", "on_bad_lines", "embedded_pairs", "max_examples",
-    "verbose",
+    "verbose", "split",
 )  # fmt: skip
 # The rules that turn output tokens into text (`text.detokenize`): a figure measured with other rules is not kept.
 # 3: re-casing table (assets/truecase.tsv), a capital for every sentence, quotes, hyphens, numbers and a.m. joined.
@@ -642,6 +642,7 @@ class TranslateApp(App):
                     f"eval_examples may be given with it, not {', '.join(other)}"
                 )
             detokenizer = self._check_stored_detokenizer(model_dir)
+        which = options.pop("split", None)  # after the check above: write=true scores the test split only
         trained = config_lib.read(TranslateConfig, model_dir / "config.yaml")
         cfg = config_lib.override(trained, options, "evaluate --set")
         # before the decoding keys' message, which advises an export that would refuse these
@@ -661,7 +662,19 @@ class TranslateApp(App):
             trained, cfg, same_spec(cfg.data, trained.data), ("val_fraction", "test_fraction")
         )  # pairs split by a hash of the source
         corp = data_lib.load_corpus(cfg)
-        split = data_lib.split_pairs(corp.pairs, cfg.val_fraction, cfg.test_fraction)["test"]
+        # the model's own data: its test split; other data (a file of one's own): every pair, as speech does
+        which = which or ("test" if same_spec(cfg.data, trained.data) else "all")
+        if which == "all":
+            split = corp.pairs
+        elif which in ("train", "val", "test"):
+            split = [p for p in corp.pairs if data_lib.split_of(p[0], cfg.val_fraction, cfg.test_fraction) == which]
+        else:
+            raise ValueError(f"split must be train, val, test or all, got {which!r}")
+        if not split:
+            raise ValueError(
+                f"{cfg.data}: the {which} split is empty ({len(corp.pairs)} pairs, test_fraction="
+                f"{cfg.test_fraction:g}); pass --set split=all to score every pair"
+            )
         pairs = spread(split, cfg.eval_examples)
         served = self._load_serving(model_dir)
         sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
@@ -674,6 +687,7 @@ class TranslateApp(App):
         greedy = self.translate_batch(served.signatures["translate_details"], sources, title="greedy decoding:")
         res = {
             "data": cfg.data,
+            "split": which,
             "test_pairs": len(pairs),
             "bleu_beam": round(sacrebleu.corpus_bleu(beam, [refs]).score, 2),
             "chrf_beam": round(sacrebleu.corpus_chrf(beam, [refs]).score, 2),
@@ -719,7 +733,7 @@ class TranslateApp(App):
             "split": "whole test split, grouped by source sentence"
             if res["test_pairs"] == split_pairs
             else f"test split, grouped by source sentence: {res['test_pairs']} of its {split_pairs} pairs spread over it",
-            **res,
+            **{k: v for k, v in res.items() if k != "split"},  # the test split, described above
             "detokenizer": detokenizer,  # checked against the folder before decoding
         }
         with staged_dir(model_dir) as staging:
