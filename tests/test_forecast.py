@@ -195,6 +195,11 @@ def test_semicolon_and_tab_separated_files_read_like_commas(tmp_path):
     p = write_csv(tmp_path / "mixed.csv", semi, header=HEADER.replace(",", ";"))
     with pytest.raises(data.DataError, match=r"mixed.csv: line 6, column 'Open': .* '\.' .*decimal comma \(line 2\)"):
         data.read_csv(p, cfg_for(p))
+    semi[4] = rows[4].replace(",", ";").replace(".", ",")  # as before the mixed cell
+    semi[6] = semi[6].rsplit(";", 1)[0] + ";35,012,300"  # the message shows the cell as written, not as rewritten
+    p = write_csv(tmp_path / "grouped.csv", semi, header=HEADER.replace(",", ";"))
+    with pytest.raises(data.DataError, match=r"grouped.csv: line 8, column 'Volume': '35,012,300' is not a number"):
+        data.read_csv(p, cfg_for(p))
     # tab-separated with decimal commas (no ';' to tell): read as decimals, not as thousands (3,25 -> 325)
     tab_dc = [r.replace(",", "\t").replace(".", ",") for r in rows]
     p = write_csv(tmp_path / "dc.tsv", tab_dc, header=HEADER.replace(",", "\t"))

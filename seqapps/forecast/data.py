@@ -373,7 +373,7 @@ def from_frame(
             num = col.to_numpy(dtype=np.float64)
             na = np.isnan(num)
         else:
-            text = col.astype(str).str.strip()
+            text = written = col.astype(str).str.strip()  # `written`: as the file has it, for the messages
             na = text.str.lower().isin(NA_STRINGS).to_numpy() | col.isna().to_numpy()
             if decimal == ",":
                 comma = text.str.contains(",", regex=False).to_numpy()
@@ -402,7 +402,7 @@ def from_frame(
             if len(bad):
                 i = int(bad[0])
                 raise DataError(
-                    f"{source}: line {line[i]}, column {lower_map[c]!r}: {text.iloc[i]!r} is not a number "
+                    f"{source}: line {line[i]}, column {lower_map[c]!r}: {written.iloc[i]!r} is not a number "
                     f"({len(bad)} non-numeric cell(s) in this column); fix or remove the row"
                 )
         bad_inf = np.flatnonzero(np.isinf(num))
