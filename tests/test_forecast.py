@@ -106,6 +106,18 @@ def test_values_the_model_cannot_hold_and_fields_past_the_header_are_named(tmp_p
         assert part in msg, (part, msg)
 
 
+def test_row_names_before_every_row_as_r_writes_them_are_read_as_the_index(tmp_path):
+    """R's write.table: a header one name short and a row name first; index_col=False had read it shifted."""
+    rows = gbm(30)
+    want = data.read_csv(write_csv(tmp_path / "c.csv", rows), cfg_for(tmp_path / "c.csv"))
+    p = write_csv(tmp_path / "r.csv", [f'"{i + 1}",{r}' for i, r in enumerate(rows)])
+    np.testing.assert_array_equal(data.read_csv(p, cfg_for(p)).values, want.values)
+    # decimal applies to ';' and tab files: a comma file keeps its thousands (a model trained on a ';' file)
+    quoted = [f'{r.rsplit(",", 1)[0]},"{int(r.rsplit(",", 1)[1]):,}"' for r in rows]
+    p = write_csv(tmp_path / "k.csv", quoted)
+    np.testing.assert_array_equal(data.read_csv(p, cfg_for(p, decimal="comma")).values, want.values)
+
+
 def test_a_separator_after_the_last_field_of_every_row_reads_the_fields_in_place(tmp_path):
     """Rows ending with a comma (the header without one) made pandas take the date as the row index: every
     column moved one to the left, and the error blamed the Date column for holding a price."""
@@ -369,6 +381,13 @@ def test_a_quote_left_open_that_swallows_rows_is_an_error_naming_its_lines(tmp_p
     for cfg in (cfg_for(p), cfg_for(p, mode="generic", target="Close")):
         with pytest.raises(data.DataError, match=r"q.csv: line 6, column 'Volume': a quoted cell runs over lines 6-8"):
             data.read_csv(p, cfg)
+    p.write_text(HEADER + "\r" + "\r".join(rows) + "\r")  # old Mac line ends: an IndexError
+    with pytest.raises(data.DataError, match=r"q.csv: line 5, column 'Volume': a quoted cell runs over lines 5-7"):
+        data.read_csv(p, cfg_for(p))
+    # a note over two lines of text, correctly quoted, loses no row
+    notes = [r + (',"line one\nline two, and more"' if i == 3 else ",") for i, r in enumerate(gbm(30))]
+    p = write_csv(tmp_path / "notes.csv", notes, header=HEADER + ",Note")
+    assert len(data.read_csv(p, cfg_for(p)).values) == 30
 
 
 def test_a_folder_is_read_in_its_first_files_mode(tmp_path):
@@ -881,7 +900,7 @@ def test_predict_refuses_outputs_that_would_lose_data_and_forecasts_that_are_not
     csv.write_text("\n".join(rows) + "\n")
     rc, out, err = _cli(capsys, *base, str(tmp_path / "f.csv"), "--ffill")
     assert rc == 2 and "in.csv: the forecast from the last 16 rows is not a finite number" in err, err
-    assert "(up to 1e+35 in 'close')" in err and f"note: {csv}: 1 missing cell(s) forward-filled" in out
+    assert "(up to 1e+35 in 'close')" in err and f"note: {csv}: 1 missing cell(s) forward-filled" in err
     assert not (tmp_path / "f.csv").exists() and not (tmp_path / "f.png").exists()
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from seqapps import config
 from seqapps.export import saved_model, tflite
 from seqapps.registry import get_app
 from seqapps.translate import corpus, data, text
@@ -620,18 +621,24 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys):
     assert stored["bleu_beam"] == res["bleu_beam"] and stored["command"].endswith("--set eval_examples=40")
     assert stored["split"].startswith("test split, grouped by source sentence: 40 of its ")
     assert f"sacreBLEU **{res['bleu_beam']}** beam" in (model / "MODEL_CARD.md").read_text()
-    # a small file of one's own is scored whole: its val split was empty and refused it
+    # a small file of one's own: an empty val split refused it, though evaluate scores the test split; split=all
+    # scores every pair
     own = tmp_path / "own.txt"
-    own.write_text("".join(f"{en}\t{es}\n" for en, es in corpus.generate(12, seed=3)), encoding="utf-8")
-    proc = subprocess.run(
-        run + ["evaluate", "translate", "--model", str(model), "--data", str(own)],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    own.write_text("".join(f"{en}\t{es}\n" for en, es in corpus.generate(40, seed=3)), encoding="utf-8")
+    cfg = config.read(TranslateConfig, model / "config.yaml")
+    in_test = sum(
+        data.split_of(es, cfg.val_fraction, cfg.test_fraction) == "test" for _, es in corpus.generate(40, seed=3)
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    res = json.loads(proc.stdout[proc.stdout.index("{") : proc.stdout.rindex("}") + 1])
-    assert res["split"] == "all" and res["test_pairs"] == 12
+    for extra, split, n in (([], "test", in_test), (["--set", "split=all"], "all", 40)):
+        proc = subprocess.run(
+            run + ["evaluate", "translate", "--model", str(model), "--data", str(own), *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        res = json.loads(proc.stdout[proc.stdout.index("{") : proc.stdout.rindex("}") + 1])
+        assert res["split"] == split and res["test_pairs"] == n and 0 < in_test < 40
     proc = subprocess.run(
         run
         + [
@@ -650,7 +657,7 @@ def test_cli_predict_evaluate_and_errors(trained, tmp_path, capsys):
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 2 and "the val split is empty (12 pairs" in proc.stderr and "split=all" in proc.stderr, (
+    assert proc.returncode == 2 and "the val split is empty (40 pairs" in proc.stderr and "split=all" in proc.stderr, (
         proc.stderr
     )
 

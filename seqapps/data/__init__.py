@@ -113,7 +113,8 @@ def invalid_utf8_lines(raw: bytes) -> int:
     """How many lines of ``raw`` hold bytes that are not UTF-8 (which a lenient decode replaces by U+FFFD; a
     U+FFFD written in the file is valid UTF-8 and not counted)."""
     count = 0
-    for line in raw.split(b"\n"):
+    sep = b"\n" if b"\n" in raw or b"\r" not in raw else b"\r"  # lines end as `text_lines` ends them
+    for line in raw.split(sep):
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
@@ -124,7 +125,7 @@ def invalid_utf8_lines(raw: bytes) -> int:
 def _read_file(path: Path, one_per_line: str) -> bytes:
     if path.is_dir():
         raise ValueError(f"{path} is a folder; --file takes a text file with one {one_per_line} per line")
-    if not path.exists():  # a pipe (<(...)) is not a regular file, but reads like one
+    if not (path.is_file() or path.is_fifo()):  # a pipe (<(...)) reads like a file; /dev/zero would never end
         fix = f"--file takes a text file with one {one_per_line} per line"
         raise FileNotFoundError(f"{path} not found{looked_up_from(path)}; {fix}")
     return path.read_bytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import sys
 import time
 import types
 from pathlib import Path
@@ -726,7 +727,10 @@ class ForecastApp(App):
             args.csv, cfg, min_rows=spec.window, hints=_model_hints(model_dir, cfg, predict=True)
         )
         if series.filled:
-            print(f"note: {args.csv}: {series.filled} missing cell(s) forward-filled from the row before (--ffill)")
+            print(
+                f"note: {args.csv}: {series.filled} missing cell(s) forward-filled from the row before (--ffill)",
+                file=sys.stderr,
+            )
         if series.columns != spec.columns:
             raise ValueError(f"{args.csv}: columns {series.columns} do not match the model's {spec.columns}")
         window = series.values[-spec.window :].astype(np.float32)[None]

@@ -316,7 +316,7 @@ def _parse_times(df, spec: str, source: str, lower_map: dict, hints: dict | None
         if len(bad):
             raise DataError(
                 f"{source}: line {line[bad[0]]}, column {lower_map[n]!r}: {text.iloc[bad[0]]!r} is not a whole "
-                f"number ({len(bad)} such cell(s)); a {n} must be one"
+                f"number ({len(bad)} such cell(s)); {n} must be one"
             )
         parts[key] = vals.astype(np.int64)
     try:
@@ -525,16 +525,18 @@ def read_csv(path, cfg, min_rows=None, **options) -> Series:
         raise DataError(f"{path}: not a valid CSV: {exc}") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: {_not_utf8(path)}") from None
-    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
-        _no_extra_fields(path, sep, len(df.columns))
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught) and _no_extra_fields(
+        path, sep, len(df.columns)
+    ):  # every row one field wider than the header: row names (R's write.table), which pandas reads as the index
+        df = pd.read_csv(path, **read).reset_index(drop=True)
     # pandas skips blank lines: index each row by its line in the file (minus 2, see `file_lines`), unless a
-    # quoted field spans lines
-    with open(path, "rb") as f:
-        nonblank = [n for n, raw in enumerate(f, start=1) if raw.strip()]
-    _no_cell_over_lines(df, path, nonblank)
+    # quoted field spans lines. Lines end as pandas ends them: \n, \r\n or a lone \r
+    lines = re.split(rb"\r\n|\r|\n", path.read_bytes())
+    nonblank = [n for n, raw in enumerate(lines, start=1) if raw.strip()]
+    _no_cell_over_lines(df, path, nonblank, sep)
     if len(nonblank) == len(df) + 1:
         df.index = pd.Index(np.asarray(nonblank[1:], np.int64) - 2)
-    if cfg.decimal != "auto":
+    if cfg.decimal != "auto" and sep != ",":  # a comma-separated file has decimal points
         decimal = "," if cfg.decimal == "comma" else "."
     else:
         hint = {**FIX_HINTS, **(options.get("hints") or {})}["decimal"]
@@ -554,35 +556,50 @@ def _not_utf8(path) -> str:
         return f"line {line}: not UTF-8 text (byte {raw[start : start + 1]!r}, {exc.reason}); save the file as UTF-8"
 
 
-def _no_extra_fields(path, sep: str, width: int) -> None:
-    """A row with more fields than the header: one empty field at the end (a separator after the last value,
-    as some tools write) is dropped; any field that holds something is an error, as it was never read."""
+def _no_extra_fields(path, sep: str, width: int) -> bool:
+    """Rows with more fields than the header. An empty field at the end (a separator after the last value, as
+    some tools write) is dropped. Where every row has exactly one field more, holding something, the first field
+    is a row name (R's ``write.table``): True, read it as the index. Otherwise a field that holds something is
+    an error, as it would never be read."""
     import csv
 
     with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = csv.reader(f, delimiter=sep, skipinitialspace=True)
-        next(rows, None)
-        for row in rows:
+        rows = [r for r in csv.reader(f, delimiter=sep, skipinitialspace=True) if r][1:]
+    named = bool(rows) and all(len(r) == width + 1 and r[-1].strip() for r in rows)
+    if named:
+        return True
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=sep, skipinitialspace=True)
+        next(reader, None)
+        for row in reader:
             extra = [v for v in row[width:] if v.strip()]
             if extra:
                 raise DataError(
-                    f"{path}: line {rows.line_num}: {len(row)} fields where the header has {width}; the extra "
+                    f"{path}: line {reader.line_num}: {len(row)} fields where the header has {width}; the extra "
                     f"{extra[0]!r} would be lost. Remove it, or name its column in the header"
                 )
+    return False
 
 
-def _no_cell_over_lines(df, path, nonblank: list) -> None:
-    """A series has one row per line: a cell that runs over several lines is a double quote left open, and the
-    rows up to the next quote went into it. Whichever column holds them, those rows would be lost without a
-    word (a gap of a few days in a price history reads like a holiday), so it is an error naming the lines."""
+def _no_cell_over_lines(df, path, nonblank: list, sep: str) -> None:
+    """A double quote left open takes the rows up to the next quote into one cell. Whichever column holds them,
+    those rows would be lost without a word (a gap of a few days in a price history reads like a holiday), so a
+    cell with a line that holds a whole row's separators is an error naming the lines. A quoted note over two
+    lines of text is kept."""
+    whole = max(len(df.columns) - 1, 1)  # the separators of a row
     spans = np.zeros(len(df), bool)
     for col in df.columns:
-        spans |= df[col].str.contains("[\r\n]", regex=True).to_numpy(bool)
+        text = df[col]
+        multi = text.str.contains("[\r\n]", regex=True).to_numpy(bool)
+        if multi.any():
+            spans[multi] |= [
+                any(line.count(sep) >= whole for line in re.split(r"\r\n|\r|\n", v)[1:]) for v in text[multi]
+            ]
     if not spans.any():
         return
     row = int(np.flatnonzero(spans)[0])
     # every row before it took one line, so its first line is the (row + 2)-th line that is not blank
-    first = nonblank[row + 1]
+    first = nonblank[row + 1] if row + 1 < len(nonblank) else int(file_lines(df)[row])
     cells = df.iloc[row]
     col = next(c for c in df.columns if any(ch in cells[c] for ch in "\r\n"))
     extra = sum(v.count("\n") + v.count("\r") - v.count("\r\n") for v in cells)  # the line breaks in the row

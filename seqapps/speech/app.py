@@ -691,12 +691,16 @@ def _note_unknown_words(others: collections.Counter, labels) -> None:
     listed = ", ".join(f"{w} ({n})" for w, n in others.most_common(10)) + (", ..." if len(others) > 10 else "")
     print(
         f"note: {sum(others.values())} clip(s) of {len(others)} word(s) that are not labels of the model are "
-        f"scored as {UNKNOWN}: {listed}"
+        f"scored as {UNKNOWN}: {listed}",
+        file=sys.stderr,
     )
     for w in others:
         for lb in labels:
             if w.strip("_").lower() == lb.strip("_").lower():
-                print(f"note: {w} differs from the label {lb} only in case or underscores: rename it {lb}")
+                print(
+                    f"note: {w} differs from the label {lb} only in case or underscores: rename it {lb}",
+                    file=sys.stderr,
+                )
 
 
 def _readable(files, failed: list[str]):

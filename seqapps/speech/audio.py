@@ -130,7 +130,7 @@ def load_audio(
         name = name or str(p)
         if p.is_dir():
             raise FileNotFoundError(f"{p}: a folder, not an audio file (give its WAV files: {p}/*.wav)")
-        if not p.exists():  # a pipe (<(...)) is not a regular file, but reads like one
+        if not (p.is_file() or p.is_fifo()):  # a pipe (<(...)) reads like a file; /dev/zero would never end
             raise FileNotFoundError(f"{p}: no such audio file")
         data = p.read_bytes()
     x, sr = decode_wav(data, name)

@@ -662,8 +662,9 @@ class TranslateApp(App):
             trained, cfg, same_spec(cfg.data, trained.data), ("val_fraction", "test_fraction")
         )  # pairs split by a hash of the source
         corp = data_lib.load_corpus(cfg)
-        # the model's own data: its test split; other data (a file of one's own): every pair, as speech does
-        which = which or ("test" if same_spec(cfg.data, trained.data) else "all")
+        # the test split by default, for other data too: pairs are split by a hash of the source sentence, so
+        # its test pairs cannot be among the sentences the model trained on, whichever file holds them
+        which = which or "test"
         if which == "all":
             split = corp.pairs
         elif which in ("train", "val", "test"):
@@ -672,8 +673,8 @@ class TranslateApp(App):
             raise ValueError(f"split must be train, val, test or all, got {which!r}")
         if not split:
             raise ValueError(
-                f"{cfg.data}: the {which} split is empty ({len(corp.pairs)} pairs, test_fraction="
-                f"{cfg.test_fraction:g}); pass --set split=all to score every pair"
+                f"{cfg.data}: the {which} split is empty ({len(corp.pairs)} pairs); pass --set split=all to score "
+                "every pair (those that fall in the train and val splits may be sentences the model trained on)"
             )
         pairs = spread(split, cfg.eval_examples)
         served = self._load_serving(model_dir)
@@ -681,7 +682,7 @@ class TranslateApp(App):
         self.translate_batch(served.signatures["serving_default"], sources[:1])  # not timed: the first call traces
         t0 = time.time()
         beam = self.translate_batch(
-            served.signatures["serving_default"], sources, title=f"beam search on {len(sources)} test sentences:"
+            served.signatures["serving_default"], sources, title=f"beam search on {len(sources)} {which} sentences:"
         )
         elapsed = time.time() - t0
         greedy = self.translate_batch(served.signatures["translate_details"], sources, title="greedy decoding:")
