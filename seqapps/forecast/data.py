@@ -14,7 +14,9 @@ the window are always errors (``bad_series: skip`` drops such files from a folde
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import math
 import re
 from pathlib import Path
@@ -509,30 +511,33 @@ def read_csv(path, cfg, min_rows=None, **options) -> Series:
         raise FileNotFoundError(f"{path}: a folder, not a CSV file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    sep = separator(path)
+    raw = path.read_bytes()  # read once: pandas, the line numbers and the checks below all take these bytes
+    sep = separator(raw)
     read = {"sep": sep, "dtype": str, "keep_default_na": False, "skipinitialspace": True}
+    # lines end as pandas ends them: \n, \r\n or a lone \r
+    lines = re.split(rb"\r\n|\r|\n", raw)
+    nonblank = [n for n, line in enumerate(lines, start=1) if line.strip()]
     try:
         # index_col=False: a row that ends with a separator (1,2,3,) keeps its first field as data; pandas would
         # otherwise make it the row's index and shift every column by one. It drops the extra field, with a
         # warning, which `_no_extra_fields` turns into an error where that field held something.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
-            df = pd.read_csv(path, index_col=False, **read)
-        header = pd.read_csv(path, header=None, nrows=1, **read).iloc[0].tolist()  # names as written: no ".1"
+            df = pd.read_csv(io.BytesIO(raw), index_col=False, **read)
+        # the names as written (pandas renames a repeated one: Close.1)
+        header = next(csv.reader([lines[nonblank[0] - 1].decode("utf-8-sig")], delimiter=sep, skipinitialspace=True))
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file (no header)") from None
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: not a valid CSV: {exc}") from None
     except UnicodeDecodeError:
-        raise DataError(f"{path}: {_not_utf8(path)}") from None
+        raise DataError(f"{path}: {_not_utf8(raw)}") from None
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught) and _no_extra_fields(
-        path, sep, len(df.columns)
+        raw, path, sep, len(df.columns)
     ):  # every row one field wider than the header: row names (R's write.table), which pandas reads as the index
-        df = pd.read_csv(path, **read).reset_index(drop=True)
+        df = pd.read_csv(io.BytesIO(raw), **read).reset_index(drop=True)
     # pandas skips blank lines: index each row by its line in the file (minus 2, see `file_lines`), unless a
-    # quoted field spans lines. Lines end as pandas ends them: \n, \r\n or a lone \r
-    lines = re.split(rb"\r\n|\r|\n", path.read_bytes())
-    nonblank = [n for n, raw in enumerate(lines, start=1) if raw.strip()]
+    # quoted field spans lines
     _no_cell_over_lines(df, path, nonblank, sep)
     if len(nonblank) == len(df) + 1:
         df.index = pd.Index(np.asarray(nonblank[1:], np.int64) - 2)
@@ -544,9 +549,8 @@ def read_csv(path, cfg, min_rows=None, **options) -> Series:
     return from_frame(df, str(path), cfg, min_rows=min_rows, decimal=decimal, header=header, **options)
 
 
-def _not_utf8(path) -> str:
-    """Where a file stops being UTF-8, by line: pandas' error gives a byte offset within its read buffer."""
-    raw = Path(path).read_bytes()
+def _not_utf8(raw: bytes) -> str:
+    """Where a file's bytes stop being UTF-8, by line: pandas' error gives a byte offset within its buffer."""
     try:
         raw.decode("utf-8-sig")
         return "not UTF-8 text"
@@ -556,28 +560,22 @@ def _not_utf8(path) -> str:
         return f"line {line}: not UTF-8 text (byte {raw[start : start + 1]!r}, {exc.reason}); save the file as UTF-8"
 
 
-def _no_extra_fields(path, sep: str, width: int) -> bool:
+def _no_extra_fields(raw: bytes, path, sep: str, width: int) -> bool:
     """Rows with more fields than the header. An empty field at the end (a separator after the last value, as
     some tools write) is dropped. Where every row has exactly one field more, holding something, the first field
     is a row name (R's ``write.table``): True, read it as the index. Otherwise a field that holds something is
     an error, as it would never be read."""
-    import csv
-
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f, delimiter=sep, skipinitialspace=True) if r][1:]
-    named = bool(rows) and all(len(r) == width + 1 and r[-1].strip() for r in rows)
-    if named:
+    reader = csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline=""), delimiter=sep, skipinitialspace=True)
+    rows = [(row, reader.line_num) for row in reader if row][1:]
+    if rows and all(len(row) == width + 1 and row[-1].strip() for row, _ in rows):
         return True
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, delimiter=sep, skipinitialspace=True)
-        next(reader, None)
-        for row in reader:
-            extra = [v for v in row[width:] if v.strip()]
-            if extra:
-                raise DataError(
-                    f"{path}: line {reader.line_num}: {len(row)} fields where the header has {width}; the extra "
-                    f"{extra[0]!r} would be lost. Remove it, or name its column in the header"
-                )
+    for row, line in rows:
+        extra = [v for v in row[width:] if v.strip()]
+        if extra:
+            raise DataError(
+                f"{path}: line {line}: {len(row)} fields where the header has {width}; the extra {extra[0]!r} "
+                "would be lost. Remove it, or name its column in the header"
+            )
     return False
 
 
@@ -602,7 +600,7 @@ def _no_cell_over_lines(df, path, nonblank: list, sep: str) -> None:
     first = nonblank[row + 1] if row + 1 < len(nonblank) else int(file_lines(df)[row])
     cells = df.iloc[row]
     col = next(c for c in df.columns if any(ch in cells[c] for ch in "\r\n"))
-    extra = sum(v.count("\n") + v.count("\r") - v.count("\r\n") for v in cells)  # the line breaks in the row
+    extra = sum(len(re.split(r"\r\n|\r|\n", v)) - 1 for v in cells)  # the line breaks in the row
     raise DataError(
         f"{path}: line {first}, column {col!r}: a quoted cell runs over lines {first}-{first + extra}, so the rows "
         "on those lines would be lost in it. A double quote is left open: close or remove it."
@@ -643,11 +641,10 @@ def _decimal_commas(df, path, hint: str) -> bool:
     return False
 
 
-def separator(path) -> str:
-    """The field separator of a CSV file: ``,`` unless its header line has none and holds ``;`` or a tab
+def separator(raw: bytes) -> str:
+    """The field separator of a CSV file's bytes: ``,`` unless its header line has none and holds ``;`` or a tab
     (spreadsheets in many locales save ``;``-separated files with decimal commas)."""
-    with open(path, "rb") as f:
-        header = f.readline(65536)
+    header = raw[: raw.find(b"\n")] if b"\n" in raw else raw
     if b"," not in header:
         for sep in (";", "\t"):
             if sep.encode() in header:
